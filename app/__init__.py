@@ -1,0 +1,1 @@
+"""tuneforge: a multi-tenant fine-tuning-as-a-service backend."""

@@ -1,0 +1,28 @@
+"""A finished job's artifacts: rows exist only for files that were completely written."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.core.config import get_settings
+from app.core.errors import NotFound
+from app.models import Artifact, Job
+
+
+def job_artifact_dir(job: Job) -> Path:
+    return get_settings().artifacts_dir / job.tenant_id / job.id
+
+
+def list_artifacts(session: Session, job: Job) -> list[Artifact]:
+    return list(session.scalars(select(Artifact).where(Artifact.job_id == job.id).order_by(Artifact.name)))
+
+
+def get_artifact(session: Session, job: Job, name: str) -> tuple[Artifact, Path]:
+    artifact = session.scalar(select(Artifact).where(Artifact.job_id == job.id, Artifact.name == name))
+    root = job_artifact_dir(job).resolve()
+    path = (root / name).resolve() if artifact else None
+    if artifact is None or path is None or not path.is_relative_to(root) or not path.is_file():
+        raise NotFound(f"Job {job.id} has no artifact named {name!r}.", param="name")
+    return artifact, path

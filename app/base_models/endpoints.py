@@ -1,0 +1,35 @@
+"""/v1/models: the base models a tenant may use and its own fine-tuned models."""
+from __future__ import annotations
+
+from fastapi import APIRouter
+from sqlalchemy import select
+
+from app.api.deps import SessionDep, TenantDep
+from app.base_models.service import visible
+from app.core.errors import NotFound
+from app.models import Job
+
+router = APIRouter(prefix="/v1/models", tags=["models"])
+
+
+def _models(session, tenant_id: str) -> list[dict]:
+    data = [{"id": m.id, "object": "model", "created": int(m.created_at.timestamp()), "owned_by": m.owned_by}
+            for m in session.scalars(visible(tenant_id).order_by("created_at"))]
+    jobs = session.scalars(select(Job).where(Job.tenant_id == tenant_id, Job.status == "succeeded",
+                                             Job.fine_tuned_model.is_not(None)).order_by(Job.seq))
+    data += [{"id": j.fine_tuned_model, "object": "model", "created": int(j.finished_at.timestamp()),
+              "owned_by": j.tenant_id} for j in jobs]
+    return data
+
+
+@router.get("")
+def list_models(session: SessionDep, tenant: TenantDep) -> dict:
+    return {"object": "list", "data": _models(session, tenant.id)}
+
+
+@router.get("/{model_id:path}")
+def retrieve_model(model_id: str, session: SessionDep, tenant: TenantDep) -> dict:
+    for model in _models(session, tenant.id):
+        if model["id"] == model_id:
+            return model
+    raise NotFound(f"No such model: {model_id!r}.", param="model")

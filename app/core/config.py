@@ -1,0 +1,57 @@
+"""One settings object, read from `TUNEFORGE_*` environment variables."""
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TUNEFORGE_", extra="ignore")
+
+    database_url: str | None = Field(None, description="PostgreSQL URL; unset means embedded (tuneforge up).")
+    redis_url: str | None = Field(None, description="Redis URL of the Celery broker; unset means embedded.")
+    data_dir: Path = Field(Path(".data"), description="Uploaded files, base models and artifacts live here.")
+    artifact_url: str | None = Field(None, description="Optional s3://… artifact store (not yet used).")
+    max_upload_bytes: int = Field(512 * 1024 * 1024, description="Largest accepted file upload.")
+    max_header_bytes: int = Field(64 * 1024, description="Largest accepted request header block.")
+    heartbeat_interval: float = Field(5.0, description="Seconds between worker heartbeats.")
+    heartbeat_timeout: float = Field(60.0, description="A running job whose heartbeat is older is re-queued.")
+    max_attempts: int = Field(3, description="Attempts before a repeatedly dying job is failed.")
+    dispatcher_interval: float = Field(2.0, description="Seconds between reaper/reconciler passes.")
+    stop_poll_interval: float = Field(0.5, description="Seconds between a worker's cancel/pause checks.")
+    queue_name: str = Field("tuneforge.train", description="Celery queue the training tasks use.")
+    default_base_model: str = Field("minilm-l6", description="Base model registered by `tuneforge migrate`.")
+
+    @property
+    def files_dir(self) -> Path:
+        return self.data_dir / "files"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.data_dir / "artifacts"
+
+    @property
+    def base_models_dir(self) -> Path:
+        return self.data_dir / "base_models"
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.data_dir / "checkpoints"
+
+    def require_database_url(self) -> str:
+        if not self.database_url:
+            raise RuntimeError("TUNEFORGE_DATABASE_URL is not set (tuneforge up sets it for you).")
+        return self.database_url
+
+    def require_redis_url(self) -> str:
+        if not self.redis_url:
+            raise RuntimeError("TUNEFORGE_REDIS_URL is not set (tuneforge up sets it for you).")
+        return self.redis_url
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

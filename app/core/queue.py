@@ -1,0 +1,44 @@
+"""Enqueue training tasks by name, so the API never imports the worker (or torch)."""
+from __future__ import annotations
+
+from functools import lru_cache
+
+from celery import Celery
+
+from app.core.config import get_settings
+
+RUN_JOB_TASK = "tuneforge.run_job"
+
+
+def celery_config(redis_url: str) -> dict:
+    return {
+        "broker_url": redis_url,
+        "task_ignore_result": True,
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "broker_connection_retry_on_startup": True,
+        "broker_transport_options": {"visibility_timeout": 12 * 3600},
+        "task_default_queue": get_settings().queue_name,
+    }
+
+
+@lru_cache
+def get_producer() -> Celery:
+    app = Celery("tuneforge-producer")
+    app.conf.update(celery_config(get_settings().require_redis_url()))
+    return app
+
+
+def enqueue_job(job_id: str) -> None:
+    """Send only the job id; the worker reads everything else from PostgreSQL."""
+    get_producer().send_task(RUN_JOB_TASK, args=[job_id], queue=get_settings().queue_name)
+
+
+def broker_ping() -> bool:
+    try:
+        with get_producer().connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, timeout=2)
+        return True
+    except Exception:
+        return False

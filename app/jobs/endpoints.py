@@ -1,0 +1,97 @@
+"""/v1/fine_tuning/jobs: create, list, retrieve, cancel, events, checkpoints."""
+from __future__ import annotations
+
+import json
+import logging
+
+from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
+
+from app.api.deps import SessionDep, TenantDep
+from app.api.pagination import list_body, paginate
+from app.core.errors import BadRequest
+from app.core.queue import enqueue_job
+from app.jobs import service
+from app.jobs.schemas import checkpoint_object, event_object, job_object
+from app.models import Job, JobCheckpoint, JobEvent
+from app.models.base import utcnow
+
+router = APIRouter(prefix="/v1/fine_tuning/jobs", tags=["fine-tuning"])
+log = logging.getLogger(__name__)
+
+
+async def json_body(request: Request) -> dict:
+    """Parse the body ourselves so every malformed body is a 400 in OpenAI's shape."""
+    raw = await request.body()
+    try:
+        body = json.loads(raw or b"null")
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"Request body is not valid JSON: {exc}.") from exc
+    if not isinstance(body, dict):
+        raise BadRequest("Request body must be a JSON object.")
+    return body
+
+
+def send_to_broker(session, job: Job) -> None:
+    """Best effort: if the broker is down the job stays queued and the reconciler re-sends it."""
+    try:
+        enqueue_job(job.id)
+    except Exception as exc:  # broker unavailable: the database still holds the job
+        log.warning("could not enqueue %s: %s", job.id, exc)
+        return
+    job.enqueued_at = utcnow()
+    session.commit()
+
+
+@router.post("")
+async def create_job(request: Request, session: SessionDep, tenant: TenantDep) -> dict:
+    body = await json_body(request)
+    def create() -> dict:
+        job = service.create_job(session, tenant.id, body)
+        session.commit()
+        send_to_broker(session, job)
+        return job_object(job)
+
+    return await run_in_threadpool(create)
+
+
+@router.get("")
+def list_jobs(session: SessionDep, tenant: TenantDep, after: str | None = None, limit: int = 20,
+              metadata: str | None = None) -> dict:
+    filters = None
+    if metadata:
+        try:
+            filters = json.loads(metadata)
+            assert isinstance(filters, dict)
+        except Exception as exc:
+            raise BadRequest("metadata filter must be a JSON object of strings.", param="metadata") from exc
+    rows, has_more = paginate(session, service.list_jobs(tenant.id, filters), Job, after, limit)
+    return list_body([job_object(j) for j in rows], has_more)
+
+
+@router.get("/{job_id}")
+def retrieve_job(job_id: str, session: SessionDep, tenant: TenantDep) -> dict:
+    return job_object(service.get_job(session, tenant.id, job_id))
+
+
+@router.post("/{job_id}/cancel")
+def cancel_job(job_id: str, session: SessionDep, tenant: TenantDep) -> dict:
+    job = service.cancel_job(session, tenant.id, job_id)
+    session.commit()
+    return job_object(job)
+
+
+@router.get("/{job_id}/events")
+def list_events(job_id: str, session: SessionDep, tenant: TenantDep, after: str | None = None,
+                limit: int = 20) -> dict:
+    job = service.get_job(session, tenant.id, job_id)
+    rows, has_more = paginate(session, service.events_query(job), JobEvent, after, limit)
+    return list_body([event_object(e) for e in rows], has_more)
+
+
+@router.get("/{job_id}/checkpoints")
+def list_checkpoints(job_id: str, session: SessionDep, tenant: TenantDep, after: str | None = None,
+                     limit: int = 10) -> dict:
+    job = service.get_job(session, tenant.id, job_id)
+    rows, has_more = paginate(session, service.checkpoints_query(job), JobCheckpoint, after, limit)
+    return list_body([checkpoint_object(c, job) for c in rows], has_more)

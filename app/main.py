@@ -1,0 +1,49 @@
+"""The FastAPI application. Importing it must not import torch."""
+from __future__ import annotations
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+from app.api.errors import install_error_handlers
+from app.api.limits import LimitsMiddleware
+from app.artifacts.endpoints import router as artifacts_router
+from app.base_models.endpoints import router as models_router
+from app.core.db import get_engine
+from app.core.errors import error_body
+from app.core.queue import broker_ping
+from app.files.endpoints import router as files_router
+from app.jobs.endpoints import router as jobs_router
+from app.tenants.auth import AuthMiddleware
+
+
+def create_app() -> FastAPI:
+    app = FastAPI(title="tuneforge", version="0.1.0",
+                  description="Multi-tenant fine-tuning service with an OpenAI-compatible API.")
+    install_error_handlers(app)
+    for router in (files_router, jobs_router, artifacts_router, models_router):
+        app.include_router(router)
+
+    @app.get("/healthz", tags=["health"])
+    def healthz() -> JSONResponse:
+        checks = {"database": _database_ok(), "broker": broker_ping()}
+        if all(checks.values()):
+            return JSONResponse({"status": "ok", **checks})
+        return JSONResponse({**error_body("Dependency unavailable.", "server_error"), **checks}, status_code=503)
+
+    # Outermost first: size limits, then authentication, then routing.
+    app.add_middleware(AuthMiddleware)
+    app.add_middleware(LimitsMiddleware)
+    return app
+
+
+def _database_ok() -> bool:
+    try:
+        with get_engine().connect() as conn:
+            conn.execute(text("select 1"))
+        return True
+    except Exception:
+        return False
+
+
+app = create_app()

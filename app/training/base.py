@@ -1,0 +1,88 @@
+"""The contract between the service and a training strategy.
+
+A strategy is handed a `TrainContext` (resolved spec, data paths, base-model directory, output and
+checkpoint directories, a progress sink) and returns a `TrainResult`. It knows nothing of HTTP,
+SQLAlchemy or Celery, so tests, benchmarks and `torchrun` can call it directly.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+StopReason = Literal["cancel", "pause"]
+
+
+class TrainingError(Exception):
+    """A failure the user can act on (bad labels, NaN loss, OOM). `code` lands in the job's error."""
+
+    def __init__(self, message: str, code: str = "training_failed", param: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.param = param
+
+
+class ProgressSink(Protocol):
+    """Where a strategy reports progress. The worker's sink writes to PostgreSQL."""
+
+    def message(self, text: str, level: str = "info", data: dict[str, Any] | None = None) -> None:
+        """A human-readable event."""
+
+    def metrics(self, step: int, values: dict[str, float]) -> None:
+        """A metrics event at a global optimizer step (train_loss, eval_loss, eval_accuracy, …)."""
+
+    def checkpoint(self, step: int, path: Path, metrics: dict[str, float]) -> None:
+        """A complete checkpoint was written (and renamed into place) at `path`."""
+
+    def should_stop(self) -> StopReason | None:
+        """Polled every step; also refreshes the worker heartbeat. Cheap: the sink throttles."""
+
+
+@dataclass
+class Hyperparameters:
+    """Resolved hyper-parameters ("auto" already replaced by concrete values)."""
+
+    n_epochs: int
+    batch_size: int
+    learning_rate: float
+    seed: int
+    max_length: int = 128
+    warmup_ratio: float = 0.06
+    weight_decay: float = 0.0
+    checkpoint_every: int | None = None  # optimizer steps; None = once per epoch
+    eval_every: int | None = None  # optimizer steps; None = once per epoch
+
+
+@dataclass
+class BaseModelRef:
+    """One shared copy of a base model on disk, identified by id and content hash."""
+
+    id: str
+    path: Path
+    sha256: str
+
+
+@dataclass
+class TrainContext:
+    job_id: str
+    method: str  # registry name, e.g. "lora"
+    settings: dict[str, Any]  # the validated `method.<type>` object, minus hyperparameters
+    hyperparameters: Hyperparameters
+    base_model: BaseModelRef
+    train_file: Path  # JSONL, already validated by app.training.data
+    validation_file: Path | None
+    output_dir: Path  # empty temp dir; everything written here becomes the job's artifacts
+    checkpoint_dir: Path  # persistent across attempts of the same job
+    sink: ProgressSink
+    resume_from: Path | None = None  # a complete checkpoint dir to continue from
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TrainResult:
+    status: Literal["succeeded", "cancelled", "paused"]
+    steps: int
+    trained_tokens: int
+    flops: float
+    metrics: dict[str, float] = field(default_factory=dict)

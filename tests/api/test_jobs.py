@@ -1,0 +1,152 @@
+"""/v1/fine_tuning/jobs: creation rules and every bad input, against the real app and database."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from sqlalchemy import func, select
+
+from app.core.db import session_scope
+from app.models import Job
+from tests.api.helpers import assert_error, auth, classification_rows, jsonl, upload
+from tests.conftest import new_tenant
+
+
+@pytest.fixture
+def train_file(client, tenant) -> str:
+    return upload(client, tenant[1], jsonl(classification_rows())).json()["id"]
+
+
+def _jobs(tenant_id: str) -> int:
+    with session_scope() as db:
+        return db.scalar(select(func.count()).select_from(Job).where(Job.tenant_id == tenant_id))
+
+
+def create(client, key, **body):
+    return client.post("/v1/fine_tuning/jobs", headers=auth(key), json=body)
+
+
+def test_create_lora_job_resolves_auto_and_records_events(client, tenant, train_file, registered_tiny_model):
+    _, key = tenant
+    response = create(client, key, model=registered_tiny_model, training_file=train_file, suffix="demo",
+                      metadata={"team": "nlp"}, seed=7,
+                      method={"type": "lora", "lora": {"r": 4, "hyperparameters": {"n_epochs": 2}}})
+    assert response.status_code == 200, response.text
+    job = response.json()
+    assert job["object"] == "fine_tuning.job" and job["status"] == "queued" and job["seed"] == 7
+    assert job["method"]["type"] == "lora" and job["method"]["lora"]["r"] == 4
+    assert job["hyperparameters"]["n_epochs"] == 2
+    assert isinstance(job["hyperparameters"]["batch_size"], int)
+    assert job["hyperparameters"]["learning_rate_multiplier"] == pytest.approx(1.0)
+    events = client.get(f"/v1/fine_tuning/jobs/{job['id']}/events", headers=auth(key)).json()["data"]
+    messages = [e["message"] for e in events]
+    assert any("Validating training file" in m for m in messages) and "Job queued" in messages
+    listed = client.get('/v1/fine_tuning/jobs?metadata={"team": "nlp"}', headers=auth(key)).json()
+    assert [j["id"] for j in listed["data"]] == [job["id"]]
+
+
+def test_legacy_hyperparameters_and_multiplier(client, tenant, train_file, registered_tiny_model):
+    _, key = tenant
+    job = create(client, key, model=registered_tiny_model, training_file=train_file,
+                 hyperparameters={"n_epochs": 1, "batch_size": 4, "learning_rate_multiplier": 2}).json()
+    assert job["method"]["type"] == "supervised"
+    assert job["hyperparameters"] == {"n_epochs": 1, "batch_size": 4, "learning_rate_multiplier": pytest.approx(2.0)}
+
+
+@pytest.mark.parametrize("body, status, fragment, param", [
+    ({"model": "no-such-model"}, 400, "unknown base model", "model"),
+    ({"training_file": "file-doesnotexist"}, 404, "no such file", "training_file"),
+    ({"method": {"type": "telepathy"}}, 400, "telepathy", "method.type"),
+    ({"method": {"type": "lora", "lora": {"r": 0}}}, 400, "method.lora.r", "method.lora.r"),
+    ({"method": {"type": "lora", "lora": {"rank_typo": 8}}}, 400, "rank_typo", None),
+    ({"hyperparameters": {"n_epochs": 0}}, 400, "n_epochs", None),
+    ({"hyperparameters": {"n_epochs": 100000}}, 400, "n_epochs", None),
+    ({"hyperparameters": {"batch_size": -3}}, 400, "batch_size", None),
+    ({"hyperparameters": {"learning_rate_multiplier": 1e9}}, 400, "learning_rate_multiplier", None),
+    ({"hyperparameters": {"learning_rate": 0}}, 400, "learning_rate", None),
+    ({"hyperparameters": {"n_epochs": "many"}}, 400, "n_epochs", None),
+    ({"seed": -1}, 400, "seed", "seed"),
+    ({"suffix": "x" * 65}, 400, "suffix", "suffix"),
+    ({"unknown_field": 1}, 400, "unknown_field", "unknown_field"),
+    ({"metadata": {"k": 1}}, 400, "metadata", None),
+])
+def test_bad_job_specs_are_4xx_and_store_nothing(client, tenant, train_file, registered_tiny_model,
+                                                 body, status, fragment, param):
+    tenant_id, key = tenant
+    full = {"model": registered_tiny_model, "training_file": train_file, **body}
+    error = assert_error(create(client, key, **full), status, fragment)
+    if param:
+        assert error["param"] == param
+    assert _jobs(tenant_id) == 0
+
+
+@pytest.mark.parametrize("rows, fragment", [
+    ([{"text": "a", "label": "x"}] * 5, "label"),  # a single class
+    ([{"label": "x"}, {"text": "b", "label": "y"}], "line 1"),  # missing text
+    ([{"text": "a", "label": "x"}, {"text": "b"}], "line 2"),  # missing label
+    ([{"text": "a", "label": "x"}, {"text": "b", "label": [1]}], "line 2"),
+])
+def test_bad_training_files_fail_validation(client, tenant, registered_tiny_model, rows, fragment):
+    tenant_id, key = tenant
+    file_id = upload(client, key, jsonl(rows)).json()["id"]
+    error = assert_error(create(client, key, model=registered_tiny_model, training_file=file_id), 400, fragment,
+                         param="training_file")
+    assert error["code"] == "invalid_training_file"
+    assert _jobs(tenant_id) == 0
+
+
+def test_validation_file_with_unseen_labels(client, tenant, train_file, registered_tiny_model):
+    _, key = tenant
+    valid = upload(client, key, jsonl(classification_rows(6, labels=("pos", "neu")))).json()["id"]
+    assert_error(create(client, key, model=registered_tiny_model, training_file=train_file, validation_file=valid),
+                 400, "neu", param="validation_file")
+
+
+def test_malformed_json_body(client, tenant):
+    _, key = tenant
+    response = client.post("/v1/fine_tuning/jobs", headers={**auth(key), "Content-Type": "application/json"},
+                           content=b'{"model": ')
+    assert_error(response, 400, "not valid json")
+    assert_error(client.post("/v1/fine_tuning/jobs", headers=auth(key), json=[1, 2]), 400, "json object")
+
+
+def test_other_tenants_job_is_404_everywhere(client, tenant, train_file, registered_tiny_model):
+    _, key = tenant
+    job_id = create(client, key, model=registered_tiny_model, training_file=train_file).json()["id"]
+    _, other = new_tenant()
+    for method, path in [("get", ""), ("post", "/cancel"), ("get", "/events"), ("get", "/checkpoints"),
+                         ("get", "/artifacts"), ("get", "/artifacts/manifest.json")]:
+        response = getattr(client, method)(f"/v1/fine_tuning/jobs/{job_id}{path}", headers=auth(other))
+        assert_error(response, 404, job_id)
+    assert client.get("/v1/fine_tuning/jobs", headers=auth(other)).json()["data"] == []
+    other_file = upload(client, other, jsonl(classification_rows())).json()["id"]
+    assert_error(create(client, key, model=registered_tiny_model, training_file=other_file), 404, other_file)
+
+
+def test_cancel_queued_job_then_cancel_again(client, tenant, train_file, registered_tiny_model):
+    _, key = tenant
+    job_id = create(client, key, model=registered_tiny_model, training_file=train_file).json()["id"]
+    cancelled = client.post(f"/v1/fine_tuning/jobs/{job_id}/cancel", headers=auth(key)).json()
+    assert cancelled["status"] == "cancelled" and cancelled["finished_at"]
+    assert_error(client.post(f"/v1/fine_tuning/jobs/{job_id}/cancel", headers=auth(key)), 409, "already cancelled")
+
+
+def test_models_list_and_unknown_path(client, tenant, registered_tiny_model):
+    _, key = tenant
+    ids = [m["id"] for m in client.get("/v1/models", headers=auth(key)).json()["data"]]
+    assert registered_tiny_model in ids
+    assert_error(client.get("/v1/nothing-here", headers=auth(key)), 404, "unknown path")
+
+
+def test_huge_header_and_body(client, tenant):
+    _, key = tenant
+    assert_error(client.get("/v1/files", headers={**auth(key), "X-Big": "a" * 200_000}), 431, "headers")
+    big = json.dumps({"model": "x" * (2 * 1024 * 1024)})
+    response = client.post("/v1/fine_tuning/jobs", headers={**auth(key), "Content-Type": "application/json"},
+                           content=big)
+    assert_error(response, 413, "limit")
+
+
+def test_healthz(client):
+    body = client.get("/healthz").json()
+    assert body["database"] is True and body["broker"] is True

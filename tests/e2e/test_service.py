@@ -1,0 +1,142 @@
+"""End to end with the official `openai` client against real api + worker processes."""
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.api.helpers import classification_rows, jsonl
+from tests.e2e.conftest import wait_for
+
+FINAL = ("succeeded", "failed", "cancelled")
+
+
+def upload(client, rows) -> str:
+    return client.files.create(file=("train.jsonl", io.BytesIO(jsonl(rows))), purpose="fine-tune").id
+
+
+def run_job(client, model: str, method: dict, rows=None, valid_rows=None, timeout: float = 240):
+    train = upload(client, rows or classification_rows(32))
+    valid = upload(client, valid_rows or classification_rows(8)) if valid_rows is not False else None
+    job = client.fine_tuning.jobs.create(model=model, training_file=train, validation_file=valid,
+                                         seed=3, extra_body={"method": method})
+    assert job.status == "queued"
+    return wait_for(lambda: client.fine_tuning.jobs.retrieve(job.id), lambda j: j.status in FINAL, timeout)
+
+
+def download_artifacts(service, client, job_id: str, dest: Path) -> list[dict]:
+    headers = {"Authorization": f"Bearer {client.api_key}"}
+    listing = httpx.get(f"{service.url}/v1/fine_tuning/jobs/{job_id}/artifacts", headers=headers).json()["data"]
+    import hashlib
+
+    for item in listing:
+        body = httpx.get(f"{service.url}/v1/fine_tuning/jobs/{job_id}/artifacts/{item['name']}", headers=headers)
+        assert body.status_code == 200 and hashlib.sha256(body.content).hexdigest() == item["sha256"]
+        assert len(body.content) == item["bytes"]
+        (dest / item["name"]).parent.mkdir(parents=True, exist_ok=True)
+        (dest / item["name"]).write_bytes(body.content)
+    return listing
+
+
+LOAD_AND_PREDICT = textwrap.dedent("""
+    import json, sys, torch
+    from pathlib import Path
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    art, base = Path(sys.argv[1]), sys.argv[2]
+    manifest = json.loads((art / "manifest.json").read_text())
+    labels = manifest["labels"]
+    kw = dict(num_labels=len(labels), id2label=dict(enumerate(map(str, labels))),
+              label2id={str(l): i for i, l in enumerate(labels)})
+    if (art / "adapter").exists():
+        from peft import PeftModel
+        model = PeftModel.from_pretrained(AutoModelForSequenceClassification.from_pretrained(base, **kw), art / "adapter")
+    elif (art / "model").exists():
+        model = AutoModelForSequenceClassification.from_pretrained(art / "model")
+    else:
+        from app.training.artifacts import load_classifier
+        model = load_classifier(art, Path(base))[0]
+    model.eval()
+    tok = AutoTokenizer.from_pretrained(base)
+    rows = [json.loads(l) for l in open(sys.argv[3]) if l.strip()]
+    preds = [json.loads(l) for l in open(art / "eval" / "predictions.jsonl")]
+    worst = 0.0
+    for row, pred in zip(rows, preds):
+        enc = tok(row["text"], return_tensors="pt", truncation=True, max_length=manifest["hyperparameters"]["max_length"])
+        with torch.no_grad():
+            logits = model(**enc).logits[0].tolist()
+        worst = max(worst, max(abs(a - b) for a, b in zip(logits, pred["logits"])))
+    print(json.dumps({"max_abs_diff": worst, "n": len(preds)}))
+""")
+
+
+@pytest.mark.parametrize("method", [
+    {"type": "lora", "lora": {"r": 4, "hyperparameters": {"n_epochs": 2, "batch_size": 8}}},
+    {"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 1, "batch_size": 8}}},
+    {"type": "bitfit", "bitfit": {"hyperparameters": {"n_epochs": 1, "batch_size": 8}}},
+])
+def test_job_runs_to_success_and_artifact_loads_in_fresh_process(service, openai_client, tiny_model_dir,
+                                                                   tmp_path, method):
+    valid_rows = classification_rows(8)
+    job = run_job(openai_client, "tiny-bert", method, valid_rows=valid_rows)
+    assert job.status == "succeeded", job.error
+    assert job.trained_tokens and job.trained_tokens > 0 and job.fine_tuned_model.startswith("ft:tiny-bert:")
+    events = openai_client.fine_tuning.jobs.list_events(job.id, limit=100).data
+    metrics = [e for e in events if e.type == "metrics"]
+    assert metrics and all("step" in e.data for e in metrics)
+    assert any("eval_accuracy" in e.data and "eval_macro_f1" in e.data for e in metrics)
+    checkpoints = openai_client.fine_tuning.jobs.checkpoints.list(job.id).data
+    assert checkpoints and all(c.step_number > 0 for c in checkpoints)
+    listing = download_artifacts(service, openai_client, job.id, tmp_path)
+    names = {a["name"] for a in listing}
+    assert "manifest.json" in names and "eval/predictions.jsonl" in names
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["base_model"]["id"] == "tiny-bert" and len(manifest["base_model"]["sha256"]) == 64
+    valid_path = tmp_path / "valid.jsonl"
+    valid_path.write_bytes(jsonl(valid_rows))
+    out = subprocess.run([sys.executable, "-c", LOAD_AND_PREDICT, str(tmp_path), str(tiny_model_dir), str(valid_path)],
+                         capture_output=True, text=True, check=True)
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["n"] == len(valid_rows) and result["max_abs_diff"] < 1e-4
+    assert job.fine_tuned_model in [m.id for m in openai_client.models.list().data]
+
+
+def test_lora_on_real_minilm(service, openai_client, tmp_path):
+    method = {"type": "lora", "lora": {"hyperparameters": {"n_epochs": 1, "batch_size": 8, "max_length": 32}}}
+    job = run_job(openai_client, "minilm-l6", method, rows=classification_rows(16), valid_rows=False)
+    assert job.status == "succeeded", job.error
+    names = {a["name"] for a in download_artifacts(service, openai_client, job.id, tmp_path)}
+    assert {"adapter/adapter_config.json", "adapter/adapter_model.safetensors", "manifest.json"} <= names
+    assert sum((tmp_path / n).stat().st_size for n in names) < 5 * 1024 * 1024
+
+
+def test_cancel_mid_run_then_worker_serves_next_job(service, openai_client):
+    train = upload(openai_client, classification_rows(2000))
+    job = openai_client.fine_tuning.jobs.create(
+        model="tiny-bert", training_file=train,
+        extra_body={"method": {"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 50, "batch_size": 4}}}})
+    wait_for(lambda: openai_client.fine_tuning.jobs.list_events(job.id, limit=50).data,
+             lambda evs: any(e.type == "metrics" for e in evs), timeout=120)
+    cancelled = openai_client.fine_tuning.jobs.cancel(job.id)
+    assert cancelled.status == "cancelled"
+    wait_for(lambda: openai_client.fine_tuning.jobs.list_events(job.id, limit=50).data,
+             lambda evs: any("Training stopped" in e.message for e in evs), timeout=60)
+    assert openai_client.fine_tuning.jobs.retrieve(job.id).status == "cancelled"
+    follow = run_job(openai_client, "tiny-bert", {"type": "bitfit"}, valid_rows=False)
+    assert follow.status == "succeeded"
+
+
+def test_failed_job_reports_error_and_worker_survives(service, openai_client):
+    # module names are only known once the model is loaded, so this fails inside training
+    bad = {"type": "lora", "lora": {"target_modules": ["no_such_module"]}}
+    failed = run_job(openai_client, "tiny-bert", bad, valid_rows=False)
+    assert failed.status == "failed"
+    assert failed.error.code == "invalid_method_settings" and "no_such_module" in failed.error.message
+    assert failed.error.param == "method.lora.target_modules"
+    follow = run_job(openai_client, "tiny-bert", {"type": "bitfit"}, valid_rows=False)
+    assert follow.status == "succeeded"

@@ -1,0 +1,17 @@
+"""The Celery application of `tuneforge worker`: one training job at a time per worker."""
+from __future__ import annotations
+
+from celery import Celery
+
+from app.core.config import get_settings
+from app.core.queue import celery_config
+
+
+def create_celery() -> Celery:
+    celery = Celery("tuneforge", include=["workers.tasks.run_job"])
+    celery.conf.update(celery_config(get_settings().require_redis_url()))
+    celery.conf.update(worker_concurrency=1, worker_hijack_root_logger=False)
+    return celery
+
+
+celery_app = create_celery()

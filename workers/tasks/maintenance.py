@@ -1,0 +1,94 @@
+"""Reaper and reconciler: the database is the truth, the broker is only a delivery mechanism.
+
+One pass runs under a PostgreSQL advisory lock, so any number of api/worker processes can run the
+loop and only one acts at a time.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import timedelta
+
+from sqlalchemy import select, text, update
+
+from app.core.config import get_settings
+from app.core.queue import enqueue_job
+from app.jobs.service import record_event
+from app.models import Job
+from app.models.base import utcnow
+from workers.retry import with_db
+
+log = logging.getLogger(__name__)
+LOCK_KEY = 0x7475_6E65  # "tune"
+
+
+def reap_stale(session) -> list[str]:
+    """Running jobs whose worker stopped beating go back to the queue, or fail after max attempts."""
+    settings = get_settings()
+    cutoff = utcnow() - timedelta(seconds=settings.heartbeat_timeout)
+    stale = list(session.scalars(select(Job).where(Job.status.in_(("running", "pausing")),
+                                                   Job.heartbeat_at < cutoff).with_for_update(skip_locked=True)))
+    for job in stale:
+        silent = int((utcnow() - job.heartbeat_at).total_seconds())
+        if job.attempt >= settings.max_attempts:
+            message = (f"The worker running this job stopped responding {job.attempt} times "
+                       f"(no heartbeat for {silent}s); giving up after {settings.max_attempts} attempts.")
+            job.status, job.finished_at = "failed", utcnow()
+            job.error = {"code": "worker_lost", "message": message, "param": None}
+            record_event(session, job.id, message, level="error")
+        else:
+            job.status, job.worker_id, job.enqueued_at = "queued", None, None
+            record_event(session, job.id, f"Worker lost (no heartbeat for {silent}s); re-queued for attempt "
+                                          f"{job.attempt + 1} of {settings.max_attempts}", level="warning")
+    return [job.id for job in stale]
+
+
+def unsent_jobs(session) -> list[str]:
+    return list(session.scalars(select(Job.id).where(Job.status == "queued", Job.enqueued_at.is_(None))
+                                .order_by(Job.seq)))
+
+
+def mark_sent(session, job_id: str) -> None:
+    session.execute(update(Job).where(Job.id == job_id, Job.status == "queued").values(enqueued_at=utcnow()))
+
+
+def run_once() -> dict[str, list[str]]:
+    """One pass; returns what it did (for tests and logs)."""
+    def locked_pass(session) -> dict[str, list[str]] | None:
+        if not session.scalar(text("select pg_try_advisory_xact_lock(:k)"), {"k": LOCK_KEY}):
+            return None
+        return {"reaped": reap_stale(session), "to_send": unsent_jobs(session)}
+    done = with_db(locked_pass) or {"reaped": [], "to_send": []}
+    sent = []
+    for job_id in done.pop("to_send"):
+        try:
+            enqueue_job(job_id)
+        except Exception as exc:  # broker down: try again next pass
+            log.warning("reconciler could not enqueue %s: %s", job_id, exc)
+            break
+        with_db(lambda s: mark_sent(s, job_id))
+        sent.append(job_id)
+    return {**done, "sent": sent}
+
+
+class MaintenanceLoop:
+    """Runs `run_once` every `dispatcher_interval` seconds in a daemon thread."""
+
+    def __init__(self, interval: float | None = None):
+        self.interval = interval or get_settings().dispatcher_interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="tuneforge-maintenance", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                run_once()
+            except Exception:
+                log.exception("maintenance pass failed; retrying next interval")
+
+    def start(self) -> MaintenanceLoop:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()

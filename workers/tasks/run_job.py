@@ -1,0 +1,168 @@
+"""The training task: claim the job in PostgreSQL, run its strategy, publish artifacts atomically."""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import socket
+from pathlib import Path
+
+from celery import shared_task
+from sqlalchemy import select, update
+
+from app.artifacts.service import job_artifact_dir
+from app.core.config import get_settings
+from app.core.queue import RUN_JOB_TASK
+from app.core.storage import fsync_dir, sha256_of
+from app.files.service import verified_path
+from app.jobs.service import record_event
+from app.models import Artifact, BaseModel, File, Job
+from app.models.base import utcnow
+from app.training.base import BaseModelRef, Hyperparameters, TrainContext, TrainingError, TrainResult
+from workers.progress import DatabaseSink, Heartbeat, LeaseLost
+from workers.retry import with_db
+
+log = logging.getLogger(__name__)
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def claim(job_id: str, me: str) -> Job | None:
+    """Atomically move a queued job to running for this worker; None if someone else has it."""
+    def run(session) -> Job | None:
+        job = session.scalar(update(Job).where(Job.id == job_id, Job.status == "queued").values(
+            status="running", worker_id=me, heartbeat_at=utcnow(), attempt=Job.attempt + 1,
+            started_at=utcnow()).returning(Job))
+        if job is not None:
+            record_event(session, job.id, f"Fine-tuning job started (attempt {job.attempt}, worker {me})")
+        return job
+    return with_db(run)
+
+
+def build_context(job: Job, sink: DatabaseSink, output_dir: Path) -> TrainContext:
+    from app.training.loop import latest_complete_checkpoint
+    from app.training.registry import get_strategy
+
+    def load(session):
+        files = {f.id: f for f in session.scalars(
+            select(File).where(File.id.in_([job.training_file, job.validation_file or ""])))}
+        base = session.get(BaseModel, job.model)
+        return files, base
+    files, base = with_db(load)
+    if base is None:
+        raise TrainingError(f"Base model {job.model!r} is no longer registered.", code="model_not_found", param="model")
+    for file_id in filter(None, (job.training_file, job.validation_file)):
+        if file_id not in files:
+            raise TrainingError(f"File {file_id} was deleted before the job ran; upload it again.",
+                                code="file_not_found", param="training_file")
+    method_type = job.method["type"]
+    spec = get_strategy(method_type)
+    settings = {k: v for k, v in job.method[method_type].items() if k != "hyperparameters"}
+    hyper_fields = Hyperparameters.__dataclass_fields__
+    checkpoint_dir = get_settings().checkpoints_dir / job.id
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    return TrainContext(
+        job_id=job.id, method=spec.name, settings=settings,
+        hyperparameters=Hyperparameters(**{k: v for k, v in job.hyperparameters.items() if k in hyper_fields}),
+        base_model=BaseModelRef(id=base.id, path=Path(base.path), sha256=base.sha256),
+        train_file=verified_path(files[job.training_file]),
+        validation_file=verified_path(files[job.validation_file]) if job.validation_file else None,
+        output_dir=output_dir, checkpoint_dir=checkpoint_dir, sink=sink,
+        resume_from=latest_complete_checkpoint(checkpoint_dir),
+    )
+
+
+def publish(job: Job, me: str, staging: Path, result: TrainResult) -> None:
+    """Rename the complete artifact dir into place, then record rows and success in one transaction."""
+    final = job_artifact_dir(job)
+    shutil.rmtree(final, ignore_errors=True)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(staging, final)
+    fsync_dir(final.parent)
+    rows = [(p.relative_to(final).as_posix(), p.stat().st_size, sha256_of(p))
+            for p in sorted(final.rglob("*")) if p.is_file()]
+
+    def commit(session) -> bool:
+        done = session.execute(update(Job).where(Job.id == job.id, Job.status == "running", Job.worker_id == me)
+                               .values(status="succeeded", finished_at=utcnow(), trained_tokens=result.trained_tokens,
+                                       flops=result.flops, result_metrics=result.metrics,
+                                       fine_tuned_model=fine_tuned_name(job)).returning(Job.id)).first()
+        if done is None:
+            return False
+        session.add_all(Artifact(job_id=job.id, name=n, bytes=b, sha256=h) for n, b, h in rows)
+        record_event(session, job.id, f"Training FLOPs {result.flops:.3e}, tokens {result.trained_tokens}",
+                     type="metrics", data={"step": result.steps, "flops": result.flops,
+                                           "trained_tokens": result.trained_tokens, **result.metrics})
+        record_event(session, job.id, "The job has successfully completed")
+        return True
+    try:
+        published = with_db(commit)
+    except BaseException:
+        shutil.rmtree(final, ignore_errors=True)
+        raise
+    if not published:  # cancelled at the last moment: nothing may stay visible
+        shutil.rmtree(final, ignore_errors=True)
+
+
+def fine_tuned_name(job: Job) -> str:
+    return f"ft:{job.model}:{job.tenant_id}:{job.suffix or ''}:{job.id}"
+
+
+def finish(job_id: str, me: str, status: str, message: str, error: dict | None = None, level: str = "info") -> None:
+    def run(session) -> None:
+        done = session.execute(update(Job).where(Job.id == job_id, Job.status.in_(("running", "pausing")),
+                                                 Job.worker_id == me)
+                               .values(status=status, finished_at=utcnow() if status != "paused" else None,
+                                       error=error).returning(Job.id)).first()
+        if done is not None or status == "cancelled":
+            record_event(session, job_id, message, level=level)
+    with_db(run)
+
+
+def execute(job_id: str) -> str:
+    """Run one job to a final state; returns that state. Any training failure fails only this job."""
+    me = worker_id()
+    job = claim(job_id, me)
+    if job is None:
+        log.info("job %s is not queued (duplicate or stale message); skipping", job_id)
+        return "skipped"
+    settings = get_settings()
+    staging = settings.artifacts_dir / ".staging" / f"{job.id}-{job.attempt}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    sink = DatabaseSink(job.id, me, settings.stop_poll_interval)
+    try:
+        with Heartbeat(job.id, me, settings.heartbeat_interval):
+            from app.training.registry import run_strategy
+
+            result = run_strategy(build_context(job, sink, staging))
+            if result.status == "succeeded":
+                publish(job, me, staging, result)
+                shutil.rmtree(settings.checkpoints_dir / job.id, ignore_errors=True)
+            elif result.status == "paused":
+                finish(job.id, me, "paused", f"Job paused at step {result.steps}")
+            else:
+                finish(job.id, me, "cancelled", f"Training stopped at step {result.steps}: job cancelled")
+            return result.status
+    except LeaseLost as exc:
+        log.warning("%s", exc)
+        return "lease_lost"
+    except TrainingError as exc:
+        finish(job.id, me, "failed", f"Job failed: {exc.message}",
+               {"code": exc.code, "message": exc.message, "param": exc.param}, level="error")
+        return "failed"
+    except Exception as exc:  # noqa: BLE001 - the worker must survive any one job's failure
+        log.exception("job %s crashed", job.id)
+        message = f"Training crashed: {type(exc).__name__}: {exc}"[:2000]
+        finish(job.id, me, "failed", f"Job failed: {message}",
+               {"code": "internal_error", "message": message, "param": None}, level="error")
+        return "failed"
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+@shared_task(name=RUN_JOB_TASK, ignore_result=True, acks_late=True)
+def run_job(job_id: str) -> str:
+    return execute(job_id)
