@@ -70,7 +70,7 @@ def api(host: str = "127.0.0.1", port: int = 8000, maintenance: bool = True) -> 
 
 @app.command()
 def worker(maintenance: bool = True, loglevel: str = "INFO") -> None:
-    """Run one Celery worker that trains one job at a time."""
+    """Run one Celery worker that trains one job at a time (solo pool: no fork after threads start)."""
     from app.core.config import get_settings
     from workers.celery_app import celery_app
 
@@ -78,7 +78,7 @@ def worker(maintenance: bool = True, loglevel: str = "INFO") -> None:
         from workers.tasks.maintenance import MaintenanceLoop
 
         MaintenanceLoop().start()
-    celery_app.worker_main(["worker", f"--loglevel={loglevel}", "--concurrency=1", "--pool=prefork",
+    celery_app.worker_main(["worker", f"--loglevel={loglevel}", "--concurrency=1", "--pool=solo",
                             "-Q", get_settings().queue_name, "--without-gossip", "--without-mingle"])
 
 

@@ -44,6 +44,11 @@ def database() -> str:
     from app.core.migrate import upgrade
 
     upgrade(DATABASE_URL)
+    from app.base_models.service import register_default
+    from app.core.db import session_scope
+
+    with session_scope() as db:
+        register_default(db)
     yield DATABASE_URL
     from app.core.db import get_engine
 

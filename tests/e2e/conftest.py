@@ -29,7 +29,7 @@ class Service:
     processes: dict[str, subprocess.Popen]
 
     def start_worker(self) -> subprocess.Popen:
-        proc = subprocess.Popen([sys.executable, "-m", "app.cli", "worker", "--loglevel", "WARNING"],
+        proc = subprocess.Popen([sys.executable, "-m", "app.cli", "worker", "--loglevel", "INFO"],
                                 env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
         self.processes["worker"] = proc
         return proc

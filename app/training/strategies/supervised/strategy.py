@@ -1,0 +1,25 @@
+"""Full fine-tuning with a randomly initialised task head (Devlin et al. 2019, BERT).
+
+Artifact: `model/`, a plain `save_pretrained` directory with the tokenizer.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from app.training.base import TrainContext, TrainResult
+from app.training.loop import run_classification
+
+
+def _prepare(model, ctx: TrainContext, new_parameters: set[str]):
+    for param in model.parameters():
+        param.requires_grad_(True)
+    return model
+
+
+def _save(model, tokenizer, output_dir: Path, ctx: TrainContext) -> None:
+    model.save_pretrained(output_dir / "model")
+    tokenizer.save_pretrained(output_dir / "model")
+
+
+def train(ctx: TrainContext) -> TrainResult:
+    return run_classification(ctx, _prepare, _save)
