@@ -123,8 +123,8 @@ def up(host: str = "127.0.0.1", port: int = 8000, tenant: str = "default") -> No
         stack.callback(_terminate, procs)
         url = f"http://{host}:{port}"
         _wait_healthy(url)
-        typer.echo(f"tuneforge is up. API: {url}/v1  (health: {url}/healthz)")
-        typer.echo(f"Tenant {tenant!r} API key: {key}")
+        typer.echo(f"tuneforge is up: API URL {url}  (OpenAI base_url {url}/v1, health {url}/healthz)")
+        typer.echo(f"API key for tenant {tenant!r} (shown once): {key}")
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         try:
             while all(p.poll() is None for p in procs):
