@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from celery import Celery
+from celery.signals import worker_ready
 
 from app.core.config import get_settings
 from app.core.queue import celery_config
@@ -12,6 +13,12 @@ def create_celery() -> Celery:
     celery.conf.update(celery_config(get_settings().require_redis_url()))
     celery.conf.update(worker_hijack_root_logger=False)
     return celery
+
+
+@worker_ready.connect
+def _warm_up(**_: object) -> None:
+    """Import torch/transformers before the first job, so submit-to-first-step is not import time."""
+    import app.training.loop  # noqa: F401
 
 
 celery_app = create_celery()

