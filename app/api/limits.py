@@ -1,11 +1,11 @@
-"""Size limits enforced while bytes arrive, before anything is parsed or stored."""
+"""Size limits (and NUL bytes) enforced as bytes arrive, before anything is parsed or stored."""
 from __future__ import annotations
 
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.core.config import get_settings
-from app.core.errors import AppError, PayloadTooLarge
+from app.core.errors import AppError, BadRequest, PayloadTooLarge
 
 JSON_BODY_LIMIT = 1024 * 1024
 MULTIPART_OVERHEAD = 1024 * 1024
@@ -22,6 +22,11 @@ def body_limit(scope: Scope) -> int:
     return JSON_BODY_LIMIT
 
 
+def _has_nul(scope: Scope) -> bool:
+    raw = scope.get("raw_path") or scope["path"].encode()
+    return b"\x00" in scope["path"].encode() or b"%00" in raw.lower() or b"%00" in scope.get("query_string", b"")
+
+
 class LimitsMiddleware:
     """431 for oversize headers; 413 for bodies over the limit, by Content-Length or by counting."""
 
@@ -35,7 +40,9 @@ class LimitsMiddleware:
         limit = body_limit(scope)
         declared = next((v for k, v in scope["headers"] if k == b"content-length"), None)
         error: AppError | None = None
-        if header_bytes > get_settings().max_header_bytes:
+        if _has_nul(scope):
+            error = BadRequest("NUL characters (%00) are not allowed in paths or query strings.")
+        elif header_bytes > get_settings().max_header_bytes:
             error = HeadersTooLarge(f"Request headers total {header_bytes} bytes; the limit is "
                                     f"{get_settings().max_header_bytes}.")
         elif declared is not None and (not declared.isdigit() or int(declared) > limit):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Form, UploadFile
+from fastapi import APIRouter, Form, Request, UploadFile
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -13,6 +13,7 @@ from app.core.errors import BadRequest
 from app.core.storage import iter_file
 from app.files import service
 from app.files.schemas import file_object
+from app.idempotency import service as idempotency
 from app.models import File
 
 router = APIRouter(prefix="/v1/files", tags=["files"])
@@ -25,7 +26,7 @@ def _chunks(upload: UploadFile):
 
 @router.post("")
 async def upload_file(
-    session: SessionDep, tenant: TenantDep, file: UploadFile | None = None,
+    request: Request, session: SessionDep, tenant: TenantDep, file: UploadFile | None = None,
     purpose: Annotated[str | None, Form()] = None,
 ) -> dict:
     if file is None:
@@ -33,10 +34,26 @@ async def upload_file(
     if purpose is None:
         raise BadRequest("Missing form field 'purpose' (use 'fine-tune').", param="purpose")
 
+    key = idempotency.check_key(request.headers.get(idempotency.HEADER))
+
     def store() -> dict:
         created = service.create_file(session, tenant.id, file.filename, purpose, _chunks(file))
-        session.commit()
-        return file_object(created)
+        try:
+            response = file_object(created)
+            if key is not None:
+                fingerprint = idempotency.fingerprint("files.create", purpose, created.filename, created.sha256)
+                stored = idempotency.replay(session, tenant.id, key, fingerprint)
+                if stored is not None:  # a replay: drop the second copy, answer with the first
+                    session.rollback()
+                    service.storage_path(created.storage_key).unlink(missing_ok=True)
+                    return stored
+                idempotency.remember(session, tenant.id, key, fingerprint, response)
+            session.commit()
+        except BaseException:
+            session.rollback()
+            service.storage_path(created.storage_key).unlink(missing_ok=True)
+            raise
+        return response
 
     return await run_in_threadpool(store)
 

@@ -11,6 +11,7 @@ from app.api.deps import SessionDep, TenantDep
 from app.api.pagination import list_body, paginate
 from app.core.errors import BadRequest
 from app.core.queue import enqueue_job
+from app.idempotency import service as idempotency
 from app.jobs import service
 from app.jobs.schemas import checkpoint_object, event_object, job_object
 from app.models import Job, JobCheckpoint, JobEvent
@@ -29,7 +30,19 @@ async def json_body(request: Request) -> dict:
         raise BadRequest(f"Request body is not valid JSON: {exc}.") from exc
     if not isinstance(body, dict):
         raise BadRequest("Request body must be a JSON object.")
+    if _contains_nul(body):
+        raise BadRequest("Strings in the request body may not contain NUL (\\u0000) characters.")
     return body
+
+
+def _contains_nul(value) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_contains_nul(k) or _contains_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_contains_nul(v) for v in value)
+    return False
 
 
 def send_to_broker(session, job: Job) -> None:
@@ -45,12 +58,26 @@ def send_to_broker(session, job: Job) -> None:
 
 @router.post("")
 async def create_job(request: Request, session: SessionDep, tenant: TenantDep) -> dict:
+    """Idempotent: an `Idempotency-Key` replays the first response; without one, an identical body
+    from the same tenant within RETRY_WINDOW returns the job it already created (client retries)."""
     body = await json_body(request)
+    key = idempotency.check_key(request.headers.get(idempotency.HEADER))
+    fingerprint = idempotency.fingerprint("fine_tuning.jobs.create", body)
+
     def create() -> dict:
-        job = service.create_job(session, tenant.id, body)
+        if key is not None:
+            stored = idempotency.replay(session, tenant.id, key, fingerprint)
+            if stored is not None:
+                return stored
+        elif (duplicate := service.recent_duplicate(session, tenant.id, fingerprint)) is not None:
+            return job_object(duplicate)
+        job = service.create_job(session, tenant.id, body, fingerprint)
+        response = job_object(job)
+        if key is not None:
+            idempotency.remember(session, tenant.id, key, fingerprint, response)
         session.commit()
         send_to_broker(session, job)
-        return job_object(job)
+        return response
 
     return await run_in_threadpool(create)
 

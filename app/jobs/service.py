@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import secrets
+from datetime import timedelta
 from typing import Any
 
 from pydantic import ValidationError
@@ -13,6 +14,7 @@ from app.base_models import service as base_models
 from app.core.errors import BadRequest, Conflict, NotFound
 from app.core.ids import new_id
 from app.files import service as files
+from app.idempotency import service as idempotency
 from app.jobs.schemas import CreateJobRequest
 from app.models import Job, JobCheckpoint, JobEvent
 from app.models.base import utcnow
@@ -78,7 +80,18 @@ def _method(request: CreateJobRequest) -> tuple[str, Any, Any]:
     return method_type, spec, settings
 
 
-def create_job(session: Session, tenant_id: str, body: dict[str, Any]) -> Job:
+RETRY_WINDOW = timedelta(minutes=2)
+
+
+def recent_duplicate(session: Session, tenant_id: str, request_fingerprint: str) -> Job | None:
+    """A job created from the identical body moments ago: a client retry, not a new request."""
+    idempotency.lock(session, tenant_id, request_fingerprint)
+    return session.scalar(select(Job).where(
+        Job.tenant_id == tenant_id, Job.request_fingerprint == request_fingerprint,
+        Job.created_at > utcnow() - RETRY_WINDOW).order_by(Job.seq.desc()).limit(1))
+
+
+def create_job(session: Session, tenant_id: str, body: dict[str, Any], request_fingerprint: str | None = None) -> Job:
     """Validate everything (spec, model, files) first; only then insert the job as queued."""
     try:
         request = CreateJobRequest.model_validate(body)
@@ -108,7 +121,7 @@ def create_job(session: Session, tenant_id: str, body: dict[str, Any]) -> Job:
         id=new_id("ftjob-"), tenant_id=tenant_id, model=request.model, status="validating_files",
         training_file=request.training_file, validation_file=request.validation_file,
         method={"type": method_type, method_type: settings_dump}, hyperparameters=hyper, seed=seed,
-        suffix=request.suffix, metadata_=request.metadata, attempt=0,
+        suffix=request.suffix, metadata_=request.metadata, attempt=0, request_fingerprint=request_fingerprint,
     )
     session.add(job)
     session.flush()

@@ -4,9 +4,10 @@ from app.models.artifact import Artifact
 from app.models.base import Base
 from app.models.base_model import BaseModel
 from app.models.file import File
+from app.models.idempotency_key import IdempotencyKey
 from app.models.job import Job
 from app.models.job_checkpoint import JobCheckpoint
 from app.models.job_event import JobEvent
 from app.models.tenant import Tenant
 
-__all__ = ["ApiKey", "Artifact", "Base", "BaseModel", "File", "Job", "JobCheckpoint", "JobEvent", "Tenant"]
+__all__ = ["ApiKey", "Artifact", "Base", "BaseModel", "File", "IdempotencyKey", "Job", "JobCheckpoint", "JobEvent", "Tenant"]

@@ -40,3 +40,5 @@ class Job(TimestampedMixin, OrderedMixin, Base):
     enqueued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # sha256 of the canonical create body: retries without an Idempotency-Key find the first job
+    request_fingerprint: Mapped[str | None] = mapped_column(String(64), index=True)

@@ -1,13 +1,22 @@
 """Settings every strategy shares, validated by the API without importing torch."""
 from __future__ import annotations
 
+import math
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from app.training.base import Hyperparameters
 
 Auto = Literal["auto"]
+
+# field -> (low, high, low bound inclusive); every upper bound is inclusive
+_RANGES: dict[str, tuple[float, float, bool]] = {
+    "n_epochs": (1, 50, True),
+    "batch_size": (1, 1024, True),
+    "learning_rate": (0.0, 1.0, False),
+    "learning_rate_multiplier": (0.0, 100.0, False),
+}
 
 
 class HyperparameterSettings(BaseModel):
@@ -27,23 +36,31 @@ class HyperparameterSettings(BaseModel):
     checkpoint_every: int | None = Field(None, ge=1, description="Optimizer steps between checkpoints; default once per epoch.")
     eval_every: int | None = Field(None, ge=1, description="Optimizer steps between evaluations; default once per epoch.")
 
+    @field_validator("n_epochs", "batch_size", "learning_rate", "learning_rate_multiplier")
+    @classmethod
+    def _in_range(cls, value: int | float | str, info: ValidationInfo) -> int | float | str:
+        # Field(ge=...) cannot constrain an int|"auto" union, so the ranges live here (per field,
+        # so the error's `loc` names the offending field)
+        if value == "auto":
+            return value
+        low, high, closed = _RANGES[info.field_name]
+        if not math.isfinite(value) or not (low <= value if closed else low < value) or value > high:
+            interval = f"{'[' if closed else '('}{low:g}, {high:g}]"
+            raise ValueError(f"{info.field_name} must be 'auto' or within {interval}, got {value}")
+        return value
+
     @model_validator(mode="after")
-    def _ranges(self) -> HyperparameterSettings:
-        checks = [
-            ("n_epochs", self.n_epochs, 1, 50),
-            ("batch_size", self.batch_size, 1, 1024),
-            ("learning_rate", self.learning_rate, 1e-12, 1.0),
-            ("learning_rate_multiplier", self.learning_rate_multiplier, 1e-12, 100.0),
-        ]
-        for name, value, low, high in checks:
-            if value != "auto" and not low <= value <= high:
-                raise ValueError(f"{name} must be 'auto' or within [{low:g}, {high:g}], got {value}")
+    def _one_learning_rate(self) -> HyperparameterSettings:
         if self.learning_rate != "auto" and self.learning_rate_multiplier != "auto":
             raise ValueError("give learning_rate or learning_rate_multiplier, not both")
         return self
 
     def resolve(self, n_train: int, default_lr: float, seed: int) -> Hyperparameters:
-        """Replace every "auto" with a concrete value for a training file of `n_train` examples."""
+        """Replace every "auto" with a concrete value for a training file of `n_train` examples.
+
+        auto: 3 epochs; batch size n_train // 50 clamped to [4, 32]; learning rate = the method's
+        default × learning_rate_multiplier (auto = 1). A batch never exceeds the training file.
+        """
         batch = self.batch_size if self.batch_size != "auto" else max(4, min(32, n_train // 50))
         multiplier = 1.0 if self.learning_rate_multiplier == "auto" else self.learning_rate_multiplier
         lr = self.learning_rate if self.learning_rate != "auto" else default_lr * multiplier

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-23 13:29:39.615349
+Create Date: 2026-11-23 14:13:59.417263
 """
 from alembic import op
 import sqlalchemy as sa
@@ -66,6 +66,16 @@ def upgrade() -> None:
     )
     op.create_index(op.f('ix_files_seq'), 'files', ['seq'], unique=True)
     op.create_index(op.f('ix_files_tenant_id'), 'files', ['tenant_id'], unique=False)
+    op.create_table('idempotency_keys',
+    sa.Column('tenant_id', sa.String(length=64), nullable=False),
+    sa.Column('key', sa.String(length=255), nullable=False),
+    sa.Column('fingerprint', sa.String(length=64), nullable=False),
+    sa.Column('status_code', sa.Integer(), nullable=False),
+    sa.Column('response', postgresql.JSONB(astext_type=sa.Text()), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('tenant_id', 'key')
+    )
     op.create_table('jobs',
     sa.Column('id', sa.String(length=64), nullable=False),
     sa.Column('tenant_id', sa.String(length=64), nullable=False),
@@ -89,11 +99,13 @@ def upgrade() -> None:
     sa.Column('enqueued_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('started_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('finished_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('request_fingerprint', sa.String(length=64), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
     sa.Column('seq', sa.BigInteger(), sa.Identity(always=False), nullable=False),
     sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id')
     )
+    op.create_index(op.f('ix_jobs_request_fingerprint'), 'jobs', ['request_fingerprint'], unique=False)
     op.create_index(op.f('ix_jobs_seq'), 'jobs', ['seq'], unique=True)
     op.create_index(op.f('ix_jobs_status'), 'jobs', ['status'], unique=False)
     op.create_index(op.f('ix_jobs_tenant_id'), 'jobs', ['tenant_id'], unique=False)
@@ -153,7 +165,9 @@ def downgrade() -> None:
     op.drop_index(op.f('ix_jobs_tenant_id'), table_name='jobs')
     op.drop_index(op.f('ix_jobs_status'), table_name='jobs')
     op.drop_index(op.f('ix_jobs_seq'), table_name='jobs')
+    op.drop_index(op.f('ix_jobs_request_fingerprint'), table_name='jobs')
     op.drop_table('jobs')
+    op.drop_table('idempotency_keys')
     op.drop_index(op.f('ix_files_tenant_id'), table_name='files')
     op.drop_index(op.f('ix_files_seq'), table_name='files')
     op.drop_table('files')

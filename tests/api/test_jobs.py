@@ -150,3 +150,11 @@ def test_huge_header_and_body(client, tenant):
 def test_healthz(client):
     body = client.get("/healthz").json()
     assert body["database"] is True and body["broker"] is True
+
+
+def test_nul_bytes_are_rejected_not_500(client, tenant, train_file, registered_tiny_model):
+    _, key = tenant
+    assert_error(create(client, key, model=registered_tiny_model, training_file=train_file,
+                        metadata={"k": "a\u0000b"}), 400, "NUL")
+    assert_error(client.get("/v1/files/file-%00x", headers=auth(key)), 400, "NUL")
+    assert_error(client.get("/v1/files?after=%00", headers=auth(key)), 400, "NUL")
