@@ -1,7 +1,10 @@
 """Enqueue training tasks by name, so the API never imports the worker (or torch)."""
 from __future__ import annotations
 
+import re
 from functools import lru_cache
+
+import redis
 
 from celery import Celery
 
@@ -33,6 +36,16 @@ def get_producer() -> Celery:
 def enqueue_job(job_id: str) -> None:
     """Send only the job id; the worker reads everything else from PostgreSQL."""
     get_producer().send_task(RUN_JOB_TASK, args=[job_id], queue=get_settings().queue_name)
+
+
+JOB_ID = re.compile(rb"ftjob-[A-Za-z0-9]{24}")
+
+
+def job_ids_held_by_broker() -> set[str]:
+    """Job ids in messages Redis still holds: waiting in our queue or delivered but unacknowledged."""
+    client = redis.Redis.from_url(get_settings().require_redis_url())
+    raw = client.lrange(get_settings().queue_name, 0, -1) + list(client.hvals("unacked"))
+    return {match.decode() for message in raw for match in JOB_ID.findall(message)}
 
 
 def broker_ping() -> bool:

@@ -108,6 +108,21 @@ def cancel_job(job_id: str, session: SessionDep, tenant: TenantDep) -> dict:
     return job_object(job)
 
 
+@router.post("/{job_id}/pause")
+def pause_job(job_id: str, session: SessionDep, tenant: TenantDep) -> dict:
+    job = service.pause_job(session, tenant.id, job_id)
+    session.commit()
+    return job_object(job)
+
+
+@router.post("/{job_id}/resume")
+def resume_job(job_id: str, session: SessionDep, tenant: TenantDep) -> dict:
+    job = service.resume_job(session, tenant.id, job_id)
+    session.commit()
+    send_to_broker(session, job)
+    return job_object(job)
+
+
 @router.get("/{job_id}/events")
 def list_events(job_id: str, session: SessionDep, tenant: TenantDep, after: str | None = None,
                 limit: int = 20) -> dict:

@@ -165,6 +165,42 @@ def cancel_job(session: Session, tenant_id: str, job_id: str) -> Job:
     return job
 
 
+def pause_job(session: Session, tenant_id: str, job_id: str) -> Job:
+    """A running job checkpoints and frees its worker (`pausing` → `paused`); a waiting one just stops."""
+    job = get_job(session, tenant_id, job_id)
+    target = {"running": "pausing", "queued": "paused", "validating_files": "paused"}.get(job.status)
+    if target is None:
+        raise Conflict(f"Job {job.id} is {job.status}; only queued or running jobs can be paused.",
+                       param="fine_tuning_job_id")
+    _transition(session, job, job.status, target)
+    record_event(session, job.id, "Pause requested; the job will checkpoint and stop" if target == "pausing"
+                 else "Job paused before it started")
+    return job
+
+
+def resume_job(session: Session, tenant_id: str, job_id: str) -> Job:
+    """Queue a paused job again; the worker continues from its last complete checkpoint."""
+    job = get_job(session, tenant_id, job_id)
+    if job.status != "paused":
+        hint = " It is still saving its checkpoint; try again in a few seconds." if job.status == "pausing" else ""
+        raise Conflict(f"Job {job.id} is {job.status}; only paused jobs can be resumed.{hint}",
+                       param="fine_tuning_job_id")
+    _transition(session, job, "paused", "queued", enqueued_at=None, worker_id=None)
+    record_event(session, job.id, "Job resumed; queued to continue from its last checkpoint")
+    return job
+
+
+def _transition(session: Session, job: Job, source: str, target: str, **values: Any) -> None:
+    """Compare-and-set on status, so a concurrent worker update is never overwritten."""
+    done = session.execute(update(Job).where(Job.id == job.id, Job.status == source)
+                           .values(status=target, **values).returning(Job.id)).first()
+    if done is None:
+        raise Conflict(f"Job {job.id} changed state concurrently; retrieve it and try again.",
+                       param="fine_tuning_job_id")
+    session.flush()
+    session.refresh(job)
+
+
 def events_query(job: Job):
     return select(JobEvent).where(JobEvent.job_id == job.id)
 

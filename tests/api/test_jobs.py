@@ -158,3 +158,15 @@ def test_nul_bytes_are_rejected_not_500(client, tenant, train_file, registered_t
                         metadata={"k": "a\u0000b"}), 400, "NUL")
     assert_error(client.get("/v1/files/file-%00x", headers=auth(key)), 400, "NUL")
     assert_error(client.get("/v1/files?after=%00", headers=auth(key)), 400, "NUL")
+
+
+def test_pause_and_resume_a_queued_job(client, tenant, train_file, registered_tiny_model):
+    _, key = tenant
+    job_id = create(client, key, model=registered_tiny_model, training_file=train_file).json()["id"]
+    base = f"/v1/fine_tuning/jobs/{job_id}"
+    assert_error(client.post(f"{base}/resume", headers=auth(key)), 409, "only paused jobs")
+    assert client.post(f"{base}/pause", headers=auth(key)).json()["status"] == "paused"
+    assert_error(client.post(f"{base}/pause", headers=auth(key)), 409, "paused")
+    assert client.post(f"{base}/resume", headers=auth(key)).json()["status"] == "queued"
+    client.post(f"{base}/cancel", headers=auth(key))
+    assert_error(client.post(f"{base}/pause", headers=auth(key)), 409, "cancelled")

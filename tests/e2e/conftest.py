@@ -71,7 +71,7 @@ def service(database, registered_tiny_model, data_dir) -> Iterator[Service]:
         _stop(proc)
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def openai_client(service):
     from openai import OpenAI
 

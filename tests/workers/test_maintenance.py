@@ -64,3 +64,17 @@ def test_queued_job_never_sent_is_sent(tenant):
     job_id = _job(tenant[0], status="queued", attempt=0)
     assert job_id in run_once()["sent"]
     assert _state(job_id)[0].enqueued_at is not None
+
+
+def test_job_whose_message_the_broker_lost_is_sent_again(tenant, monkeypatch):
+    monkeypatch.setattr(get_settings(), "resend_after", 0.0)
+    job_id = _job(tenant[0], status="queued", attempt=0)
+    assert job_id in run_once()["sent"]
+    client = redis.Redis.from_url(REDIS_URL)
+    assert job_id in b"".join(client.lrange(get_settings().queue_name, 0, -1)).decode()
+    assert job_id not in run_once()["lost"]  # still held: nothing to do
+    client.delete(get_settings().queue_name)  # what FLUSHALL or a restart without persistence does
+    done = run_once()
+    assert job_id in done["lost"] and job_id in done["sent"]
+    assert job_id in b"".join(client.lrange(get_settings().queue_name, 0, -1)).decode()
+    assert any("broker lost" in m for m in _state(job_id)[1])

@@ -12,7 +12,7 @@ from datetime import timedelta
 from sqlalchemy import select, text, update
 
 from app.core.config import get_settings
-from app.core.queue import enqueue_job
+from app.core.queue import enqueue_job, job_ids_held_by_broker
 from app.jobs.service import record_event
 from app.models import Job
 from app.models.base import utcnow
@@ -30,7 +30,11 @@ def reap_stale(session) -> list[str]:
                                                    Job.heartbeat_at < cutoff).with_for_update(skip_locked=True)))
     for job in stale:
         silent = int((utcnow() - job.heartbeat_at).total_seconds())
-        if job.attempt >= settings.max_attempts:
+        if job.status == "pausing":  # it was stopping anyway: keep it paused at its last checkpoint
+            job.status, job.worker_id = "paused", None
+            record_event(session, job.id, f"Worker lost while pausing (no heartbeat for {silent}s); job paused "
+                                          "at its last complete checkpoint", level="warning")
+        elif job.attempt >= settings.max_attempts:
             message = (f"The worker running this job stopped responding {job.attempt} times "
                        f"(no heartbeat for {silent}s); giving up after {settings.max_attempts} attempts.")
             job.status, job.finished_at = "failed", utcnow()
@@ -41,6 +45,21 @@ def reap_stale(session) -> list[str]:
             record_event(session, job.id, f"Worker lost (no heartbeat for {silent}s); re-queued for attempt "
                                           f"{job.attempt + 1} of {settings.max_attempts}", level="warning")
     return [job.id for job in stale]
+
+
+def lost_messages(session) -> list[str]:
+    """Queued jobs sent a while ago whose message the broker no longer holds (Redis flushed or
+    restarted without persistence): marked unsent so this pass sends them again."""
+    cutoff = utcnow() - timedelta(seconds=get_settings().resend_after)
+    candidates = list(session.scalars(select(Job).where(Job.status == "queued", Job.enqueued_at < cutoff)))
+    if not candidates:
+        return []
+    held = job_ids_held_by_broker()
+    lost = [job for job in candidates if job.id not in held]
+    for job in lost:
+        job.enqueued_at = None
+        record_event(session, job.id, "The broker lost this job's message; sending it again", level="warning")
+    return [job.id for job in lost]
 
 
 def unsent_jobs(session) -> list[str]:
@@ -57,8 +76,8 @@ def run_once() -> dict[str, list[str]]:
     def locked_pass(session) -> dict[str, list[str]] | None:
         if not session.scalar(text("select pg_try_advisory_xact_lock(:k)"), {"k": LOCK_KEY}):
             return None
-        return {"reaped": reap_stale(session), "to_send": unsent_jobs(session)}
-    done = with_db(locked_pass) or {"reaped": [], "to_send": []}
+        return {"reaped": reap_stale(session), "lost": lost_messages(session), "to_send": unsent_jobs(session)}
+    done = with_db(locked_pass) or {"reaped": [], "lost": [], "to_send": []}
     sent = []
     for job_id in done.pop("to_send"):
         try:
