@@ -7,7 +7,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.core.config import get_settings
-from app.core.errors import NotFound
+from app.core.errors import NotFound, shown
 from app.models import Artifact, Job
 
 
@@ -24,5 +24,5 @@ def get_artifact(session: Session, job: Job, name: str) -> tuple[Artifact, Path]
     root = job_artifact_dir(job).resolve()
     path = (root / name).resolve() if artifact else None
     if artifact is None or path is None or not path.is_relative_to(root) or not path.is_file():
-        raise NotFound(f"Job {job.id} has no artifact named {name!r}.", param="name")
+        raise NotFound(f"Job {job.id} has no artifact named {shown(name)}.", param="name")
     return artifact, path

@@ -6,7 +6,7 @@ from sqlalchemy import select
 
 from app.api.deps import SessionDep, TenantDep
 from app.base_models.service import visible
-from app.core.errors import NotFound
+from app.core.errors import NotFound, shown
 from app.models import Job
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
@@ -32,4 +32,4 @@ def retrieve_model(model_id: str, session: SessionDep, tenant: TenantDep) -> dic
     for model in _models(session, tenant.id):
         if model["id"] == model_id:
             return model
-    raise NotFound(f"No such model: {model_id!r}.", param="model")
+    raise NotFound(f"No such model: {shown(model_id)}.", param="model")

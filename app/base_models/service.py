@@ -7,7 +7,7 @@ from pathlib import Path
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from app.core.errors import BadRequest
+from app.core.errors import BadRequest, shown
 from app.models import BaseModel
 from app.training.artifacts import directory_sha256
 
@@ -58,6 +58,6 @@ def get_visible(session: Session, tenant_id: str, model_id: str) -> BaseModel:
     row = session.scalar(visible(tenant_id).where(BaseModel.id == model_id))
     if row is None:
         known = ", ".join(session.scalars(visible(tenant_id).with_only_columns(BaseModel.id))) or "none"
-        raise BadRequest(f"Unknown base model {model_id!r}. Available: {known}.", param="model",
+        raise BadRequest(f"Unknown base model {shown(model_id)}. Available: {known}.", param="model",
                          code="model_not_found")
     return row

@@ -58,3 +58,9 @@ class Conflict(AppError):
 class PayloadTooLarge(AppError):
     status_code = 413
     code = "payload_too_large"
+
+
+def shown(value: object, limit: int = 80) -> str:
+    """A user-supplied value quoted for an error message, cut so hostile input cannot flood it."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 4] + "…'"

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.core.config import get_settings
-from app.core.errors import AppError, BadRequest, NotFound
+from app.core.errors import AppError, BadRequest, NotFound, shown
 from app.core.ids import new_id
 from app.core.storage import sha256_of, write_atomic
 from app.files.schemas import PURPOSES
@@ -67,7 +67,7 @@ def get_file(session: Session, tenant_id: str, file_id: str, param: str | None =
     """A tenant's file; another tenant's id is indistinguishable from a missing one."""
     file = session.scalar(select(File).where(File.id == file_id, File.tenant_id == tenant_id))
     if file is None:
-        raise NotFound(f"No such file: {file_id!r}.", param=param)
+        raise NotFound(f"No such file: {shown(file_id)}.", param=param)
     return file
 
 

@@ -28,6 +28,8 @@ async def json_body(request: Request) -> dict:
         body = json.loads(raw or b"null")
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise BadRequest(f"Request body is not valid JSON: {exc}.") from exc
+    except RecursionError as exc:
+        raise BadRequest("Request body is nested too deeply.") from exc
     if not isinstance(body, dict):
         raise BadRequest("Request body must be a JSON object.")
     if _contains_nul(body):

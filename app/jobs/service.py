@@ -11,7 +11,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from app.base_models import service as base_models
-from app.core.errors import BadRequest, Conflict, NotFound
+from app.core.errors import BadRequest, Conflict, NotFound, shown
 from app.core.ids import new_id
 from app.files import service as files
 from app.idempotency import service as idempotency
@@ -54,8 +54,8 @@ def _check_file(session: Session, tenant_id: str, file_id: str, param: str) -> D
 def _method(request: CreateJobRequest) -> tuple[str, Any, Any]:
     method = dict(request.method or {"type": "supervised"})
     method_type = method.pop("type", None)
-    if not isinstance(method_type, str):
-        raise BadRequest("method.type is required, e.g. 'supervised', 'lora' or 'bitfit'.", param="method.type")
+    if not isinstance(method_type, str) or len(method_type) > 64:
+        raise BadRequest("method.type must name a strategy, e.g. 'supervised', 'lora' or 'bitfit'.", param="method.type")
     try:
         spec = get_strategy(method_type)
     except UnknownStrategyError as exc:
@@ -138,7 +138,7 @@ def create_job(session: Session, tenant_id: str, body: dict[str, Any], request_f
 def get_job(session: Session, tenant_id: str, job_id: str) -> Job:
     job = session.scalar(select(Job).where(Job.id == job_id, Job.tenant_id == tenant_id))
     if job is None:
-        raise NotFound(f"No such fine-tuning job: {job_id!r}.", param="fine_tuning_job_id")
+        raise NotFound(f"No such fine-tuning job: {shown(job_id)}.", param="fine_tuning_job_id")
     return job
 
 

@@ -1,4 +1,16 @@
-"""Artifact files: content hashes, the manifest, and loading an artifact back for inference."""
+"""Artifact files: content hashes, the manifest, and loading an artifact back for inference.
+
+Layout of a classification job's output directory:
+  manifest.json              format_version, job_id, method, task, base_model {id, sha256}, labels
+                             (id2label order), files {name: {bytes, sha256}}, metrics, trained_tokens,
+                             flops, steps, hyperparameters, settings
+  model/                     supervised: save_pretrained + tokenizer (plain transformers)
+  adapter/                   lora: adapter_config.json + adapter_model.safetensors (plain peft)
+  delta/delta.safetensors    bitfit: only the changed tensors, by state_dict name
+  eval/predictions.jsonl     with a validation file: {"index", "label", "predicted", "logits"} per row
+
+Importing this module does not import torch (the API hashes base models with it).
+"""
 from __future__ import annotations
 
 import hashlib
@@ -29,6 +41,7 @@ def directory_sha256(path: Path) -> str:
 
 
 def write_manifest(output_dir: Path, **fields: Any) -> Path:
+    # written last, after every file it lists
     """Write manifest.json listing every other file in `output_dir` with its size and sha256."""
     files = {p.relative_to(output_dir).as_posix(): {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
              for p in sorted(output_dir.rglob("*")) if p.is_file() and p.name != MANIFEST}
@@ -54,33 +67,95 @@ def check_base(manifest: dict[str, Any], base_model_dir: Path) -> None:
         )
 
 
-def load_classifier(artifact_dir: Path, base_model_dir: Path):
-    """(model, tokenizer, labels) for any classification artifact; checks the base model's hash."""
+def verify_files(artifact_dir: Path, manifest: dict[str, Any]) -> None:
+    """Refuse an artifact whose files differ from what its manifest lists (truncated download)."""
+    for name, entry in manifest["files"].items():
+        path = artifact_dir / name
+        if not path.is_file() or path.stat().st_size != entry["bytes"] or sha256_file(path) != entry["sha256"]:
+            raise TrainingError(f"{name} in {artifact_dir} does not match manifest.json (missing, truncated or "
+                                "changed); download the artifact again.", code="artifact_corrupted")
+
+
+def load_classifier(artifact_dir: Path, base_model_dir: Path | None = None):
+    """(model in eval mode, tokenizer, labels) for a supervised, LoRA or BitFit artifact.
+
+    Refuses (code "base_model_mismatch") when `base_model_dir`'s content hash differs from the
+    manifest's. A full `model/` artifact needs no base, so `base_model_dir` is optional there but
+    still checked when given. The tokenizer truncates at the training max_length, so `predict`
+    reproduces the job's own predictions.
+    """
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    manifest = read_manifest(artifact_dir)
+    artifact_dir, manifest = Path(artifact_dir), read_manifest(Path(artifact_dir))
+    verify_files(artifact_dir, manifest)
     labels = manifest["labels"]
+    if base_model_dir is not None:
+        check_base(manifest, Path(base_model_dir))
     if (artifact_dir / "model").is_dir():
         model = AutoModelForSequenceClassification.from_pretrained(artifact_dir / "model")
-        return model.eval(), AutoTokenizer.from_pretrained(artifact_dir / "model"), labels
-    check_base(manifest, base_model_dir)
-    model = AutoModelForSequenceClassification.from_pretrained(base_model_dir, **label_kwargs(labels))
-    if (artifact_dir / "adapter").is_dir():
-        from peft import PeftModel
-
-        model = PeftModel.from_pretrained(model, artifact_dir / "adapter")
-    elif (artifact_dir / "delta").is_dir():
-        from safetensors.torch import load_file
-
-        delta = load_file(artifact_dir / "delta" / "delta.safetensors")
-        missing = set(delta) - set(model.state_dict())
-        if missing:
-            raise TrainingError(f"delta names tensors the base model lacks: {sorted(missing)[:5]}",
-                                code="base_model_mismatch")
-        model.load_state_dict(delta, strict=False)
+        tokenizer = AutoTokenizer.from_pretrained(artifact_dir / "model")
+    elif base_model_dir is None:
+        raise TrainingError("This artifact applies over a base model; pass the base model's directory.",
+                            code="base_model_required")
     else:
-        raise TrainingError(f"{artifact_dir} holds no model/, adapter/ or delta/ directory", code="invalid_artifact")
-    return model.eval(), AutoTokenizer.from_pretrained(base_model_dir), labels
+        model = AutoModelForSequenceClassification.from_pretrained(base_model_dir, **label_kwargs(labels))
+        tokenizer = AutoTokenizer.from_pretrained(base_model_dir)
+        if (artifact_dir / "adapter").is_dir():
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(model, artifact_dir / "adapter")
+        elif (artifact_dir / "delta").is_dir():
+            _apply_delta(model, artifact_dir / "delta" / "delta.safetensors")
+        else:
+            raise TrainingError(f"{artifact_dir} holds no model/, adapter/ or delta/ directory",
+                                code="invalid_artifact")
+    max_length = manifest.get("hyperparameters", {}).get("max_length")
+    if max_length:
+        tokenizer.model_max_length = max_length
+    return model.eval(), tokenizer, labels
+
+
+def _apply_delta(model, path: Path) -> None:
+    import torch
+    from safetensors.torch import load_file
+
+    delta, state = load_file(path), model.state_dict()
+    wrong = [k for k, v in delta.items() if k not in state or state[k].shape != v.shape]
+    if wrong:
+        raise TrainingError(f"the delta names tensors the base model lacks or shapes it differently: "
+                            f"{sorted(wrong)[:5]}", code="base_model_mismatch")
+    with torch.no_grad():
+        for name, tensor in delta.items():
+            state[name].copy_(tensor)
+
+
+def predict(model, tokenizer, examples: list, labels: list | None = None, batch_size: int = 32) -> list[dict[str, Any]]:
+    """[{"index", "predicted", "logits"}] for Examples, {"text", "text_pair"} dicts or plain strings.
+
+    Batches are padded dynamically and truncated at `tokenizer.model_max_length`. `predicted` is
+    taken from `labels` (the manifest's list) when given, else from the model's id2label.
+    """
+    import torch
+
+    def field(example, name):
+        return example.get(name) if isinstance(example, dict) else getattr(example, name, None)
+
+    texts = [e if isinstance(e, str) else field(e, "text") for e in examples]
+    pairs = [None if isinstance(e, str) else field(e, "text_pair") for e in examples]
+    names = labels if labels is not None else [model.config.id2label[i] for i in range(model.config.num_labels)]
+    device = next(model.parameters()).device
+    rows: list[dict[str, Any]] = []
+    model.eval()
+    for start in range(0, len(texts), batch_size):
+        chunk_pairs = pairs[start:start + batch_size]
+        encoded = tokenizer(texts[start:start + batch_size], chunk_pairs if chunk_pairs[0] is not None else None,
+                            truncation=True, padding=True, return_tensors="pt").to(device)
+        with torch.no_grad():
+            logits = model(**encoded).logits.float().cpu()
+        for offset, row in enumerate(logits.tolist()):
+            best = max(range(len(row)), key=row.__getitem__)
+            rows.append({"index": start + offset, "predicted": names[best], "logits": row})
+    return rows
 
 
 def label_kwargs(labels: list) -> dict[str, Any]:

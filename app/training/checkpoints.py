@@ -1,7 +1,14 @@
 """Checkpoints that resume exactly: trainable weights, optimizer, scheduler, RNG and data position.
 
-Written into a `.tmp` sibling, fsynced, marked COMPLETE and renamed, so a half-written checkpoint
-is never picked up.
+Layout of `checkpoint_dir/step-00000123/`:
+  trainable.safetensors  parameters with requires_grad (frozen base weights come from the base model)
+  optimizer.pt           optimizer + LR scheduler state (tensors and plain values only)
+  rng.pt / rng.json      torch (+ CUDA) generator states / python and numpy states
+  state.json             {"step", "epoch", "batch_in_epoch", "trained_tokens", "flops"}
+  COMPLETE               written last
+Everything is written into a `.step-….tmp` sibling, fsynced, then renamed into place, so a
+half-written checkpoint is never picked up. The newest KEEP complete checkpoints are kept.
+Every file loads with `torch.load(weights_only=True)`: no pickled code runs on resume.
 """
 from __future__ import annotations
 
@@ -21,13 +28,18 @@ KEEP = 2
 
 
 def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """CPU copies of the parameters that train; what a checkpoint needs beyond the base model."""
     return {name: p.detach().cpu().contiguous() for name, p in model.named_parameters() if p.requires_grad}
 
 
 def _fsync_tree(path: Path) -> None:
-    for file in path.iterdir():
+    for file in path.iterdir():  # file contents first, then the directory entry
         with open(file, "rb") as f:
             os.fsync(f.fileno())
+    _fsync_dir(path)
+
+
+def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -37,25 +49,33 @@ def _fsync_tree(path: Path) -> None:
 
 def save_checkpoint(checkpoint_dir: Path, step: int, model: torch.nn.Module, optimizer, scheduler,
                     state: dict[str, Any]) -> Path:
+    """Write `step-{step:08d}` atomically (tmp dir, fsync, rename) and prune older checkpoints."""
     final = checkpoint_dir / f"step-{step:08d}"
     tmp = checkpoint_dir / f".step-{step:08d}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     save_file(trainable_state(model), tmp / "trainable.safetensors")
     torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, tmp / "optimizer.pt")
-    torch.save({"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}, tmp / "rng.pt")
+    torch.save({"torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}, tmp / "rng.pt")
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    version, py_state, gauss_next = random.getstate()
+    (tmp / "rng.json").write_text(json.dumps({
+        "python": [version, list(py_state), gauss_next],
+        "numpy": [kind, keys.tolist(), pos, has_gauss, cached]}))
     (tmp / "state.json").write_text(json.dumps({**state, "step": step}))
     (tmp / COMPLETE).write_text("ok")
     _fsync_tree(tmp)
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
+    _fsync_dir(checkpoint_dir)
     for old in complete_checkpoints(checkpoint_dir)[:-KEEP]:
         shutil.rmtree(old, ignore_errors=True)
     return final
 
 
 def complete_checkpoints(checkpoint_dir: Path) -> list[Path]:
+    """Complete checkpoints, oldest first (`.tmp` dirs and ones without COMPLETE are skipped)."""
     if not checkpoint_dir.is_dir():
         return []
     found = [p for p in checkpoint_dir.glob("step-*") if (p / COMPLETE).is_file() and (p / "state.json").is_file()]
@@ -63,24 +83,38 @@ def complete_checkpoints(checkpoint_dir: Path) -> list[Path]:
 
 
 def latest_complete_checkpoint(checkpoint_dir: Path) -> Path | None:
+    """The newest checkpoint a job can resume from, or None."""
     found = complete_checkpoints(checkpoint_dir)
     return found[-1] if found else None
 
 
 def load_checkpoint(path: Path, model: torch.nn.Module, optimizer, scheduler) -> dict[str, Any]:
-    """Restore everything saved by `save_checkpoint`; returns the saved loop state."""
+    """Restore everything saved by `save_checkpoint`; returns the saved loop state.
+
+    Raises ValueError when the checkpoint is incomplete or was written for other trainable
+    parameters (another method or other settings).
+    """
+    if not (path / COMPLETE).is_file():
+        raise ValueError(f"checkpoint {path.name} is incomplete (no {COMPLETE} marker)")
     weights = load_file(path / "trainable.safetensors")
-    expected = set(trainable_state(model))
-    if set(weights) != expected:
+    expected = trainable_state(model)
+    if set(weights) != set(expected) or any(weights[k].shape != v.shape for k, v in expected.items()):
         raise ValueError(f"checkpoint {path.name} does not match the model's trainable parameters")
-    model.load_state_dict(weights, strict=False)
-    opt = torch.load(path / "optimizer.pt", weights_only=False)
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        params = dict(model.named_parameters())
+        for name, tensor in weights.items():
+            params[name].copy_(tensor.to(device))
+    opt = torch.load(path / "optimizer.pt", map_location=device, weights_only=True)
     optimizer.load_state_dict(opt["optimizer"])
     scheduler.load_state_dict(opt["scheduler"])
-    rng = torch.load(path / "rng.pt", weights_only=False)
-    random.setstate(rng["python"])
-    np.random.set_state(rng["numpy"])
+    rng = torch.load(path / "rng.pt", weights_only=True)
     torch.set_rng_state(rng["torch"])
-    if rng["cuda"] is not None and torch.cuda.is_available():
+    if rng["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(rng["cuda"])
+    states = json.loads((path / "rng.json").read_text())
+    version, py_state, gauss_next = states["python"]
+    random.setstate((version, tuple(py_state), gauss_next))
+    kind, keys, pos, has_gauss, cached = states["numpy"]
+    np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
     return json.loads((path / "state.json").read_text())

@@ -2,6 +2,16 @@
 
 A strategy only decides which parameters train (`prepare`) and how the result is saved (`save`);
 scheduling, evaluation, checkpoints, resume, cancel/pause and accounting live here.
+
+Recipe (Mosbach et al. 2021, "On the Stability of Fine-tuning BERT"): bias-corrected AdamW,
+linear warmup then linear decay to 0, per-epoch shuffles drawn from a generator seeded with
+seed + epoch (so a resumed run sees exactly the batches an uninterrupted one would).
+
+Accounting: `trained_tokens` counts non-padding tokens of training batches. `flops` estimates
+training compute per token as 2·N (forward) + 2·N (backward to activations) + 2·N_trainable
+(weight gradients), i.e. (4·N + 2·N_trainable)·T, which is the usual 6·N·T for full fine-tuning
+(N = all parameters, embeddings included; attention's sequence-length term and evaluation are
+not counted, as in Kaplan et al. 2020).
 """
 from __future__ import annotations
 
@@ -21,7 +31,7 @@ import torch
 from app.training.artifacts import label_kwargs, write_manifest
 from app.training.base import TrainContext, TrainingError, TrainResult
 from app.training.checkpoints import latest_complete_checkpoint, load_checkpoint, save_checkpoint
-from app.training.data import Example, load_classification_examples
+from app.training.data import DatasetError, Example, load_classification_examples, validate_classification_file
 from app.training.metrics import classification_metrics
 
 # prepare(model, ctx, new_parameters): `new_parameters` names weights the base checkpoint lacked
@@ -95,18 +105,17 @@ def run_classification(ctx: TrainContext, prepare: Prepare, save: Save) -> Train
 
     hp = ctx.hyperparameters
     seed_everything(hp.seed)
-    train_examples = load_classification_examples(ctx.train_file)
-    labels = sorted({e.label for e in train_examples})
+    train_examples, valid_examples, labels = _load_data(ctx)
     label_index = {label: i for i, label in enumerate(labels)}
-    valid_examples = load_classification_examples(ctx.validation_file) if ctx.validation_file else []
-    unseen = {e.label for e in valid_examples} - set(labels)
-    if unseen:
-        raise TrainingError(f"validation_file has labels the training file lacks: {sorted(map(str, unseen))[:10]}",
-                            code="invalid_validation_file", param="validation_file")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     tokenizer = AutoTokenizer.from_pretrained(ctx.base_model.path)
     model, info = AutoModelForSequenceClassification.from_pretrained(
         ctx.base_model.path, output_loading_info=True, **label_kwargs(labels))
+    limit = min(tokenizer.model_max_length, getattr(model.config, "max_position_embeddings", None) or 10**9)
+    if hp.max_length > limit:  # longer inputs would index past the position embeddings
+        ctx.sink.message(f"max_length {hp.max_length} exceeds what {ctx.base_model.id} accepts; using {limit}",
+                         level="warning")
+        hp = dataclasses.replace(hp, max_length=limit)
     model = prepare(model, ctx, set(info["missing_keys"])).to(device)
     model.train()
     train = tokenize(tokenizer, train_examples, label_index, hp.max_length)
@@ -124,7 +133,11 @@ def run_classification(ctx: TrainContext, prepare: Prepare, save: Save) -> Train
     state = {"epoch": 0, "batch_in_epoch": 0, "trained_tokens": 0, "flops": 0.0}
     step = 0
     if ctx.resume_from is not None:
-        state = load_checkpoint(ctx.resume_from, model, optimizer, scheduler)
+        try:
+            state = load_checkpoint(ctx.resume_from, model, optimizer, scheduler)
+        except (ValueError, OSError, RuntimeError) as exc:
+            raise TrainingError(f"Cannot resume from {ctx.resume_from.name}: {exc}. Delete the job's checkpoints "
+                                "or start a new job.", code="invalid_checkpoint") from exc
         step = state.pop("step")
         ctx.sink.message(f"Resumed from checkpoint at step {step} (epoch {state['epoch']}, "
                          f"batch {state['batch_in_epoch']})", data={"step": step})
@@ -133,11 +146,12 @@ def run_classification(ctx: TrainContext, prepare: Prepare, save: Save) -> Train
                      data={"trainable_parameters": n_trainable, "total_parameters": n_total, "total_steps": total_steps})
     log_every = max(1, min(50, steps_per_epoch // 4))
     eval_metrics: dict[str, float] = {}
+    eval_step = -1
     window_loss, window_n, window_start, window_samples = 0.0, 0, time.perf_counter(), 0
 
     def checkpoint() -> None:
         path = save_checkpoint(ctx.checkpoint_dir, step, model, optimizer, scheduler, state)
-        ctx.sink.checkpoint(step, path, {"train_loss": last_loss, **eval_metrics})
+        ctx.sink.checkpoint(step, path, _finite({"train_loss": last_loss, **eval_metrics}))
 
     last_loss = float("nan")
     try:
@@ -171,21 +185,26 @@ def run_classification(ctx: TrainContext, prepare: Prepare, save: Save) -> Train
                 if step == 1 or step % log_every == 0 or end_of_epoch:
                     elapsed = time.perf_counter() - window_start
                     ctx.sink.metrics(step, {"train_loss": window_loss / window_n, "learning_rate": scheduler.get_last_lr()[0],
-                                            "epoch": step / steps_per_epoch, "samples_per_second": window_samples / max(elapsed, 1e-9)})
+                                            "epoch": step / steps_per_epoch, "samples_per_second": window_samples / max(elapsed, 1e-9),
+                                            "trained_tokens": state["trained_tokens"], "flops": state["flops"]})
                     window_loss, window_n, window_start, window_samples = 0.0, 0, time.perf_counter(), 0
                 if valid is not None and ((hp.eval_every and step % hp.eval_every == 0) or (not hp.eval_every and end_of_epoch)):
-                    eval_metrics = _evaluate(model, valid, device)[0]
+                    eval_metrics, eval_step = _evaluate(model, valid, device)[0], step
                     ctx.sink.metrics(step, dict(eval_metrics))
                 if (hp.checkpoint_every and step % hp.checkpoint_every == 0) or end_of_epoch:
                     checkpoint()
-    except torch.OutOfMemoryError as exc:
-        raise TrainingError(f"Out of memory at step {step + 1}; lower batch_size (now {hp.batch_size}) or "
-                            f"max_length (now {hp.max_length}).", code="out_of_memory") from exc
-
-    final_metrics = {"train_loss": last_loss}
+        final_metrics = _finite({"train_loss": last_loss})  # NaN when resumed after the last step
+        if valid is not None:
+            eval_metrics, logits = _evaluate(model, valid, device)
+            final_metrics.update(eval_metrics)
+            if eval_step != step:  # the final model's scores always reach the metrics stream
+                ctx.sink.metrics(step, dict(eval_metrics))
+    except (torch.OutOfMemoryError, MemoryError, RuntimeError) as exc:
+        if not is_out_of_memory(exc):
+            raise
+        raise TrainingError(f"Out of memory at step {step + 1} on {device.type}; lower batch_size (now "
+                            f"{hp.batch_size}) or max_length (now {hp.max_length}).", code="out_of_memory") from exc
     if valid is not None:
-        eval_metrics, logits = _evaluate(model, valid, device)
-        final_metrics.update(eval_metrics)
         _write_predictions(ctx.output_dir, valid_examples, labels, logits)
     save(model, tokenizer, ctx.output_dir, ctx)
     write_manifest(ctx.output_dir, job_id=ctx.job_id, method=ctx.method, task="sequence_classification",
@@ -195,6 +214,50 @@ def run_classification(ctx: TrainContext, prepare: Prepare, save: Save) -> Train
                    parameters={"total": n_total, "trainable": n_trainable},
                    created_at=datetime.now(UTC).isoformat())
     return TrainResult("succeeded", step, state["trained_tokens"], state["flops"], final_metrics)
+
+
+def _finite(values: dict[str, float]) -> dict[str, float]:
+    return {k: v for k, v in values.items() if math.isfinite(v)}
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """CUDA raises torch.OutOfMemoryError; the CPU allocator raises a RuntimeError saying so."""
+    if isinstance(exc, torch.OutOfMemoryError | MemoryError):
+        return True
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and any(
+        s in text for s in ("can't allocate memory", "not enough memory", "out of memory"))
+
+
+def _load_data(ctx: TrainContext) -> tuple[list[Example], list[Example], list]:
+    """Training and validation examples plus the sorted label list (the id2label order).
+
+    The API validated both files at submission; this re-checks because a worker may run a job
+    whose files changed meaning (e.g. a validation label the training file lacks)."""
+    try:
+        summary = validate_classification_file(ctx.train_file)
+        train = load_classification_examples(ctx.train_file)
+    except DatasetError as exc:
+        raise TrainingError(f"training_file: {exc}", code="invalid_training_file", param="training_file") from exc
+    if ctx.validation_file is None:
+        return train, [], summary.labels
+    try:
+        valid = load_classification_examples(ctx.validation_file)
+    except DatasetError as exc:
+        raise TrainingError(f"validation_file: {exc}", code="invalid_validation_file",
+                            param="validation_file") from exc
+    problem = None
+    if not valid:
+        problem = "has no examples"
+    elif unseen := {e.label for e in valid} - set(summary.labels):
+        problem = (f"has labels the training file lacks: {sorted(map(str, unseen))[:10]}; the model can only "
+                   f"predict {[str(label) for label in summary.labels][:10]}")
+    elif any((e.text_pair is not None) != summary.has_pair for e in valid):
+        problem = ("has text pairs but the training file does not" if not summary.has_pair
+                   else 'lacks "text_pair" on some rows but the training file uses text pairs')
+    if problem:
+        raise TrainingError(f"validation_file {problem}.", code="invalid_validation_file", param="validation_file")
+    return train, valid, summary.labels
 
 
 def _write_predictions(output_dir: Path, examples: list[Example], labels: list, logits: torch.Tensor) -> None:
