@@ -61,7 +61,7 @@ async def upload_file(
 @router.get("")
 def list_files(session: SessionDep, tenant: TenantDep, purpose: str | None = None,
                after: str | None = None, limit: int = 100) -> dict:
-    rows, has_more = paginate(session, service.list_files(session, tenant.id, purpose), File, after, limit)
+    rows, has_more = paginate(session, service.list_files(tenant.id, purpose), File, after, limit)
     return list_body([file_object(f) for f in rows], has_more)
 
 

@@ -80,7 +80,7 @@ def verified_path(file: File) -> Path:
     return path
 
 
-def list_files(session: Session, tenant_id: str, purpose: str | None):
+def list_files(tenant_id: str, purpose: str | None):
     query = select(File).where(File.tenant_id == tenant_id)
     if purpose:
         query = query.where(File.purpose == purpose)

@@ -91,9 +91,11 @@ def list_jobs(session: SessionDep, tenant: TenantDep, after: str | None = None, 
     if metadata:
         try:
             filters = json.loads(metadata)
-            assert isinstance(filters, dict)
-        except Exception as exc:
-            raise BadRequest("metadata filter must be a JSON object of strings.", param="metadata") from exc
+        except (json.JSONDecodeError, RecursionError):
+            filters = None
+        if not isinstance(filters, dict) or not all(isinstance(v, str) for v in filters.values()):
+            raise BadRequest("metadata filter must be a JSON object of strings, e.g. {\"team\": \"nlp\"}.",
+                             param="metadata")
     rows, has_more = paginate(session, service.list_jobs(tenant.id, filters), Job, after, limit)
     return list_body([job_object(j) for j in rows], has_more)
 

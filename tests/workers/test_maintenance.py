@@ -78,3 +78,13 @@ def test_job_whose_message_the_broker_lost_is_sent_again(tenant, monkeypatch):
     assert job_id in done["lost"] and job_id in done["sent"]
     assert job_id in b"".join(client.lrange(get_settings().queue_name, 0, -1)).decode()
     assert any("broker lost" in m for m in _state(job_id)[1])
+
+
+def test_disk_full_is_reported_as_such():
+    import errno
+
+    from workers.tasks.run_job import describe_crash
+
+    code, message = describe_crash(OSError(errno.ENOSPC, "No space left on device"))
+    assert code == "disk_full" and "disk space" in message
+    assert describe_crash(ValueError("boom"))[0] == "internal_error"

@@ -1,6 +1,7 @@
 """The training task: claim the job in PostgreSQL, run its strategy, publish artifacts atomically."""
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import shutil
@@ -121,6 +122,14 @@ def finish(job_id: str, me: str, status: str, message: str, error: dict | None =
     with_db(run)
 
 
+def describe_crash(exc: Exception) -> tuple[str, str]:
+    """An error code and message for a failure the strategy did not classify itself."""
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return "disk_full", ("The worker ran out of disk space while writing checkpoints or artifacts; "
+                             "nothing partial was published. Free space and create the job again.")
+    return "internal_error", f"Training crashed: {type(exc).__name__}: {exc}"[:2000]
+
+
 def execute(job_id: str) -> str:
     """Run one job to a final state; returns that state. Any training failure fails only this job."""
     me = worker_id()
@@ -155,9 +164,9 @@ def execute(job_id: str) -> str:
         return "failed"
     except Exception as exc:  # noqa: BLE001 - the worker must survive any one job's failure
         log.exception("job %s crashed", job.id)
-        message = f"Training crashed: {type(exc).__name__}: {exc}"[:2000]
-        finish(job.id, me, "failed", f"Job failed: {message}",
-               {"code": "internal_error", "message": message, "param": None}, level="error")
+        code, message = describe_crash(exc)
+        finish(job.id, me, "failed", f"Job failed: {message}", {"code": code, "message": message, "param": None},
+               level="error")
         return "failed"
     finally:
         shutil.rmtree(staging, ignore_errors=True)
