@@ -23,6 +23,7 @@ class Settings(BaseSettings):
     dispatcher_interval: float = Field(2.0, description="Seconds between reaper/reconciler passes.")
     resend_after: float = Field(30.0, description="A queued job the broker no longer holds after this many "
                                 "seconds is sent again (flushed or restarted Redis).")
+    orphan_grace: float = Field(600.0, description="Stored bytes without a file row older than this are removed.")
     stop_poll_interval: float = Field(0.5, description="Seconds between a worker's cancel/pause checks.")
     queue_name: str = Field("tuneforge.train", description="Celery queue the training tasks use.")
     default_base_model: str = Field("minilm-l6", description="Base model registered by `tuneforge migrate`.")

@@ -88,3 +88,23 @@ def test_disk_full_is_reported_as_such():
     code, message = describe_crash(OSError(errno.ENOSPC, "No space left on device"))
     assert code == "disk_full" and "disk space" in message
     assert describe_crash(ValueError("boom"))[0] == "internal_error"
+
+
+def test_orphaned_upload_bytes_are_swept(client, tenant, monkeypatch, data_dir):
+    import os
+
+    from tests.api.helpers import classification_rows, jsonl, upload
+
+    tenant_id, key = tenant
+    kept = upload(client, key, jsonl(classification_rows())).json()["id"]
+    folder = data_dir / "files" / tenant_id
+    orphan = folder / "file-orphanedbyakilledapi00"
+    partial = folder / ".file-x.abc.partial"
+    for path in (orphan, partial):
+        path.write_bytes(b"{}\n")
+        os.utime(path, (1, 1))
+    os.utime(folder / kept, (1, 1))
+    monkeypatch.setattr(get_settings(), "orphan_grace", 60.0)
+    swept = run_once()["swept"]
+    assert f"{tenant_id}/{orphan.name}" in swept and f"{tenant_id}/{partial.name}" in swept
+    assert not orphan.exists() and not partial.exists() and (folder / kept).exists()

@@ -17,6 +17,7 @@ from app.jobs.service import record_event
 from app.models import Job
 from app.models.base import utcnow
 from workers.retry import with_db
+from workers.tasks.sweeper import sweep_orphan_files
 
 log = logging.getLogger(__name__)
 LOCK_KEY = 0x7475_6E65  # "tune"
@@ -76,8 +77,9 @@ def run_once() -> dict[str, list[str]]:
     def locked_pass(session) -> dict[str, list[str]] | None:
         if not session.scalar(text("select pg_try_advisory_xact_lock(:k)"), {"k": LOCK_KEY}):
             return None
-        return {"reaped": reap_stale(session), "lost": lost_messages(session), "to_send": unsent_jobs(session)}
-    done = with_db(locked_pass) or {"reaped": [], "lost": [], "to_send": []}
+        return {"reaped": reap_stale(session), "lost": lost_messages(session), "to_send": unsent_jobs(session),
+                "swept": sweep_orphan_files(session)}
+    done = with_db(locked_pass) or {"reaped": [], "lost": [], "to_send": [], "swept": []}
     sent = []
     for job_id in done.pop("to_send"):
         try:
