@@ -5,7 +5,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
-from app.api.errors import install_error_handlers
+from app.api.errors import ERROR_RESPONSES, install_error_handlers
 from app.api.limits import LimitsMiddleware
 from app.artifacts.endpoints import router as artifacts_router
 from app.base_models.endpoints import router as models_router
@@ -22,9 +22,9 @@ def create_app() -> FastAPI:
                   description="Multi-tenant fine-tuning service with an OpenAI-compatible API.")
     install_error_handlers(app)
     for router in (files_router, jobs_router, artifacts_router, models_router):
-        app.include_router(router)
+        app.include_router(router, responses=ERROR_RESPONSES)
 
-    @app.get("/healthz", tags=["health"])
+    @app.get("/healthz", tags=["health"], responses={503: ERROR_RESPONSES[503]})
     def healthz() -> JSONResponse:
         checks = {"database": _database_ok(), "broker": broker_ping()}
         if all(checks.values()):

@@ -6,7 +6,9 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
 from app.core.errors import AppError, error_body
 
@@ -18,6 +20,40 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
     loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path", "header")]
     param = ".".join(loc) or None
     return f"Invalid {param or 'request'}: {first.get('msg', 'invalid value')}.", param
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    """OpenAI's error envelope, used for every 4xx/5xx."""
+
+    error: ErrorDetail
+
+
+ERROR_RESPONSES: dict[int | str, dict] = {
+    status: {"model": ErrorResponse, "description": description}
+    for status, description in [
+        (400, "Invalid request"), (401, "Missing or wrong API key"), (404, "Not found (or another tenant's)"),
+        (405, "Method not allowed"), (409, "Conflict with the resource's state or an Idempotency-Key"),
+        (413, "Body over the size limit"), (431, "Headers over the size limit"), (500, "Server error"),
+        (503, "Dependency unavailable"),
+    ]
+}
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method any route serves at this path (Starlette names only the first route's)."""
+    methods: set[str] = set()
+    for route in request.app.routes:
+        match, _ = route.matches({**request.scope, "method": "GET"})
+        if match != Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ())
+    return sorted(methods - {"HEAD"})
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -35,10 +71,13 @@ def install_error_handlers(app: FastAPI) -> None:
         message = exc.detail if isinstance(exc.detail, str) else "Request failed."
         if exc.status_code == 404:
             message = f"Unknown path: {request.method} {request.url.path}."
-        elif exc.status_code == 405:
-            message = f"Method {request.method} is not allowed on {request.url.path}."
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:
+            allowed = allowed_methods(request)
+            message = f"Method {request.method} is not allowed on {request.url.path}; use {', '.join(allowed)}."
+            headers = {**(headers or {}), "Allow": ", ".join(allowed)}
         return JSONResponse(error_body(message, "invalid_request_error"), status_code=exc.status_code,
-                            headers=getattr(exc, "headers", None))
+                            headers=headers)
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:
