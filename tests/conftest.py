@@ -126,3 +126,22 @@ def client(database):
 
     with TestClient(app) as test_client:
         yield test_client
+
+
+def quiesce_jobs() -> None:
+    """Cancel jobs earlier tests left queued and empty the test queues, so the next test's
+    dispatcher and workers see only their own jobs."""
+    from sqlalchemy import update
+
+    from app.core.db import session_scope
+    from app.models import Job
+
+    with session_scope() as db:
+        db.execute(update(Job).where(Job.status.in_(("queued", "validating_files"))).values(status="cancelled"))
+    _purge_test_queues()
+
+
+@pytest.fixture
+def quiet_queue():
+    quiesce_jobs()
+    yield

@@ -48,6 +48,11 @@ def job_ids_held_by_broker() -> set[str]:
     return {match.decode() for message in raw for match in JOB_ID.findall(message)}
 
 
+def waiting_messages() -> int:
+    """Messages sent to our queue and not yet taken by a worker."""
+    return int(redis.Redis.from_url(get_settings().require_redis_url()).llen(get_settings().queue_name))
+
+
 def broker_ping() -> bool:
     try:
         with get_producer().connection_for_write() as conn:

@@ -10,12 +10,10 @@ from starlette.concurrency import run_in_threadpool
 from app.api.deps import SessionDep, TenantDep
 from app.api.pagination import list_body, paginate
 from app.core.errors import BadRequest
-from app.core.queue import enqueue_job
 from app.idempotency import service as idempotency
-from app.jobs import service
+from app.jobs import dispatch, service
 from app.jobs.schemas import checkpoint_object, event_object, job_object
 from app.models import Job, JobCheckpoint, JobEvent
-from app.models.base import utcnow
 
 router = APIRouter(prefix="/v1/fine_tuning/jobs", tags=["fine-tuning"])
 log = logging.getLogger(__name__)
@@ -47,17 +45,6 @@ def _contains_nul(value) -> bool:
     return False
 
 
-def send_to_broker(session, job: Job) -> None:
-    """Best effort: if the broker is down the job stays queued and the reconciler re-sends it."""
-    try:
-        enqueue_job(job.id)
-    except Exception as exc:  # broker unavailable: the database still holds the job
-        log.warning("could not enqueue %s: %s", job.id, exc)
-        return
-    job.enqueued_at = utcnow()
-    session.commit()
-
-
 @router.post("")
 async def create_job(request: Request, session: SessionDep, tenant: TenantDep) -> dict:
     """Idempotent: an `Idempotency-Key` replays the first response; without one, an identical body
@@ -78,7 +65,7 @@ async def create_job(request: Request, session: SessionDep, tenant: TenantDep) -
         if key is not None:
             idempotency.remember(session, tenant.id, key, fingerprint, response)
         session.commit()
-        send_to_broker(session, job)
+        dispatch.admit()
         return response
 
     return await run_in_threadpool(create)
@@ -123,7 +110,8 @@ def pause_job(job_id: str, session: SessionDep, tenant: TenantDep) -> dict:
 def resume_job(job_id: str, session: SessionDep, tenant: TenantDep) -> dict:
     job = service.resume_job(session, tenant.id, job_id)
     session.commit()
-    send_to_broker(session, job)
+    dispatch.admit()
+    session.refresh(job)
     return job_object(job)
 
 

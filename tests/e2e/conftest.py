@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from tests.conftest import RUN_ID, new_tenant
+from tests.conftest import RUN_ID, new_tenant, quiesce_jobs
 
 
 def free_port() -> int:
@@ -50,6 +50,7 @@ def _stop(proc: subprocess.Popen) -> None:
 
 @pytest.fixture(scope="module")
 def service(database, registered_tiny_model, data_dir) -> Iterator[Service]:
+    quiesce_jobs()
     port = free_port()
     env = dict(os.environ, TUNEFORGE_QUEUE_NAME=f"tuneforge.e2e.{RUN_ID}")
     svc = Service(url=f"http://127.0.0.1:{port}", env=env, processes={})

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 import redis
 from sqlalchemy import select
 
@@ -13,6 +14,11 @@ from app.models import Job, JobEvent
 from app.models.base import utcnow
 from tests.conftest import REDIS_URL
 from workers.tasks.maintenance import run_once
+
+
+@pytest.fixture(autouse=True)
+def _isolated(quiet_queue):
+    """Only this test's jobs are queued, and the test queue starts empty."""
 
 
 def _job(tenant_id: str, **values) -> str:

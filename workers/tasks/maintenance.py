@@ -9,10 +9,11 @@ import logging
 import threading
 from datetime import timedelta
 
-from sqlalchemy import select, text, update
+from sqlalchemy import select, text
 
 from app.core.config import get_settings
-from app.core.queue import enqueue_job, job_ids_held_by_broker
+from app.core.queue import job_ids_held_by_broker
+from app.jobs.dispatch import admit
 from app.jobs.service import record_event
 from app.models import Job
 from app.models.base import utcnow
@@ -63,33 +64,14 @@ def lost_messages(session) -> list[str]:
     return [job.id for job in lost]
 
 
-def unsent_jobs(session) -> list[str]:
-    return list(session.scalars(select(Job.id).where(Job.status == "queued", Job.enqueued_at.is_(None))
-                                .order_by(Job.seq)))
-
-
-def mark_sent(session, job_id: str) -> None:
-    session.execute(update(Job).where(Job.id == job_id, Job.status == "queued").values(enqueued_at=utcnow()))
-
-
 def run_once() -> dict[str, list[str]]:
     """One pass; returns what it did (for tests and logs)."""
     def locked_pass(session) -> dict[str, list[str]] | None:
         if not session.scalar(text("select pg_try_advisory_xact_lock(:k)"), {"k": LOCK_KEY}):
             return None
-        return {"reaped": reap_stale(session), "lost": lost_messages(session), "to_send": unsent_jobs(session),
-                "swept": sweep_orphan_files(session)}
-    done = with_db(locked_pass) or {"reaped": [], "lost": [], "to_send": [], "swept": []}
-    sent = []
-    for job_id in done.pop("to_send"):
-        try:
-            enqueue_job(job_id)
-        except Exception as exc:  # broker down: try again next pass
-            log.warning("reconciler could not enqueue %s: %s", job_id, exc)
-            break
-        with_db(lambda s: mark_sent(s, job_id))
-        sent.append(job_id)
-    return {**done, "sent": sent}
+        return {"reaped": reap_stale(session), "lost": lost_messages(session), "swept": sweep_orphan_files(session)}
+    done = with_db(locked_pass) or {"reaped": [], "lost": [], "swept": []}
+    return {**done, "sent": admit()}
 
 
 class MaintenanceLoop:

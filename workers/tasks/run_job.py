@@ -16,6 +16,7 @@ from app.core.config import get_settings
 from app.core.queue import RUN_JOB_TASK
 from app.core.storage import fsync_dir, sha256_of
 from app.files.service import verified_path
+from app.jobs.dispatch import admit
 from app.jobs.service import record_event
 from app.models import Artifact, BaseModel, File, Job
 from app.models.base import utcnow
@@ -134,6 +135,7 @@ def execute(job_id: str) -> str:
     """Run one job to a final state; returns that state. Any training failure fails only this job."""
     me = worker_id()
     job = claim(job_id, me)
+    admit()  # this worker's message left the queue: let the next fair job in
     if job is None:
         log.info("job %s is not queued (duplicate or stale message); skipping", job_id)
         return "skipped"
@@ -170,6 +172,7 @@ def execute(job_id: str) -> str:
         return "failed"
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        admit()  # a tenant's active count dropped: its next job may now go
 
 
 @shared_task(name=RUN_JOB_TASK, ignore_result=True, acks_late=True)
