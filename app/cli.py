@@ -42,6 +42,35 @@ def tenants_create(name: str) -> None:
     typer.echo(f"API key (shown once): {key}")
 
 
+@tenants.command("limits")
+def tenants_limits(
+    name: str,
+    max_running_jobs: int | None = typer.Option(None, help="Jobs running (or sent to workers) at once."),
+    max_queued_jobs: int | None = typer.Option(None, help="Jobs waiting to run."),
+    max_storage_bytes: int | None = typer.Option(None, help="Bytes of uploaded files kept."),
+    max_upload_bytes: int | None = typer.Option(None, help="Largest single upload."),
+    requests_per_second: float | None = typer.Option(None, help="API requests per second."),
+) -> None:
+    """Operator-only: set a tenant's quotas (options left out keep their value) and print them."""
+    from sqlalchemy import select
+
+    from app.core.db import session_scope
+    from app.models import Tenant
+    from app.tenants.limits import LIMIT_FIELDS, limits_for, set_limits
+
+    given = {k: v for k, v in locals().items() if k in LIMIT_FIELDS and v is not None}
+    with session_scope() as session:
+        tenant = session.scalar(select(Tenant).where(Tenant.name == name))
+        if tenant is None:
+            typer.echo(f"no tenant named {name!r}", err=True)
+            raise typer.Exit(code=1)
+        if given:
+            set_limits(session, tenant.id, **given)
+        effective = limits_for(session, tenant.id)
+    for field in LIMIT_FIELDS:
+        typer.echo(f"{field}: {getattr(effective, field)}")
+
+
 @models.command("add")
 def models_add(model_id: str, path: Path) -> None:
     """Register a local model directory (referenced in place, hashed) as a public base model."""

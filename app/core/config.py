@@ -26,7 +26,10 @@ class Settings(BaseSettings):
     orphan_grace: float = Field(600.0, description="Stored bytes without a file row older than this are removed.")
     broker_depth: int = Field(2, ge=1, description="Most jobs waiting in the broker at once; the rest wait in "
                               "PostgreSQL for a fair turn.")
-    max_running_per_tenant: int | None = Field(None, ge=1, description="Cap on one tenant's active jobs.")
+    max_running_per_tenant: int | None = Field(None, ge=1, description="Default cap on one tenant's active jobs.")
+    max_queued_per_tenant: int | None = Field(None, ge=1, description="Default cap on one tenant's waiting jobs.")
+    max_storage_per_tenant: int | None = Field(None, ge=1, description="Default cap on one tenant's stored file bytes.")
+    requests_per_second: float | None = Field(None, gt=0, description="Default per-tenant API request rate.")
     stop_poll_interval: float = Field(0.5, description="Seconds between a worker's cancel/pause checks.")
     queue_name: str = Field("tuneforge.train", description="Celery queue the training tasks use.")
     default_base_model: str = Field("minilm-l6", description="Base model registered by `tuneforge migrate`.")

@@ -14,6 +14,7 @@ from app.core.ids import new_id
 from app.core.storage import sha256_of, write_atomic
 from app.files.schemas import PURPOSES
 from app.models import File
+from app.tenants import limits
 from app.training.data import DatasetError, iter_jsonl
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._ -]+")
@@ -37,8 +38,9 @@ def create_file(session: Session, tenant_id: str, filename: str | None, purpose:
     file_id = new_id("file-")
     key = f"{tenant_id}/{file_id}"
     path = storage_path(key)
-    size, digest = write_atomic(path, chunks, get_settings().max_upload_bytes)
+    size, digest = write_atomic(path, chunks, limits.limits_for(session, tenant_id).max_upload_bytes)
     try:
+        limits.check_storage(session, tenant_id, size)
         check_jsonl(path, size)
         file = File(id=file_id, tenant_id=tenant_id, filename=safe_filename(filename), purpose=purpose,
                     bytes=size, sha256=digest, storage_key=key)

@@ -3,7 +3,7 @@
 Jobs are not sent when they are created: the dispatcher keeps at most `broker_depth` messages
 waiting in the queue and fills each free slot from the tenant with the fewest active jobs (running,
 pausing, or already sent), oldest job first. Tenant A's 500 queued jobs therefore delay tenant B's
-one job by at most one job's turn. `max_running_per_tenant` caps a tenant's active jobs.
+one job by at most one job's turn. A tenant's `max_running_jobs` quota caps its active jobs.
 
 It runs after every create/resume, after a worker claims or finishes a job, and on every
 maintenance pass; a PostgreSQL advisory lock makes concurrent runs take turns.
@@ -20,6 +20,7 @@ from app.core.db import session_scope
 from app.core.queue import enqueue_job, waiting_messages
 from app.models import Job
 from app.models.base import utcnow
+from app.tenants.limits import limits_for
 
 log = logging.getLogger(__name__)
 DISPATCH_LOCK = 0x6469_7370  # "disp"
@@ -40,12 +41,18 @@ def oldest_unsent_per_tenant(session, exclude: set[str]) -> list[Job]:
 
 def pick(session, free: int) -> list[Job]:
     """Up to `free` jobs, each from the least-active tenant (ties: the oldest job)."""
-    limit = get_settings().max_running_per_tenant
     active = active_by_tenant(session)
+    caps: dict[str, int | None] = {}
     picked: list[Job] = []
+
+    def under_cap(job: Job) -> bool:
+        if job.tenant_id not in caps:
+            caps[job.tenant_id] = limits_for(session, job.tenant_id).max_running_jobs
+        cap = caps[job.tenant_id]
+        return cap is None or active.get(job.tenant_id, 0) < cap
+
     for _ in range(free):
-        heads = [job for job in oldest_unsent_per_tenant(session, {j.id for j in picked})
-                 if limit is None or active.get(job.tenant_id, 0) < limit]
+        heads = [job for job in oldest_unsent_per_tenant(session, {j.id for j in picked}) if under_cap(job)]
         if not heads:
             break
         job = min(heads, key=lambda j: (active.get(j.tenant_id, 0), j.seq))

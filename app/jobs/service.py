@@ -17,6 +17,7 @@ from app.files import service as files
 from app.idempotency import service as idempotency
 from app.jobs.schemas import CreateJobRequest
 from app.models import Job, JobCheckpoint, JobEvent
+from app.tenants import limits
 from app.models.base import utcnow
 from app.training.data import DatasetError, DatasetSummary, validate_classification_file
 from app.training.registry import UnknownStrategyError, get_strategy
@@ -97,6 +98,7 @@ def create_job(session: Session, tenant_id: str, body: dict[str, Any], request_f
         request = CreateJobRequest.model_validate(body)
     except ValidationError as exc:
         raise _pydantic_error(exc, "") from exc
+    limits.check_queued(session, tenant_id)
     method_type, spec, settings = _method(request)
     base_models.get_visible(session, tenant_id, request.model)
     train = _check_file(session, tenant_id, request.training_file, "training_file")

@@ -9,5 +9,6 @@ from app.models.job import Job
 from app.models.job_checkpoint import JobCheckpoint
 from app.models.job_event import JobEvent
 from app.models.tenant import Tenant
+from app.models.tenant_limits import TenantLimits
 
-__all__ = ["ApiKey", "Artifact", "Base", "BaseModel", "File", "IdempotencyKey", "Job", "JobCheckpoint", "JobEvent", "Tenant"]
+__all__ = ["ApiKey", "Artifact", "Base", "BaseModel", "File", "IdempotencyKey", "Job", "JobCheckpoint", "JobEvent", "Tenant", "TenantLimits"]

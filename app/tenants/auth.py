@@ -7,6 +7,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.core.db import session_scope
 from app.core.errors import Unauthorized
+from app.tenants.limits import QuotaExceeded, check_rate, limits_for
 from app.tenants.service import authenticate
 
 PUBLIC_PATHS = {"/healthz", "/metrics", "/docs", "/openapi.json", "/redoc"}
@@ -22,9 +23,13 @@ def _bearer(scope: Scope) -> str | None:
 
 
 def _lookup(key: str) -> tuple[str, str] | None:
+    """The key's tenant, after charging this request to its rate limit."""
     with session_scope() as session:
         tenant = authenticate(session, key)
-        return (tenant.id, tenant.name) if tenant else None
+        if tenant is None:
+            return None
+        check_rate(tenant.id, limits_for(session, tenant.id).requests_per_second)
+        return tenant.id, tenant.name
 
 
 class AuthMiddleware:
@@ -37,7 +42,11 @@ class AuthMiddleware:
         if scope["type"] != "http" or scope["path"] in PUBLIC_PATHS:
             return await self.app(scope, receive, send)
         key = _bearer(scope)
-        found = await run_in_threadpool(_lookup, key) if key else None
+        try:
+            found = await run_in_threadpool(_lookup, key) if key else None
+        except QuotaExceeded as exc:
+            response = JSONResponse(exc.body(), status_code=exc.status_code, headers=exc.headers)
+            return await response(scope, receive, send)
         if found is None:
             error = Unauthorized(
                 "Missing API key: send 'Authorization: Bearer <key>'."

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-23 14:13:59.417263
+Create Date: 2026-11-23 15:11:07.612494
 """
 from alembic import op
 import sqlalchemy as sa
@@ -109,6 +109,17 @@ def upgrade() -> None:
     op.create_index(op.f('ix_jobs_seq'), 'jobs', ['seq'], unique=True)
     op.create_index(op.f('ix_jobs_status'), 'jobs', ['status'], unique=False)
     op.create_index(op.f('ix_jobs_tenant_id'), 'jobs', ['tenant_id'], unique=False)
+    op.create_table('tenant_limits',
+    sa.Column('tenant_id', sa.String(length=64), nullable=False),
+    sa.Column('max_running_jobs', sa.Integer(), nullable=True),
+    sa.Column('max_queued_jobs', sa.Integer(), nullable=True),
+    sa.Column('max_storage_bytes', sa.BigInteger(), nullable=True),
+    sa.Column('max_upload_bytes', sa.BigInteger(), nullable=True),
+    sa.Column('requests_per_second', sa.Float(), nullable=True),
+    sa.Column('created_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('tenant_id')
+    )
     op.create_table('artifacts',
     sa.Column('id', sa.BigInteger(), autoincrement=True, nullable=False),
     sa.Column('job_id', sa.String(length=64), nullable=False),
@@ -162,6 +173,7 @@ def downgrade() -> None:
     op.drop_table('job_checkpoints')
     op.drop_index(op.f('ix_artifacts_job_id'), table_name='artifacts')
     op.drop_table('artifacts')
+    op.drop_table('tenant_limits')
     op.drop_index(op.f('ix_jobs_tenant_id'), table_name='jobs')
     op.drop_index(op.f('ix_jobs_status'), table_name='jobs')
     op.drop_index(op.f('ix_jobs_seq'), table_name='jobs')
