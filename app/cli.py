@@ -14,7 +14,31 @@ app = typer.Typer(help="tuneforge: fine-tuning as a service.", no_args_is_help=T
 tenants = typer.Typer(help="Manage tenants and their API keys.", no_args_is_help=True)
 models = typer.Typer(help="Manage base models.", no_args_is_help=True)
 app.add_typer(tenants, name="tenants")
+admin = typer.Typer(help="Operator commands.", no_args_is_help=True)
 app.add_typer(models, name="models")
+app.add_typer(admin, name="admin")
+
+
+@admin.command("create-key")
+def admin_create_key() -> None:
+    """Create an admin key for /v1/admin (tenants, keys, limits, audit); printed once, last word."""
+    from app.core.db import session_scope
+    from app.tenants.service import create_api_key
+
+    with session_scope() as session:
+        key = create_api_key(session, None, role="admin")
+    typer.echo(f"admin API key (shown once): {key}")
+
+
+@tenants.command("revoke-key")
+def tenants_revoke_key(key_id: str) -> None:
+    """Revoke an API key by id (see GET /v1/admin/tenants/{id}/keys) at once."""
+    from app.core.db import session_scope
+    from app.tenants.service import revoke_api_key
+
+    with session_scope() as session:
+        row = revoke_api_key(session, key_id)
+    typer.echo(f"key {row.id} revoked")
 
 
 @app.command()

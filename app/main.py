@@ -5,6 +5,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
+from app.admin.endpoints import router as admin_router
 from app.api.errors import ERROR_RESPONSES, install_error_handlers
 from app.api.limits import LimitsMiddleware
 from app.artifacts.endpoints import router as artifacts_router
@@ -21,7 +22,7 @@ def create_app() -> FastAPI:
     app = FastAPI(title="tuneforge", version="0.1.0",
                   description="Multi-tenant fine-tuning service with an OpenAI-compatible API.")
     install_error_handlers(app)
-    for router in (files_router, jobs_router, artifacts_router, models_router):
+    for router in (files_router, jobs_router, artifacts_router, models_router, admin_router):
         app.include_router(router, responses=ERROR_RESPONSES)
 
     @app.get("/healthz", tags=["health"], responses={503: ERROR_RESPONSES[503]})

@@ -38,9 +38,9 @@ class ErrorResponse(BaseModel):
 ERROR_RESPONSES: dict[int | str, dict] = {
     status: {"model": ErrorResponse, "description": description}
     for status, description in [
-        (400, "Invalid request"), (401, "Missing or wrong API key"), (404, "Not found (or another tenant's)"),
+        (400, "Invalid request"), (401, "Missing or wrong API key"), (403, "Key of the wrong role"), (404, "Not found (or another tenant's)"),
         (405, "Method not allowed"), (409, "Conflict with the resource's state or an Idempotency-Key"),
-        (413, "Body over the size limit"), (431, "Headers over the size limit"), (500, "Server error"),
+        (413, "Body over the size limit"), (429, "Quota or rate limit exceeded"), (431, "Headers over the size limit"), (500, "Server error"),
         (503, "Dependency unavailable"),
     ]
 }

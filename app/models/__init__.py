@@ -1,6 +1,7 @@
 """SQLAlchemy models, one per file; importing this package registers them all."""
 from app.models.api_key import ApiKey
 from app.models.artifact import Artifact
+from app.models.audit_event import AuditEvent
 from app.models.base import Base
 from app.models.base_model import BaseModel
 from app.models.file import File
@@ -11,4 +12,4 @@ from app.models.job_event import JobEvent
 from app.models.tenant import Tenant
 from app.models.tenant_limits import TenantLimits
 
-__all__ = ["ApiKey", "Artifact", "Base", "BaseModel", "File", "IdempotencyKey", "Job", "JobCheckpoint", "JobEvent", "Tenant", "TenantLimits"]
+__all__ = ["ApiKey", "Artifact", "AuditEvent", "Base", "BaseModel", "File", "IdempotencyKey", "Job", "JobCheckpoint", "JobEvent", "Tenant", "TenantLimits"]

@@ -9,12 +9,14 @@ from app.models.base import Base, TimestampedMixin
 
 
 class ApiKey(TimestampedMixin, Base):
-    """A tenant's API key, stored only as its SHA-256 digest."""
+    """An API key, stored only as its SHA-256 digest: a tenant's (`role` tenant) or an operator's
+    (`role` admin, no tenant). The two roles never reach each other's endpoints."""
 
     __tablename__ = "api_keys"
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    tenant_id: Mapped[str | None] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    role: Mapped[str] = mapped_column(String(16), default="tenant")
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     display_prefix: Mapped[str] = mapped_column(String(16))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

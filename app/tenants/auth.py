@@ -6,9 +6,10 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.core.db import session_scope
-from app.core.errors import Unauthorized
-from app.tenants.limits import QuotaExceeded, check_rate, limits_for
-from app.tenants.service import authenticate
+from app.core.errors import AppError, Unauthorized
+from app.models import Tenant
+from app.tenants.limits import check_rate, limits_for
+from app.tenants.service import authenticate_key
 
 PUBLIC_PATHS = {"/healthz", "/metrics", "/docs", "/openapi.json", "/redoc"}
 
@@ -22,18 +23,34 @@ def _bearer(scope: Scope) -> str | None:
     return None
 
 
-def _lookup(key: str) -> tuple[str, str] | None:
-    """The key's tenant, after charging this request to its rate limit."""
+ADMIN_PREFIX = "/v1/admin"
+
+
+class Forbidden(AppError):
+    status_code = 403
+    type = "permission_error"
+    code = "forbidden"
+
+
+def _lookup(key: str, admin_path: bool) -> dict[str, str] | None:
+    """Who the key is, after charging a tenant's request to its rate limit; None if unknown."""
     with session_scope() as session:
-        tenant = authenticate(session, key)
-        if tenant is None:
+        row = authenticate_key(session, key)
+        if row is None:
             return None
+        if admin_path and row.role != "admin":
+            raise Forbidden("This endpoint needs an admin key (tuneforge admin create-key); tenant keys cannot use it.")
+        if not admin_path and row.role != "tenant":
+            raise Forbidden("Admin keys manage tenants under /v1/admin; use a tenant's key for this endpoint.")
+        if row.role == "admin":
+            return {"admin_key_id": row.id}
+        tenant = session.get(Tenant, row.tenant_id)
         check_rate(tenant.id, limits_for(session, tenant.id).requests_per_second)
-        return tenant.id, tenant.name
+        return {"tenant_id": tenant.id, "tenant_name": tenant.name}
 
 
 class AuthMiddleware:
-    """Resolve `Authorization: Bearer KEY` to a tenant id stored in `scope["state"]`."""
+    """Resolve `Authorization: Bearer KEY` to a tenant (or, under /v1/admin, an operator)."""
 
     def __init__(self, app: ASGIApp):
         self.app = app
@@ -42,19 +59,15 @@ class AuthMiddleware:
         if scope["type"] != "http" or scope["path"] in PUBLIC_PATHS:
             return await self.app(scope, receive, send)
         key = _bearer(scope)
+        admin_path = scope["path"].startswith(ADMIN_PREFIX)
         try:
-            found = await run_in_threadpool(_lookup, key) if key else None
-        except QuotaExceeded as exc:
+            found = await run_in_threadpool(_lookup, key, admin_path) if key else None
+            if found is None:
+                raise Unauthorized(
+                    "Missing API key: send 'Authorization: Bearer <key>'." if key is None
+                    else "Incorrect API key provided. Create one with 'tuneforge tenants create NAME'.")
+        except AppError as exc:
             response = JSONResponse(exc.body(), status_code=exc.status_code, headers=exc.headers)
             return await response(scope, receive, send)
-        if found is None:
-            error = Unauthorized(
-                "Missing API key: send 'Authorization: Bearer <key>'."
-                if key is None
-                else "Incorrect API key provided. Create one with 'tuneforge tenants create NAME'."
-            )
-            response = JSONResponse(error.body(), status_code=error.status_code)
-            return await response(scope, receive, send)
-        scope.setdefault("state", {})
-        scope["state"]["tenant_id"], scope["state"]["tenant_name"] = found
+        scope.setdefault("state", {}).update(found)
         await self.app(scope, receive, send)
