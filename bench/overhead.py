@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import secrets
 import statistics
 import subprocess
@@ -23,17 +22,13 @@ import time
 from pathlib import Path
 
 import httpx
-import psycopg
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.bare_run import minilm_path  # noqa: E402
 from bench.data import load_bbc_news, write_jsonl  # noqa: E402
+from bench.deployment import ROOT, Deployment  # noqa: E402
 
-ADMIN_URL = os.environ.get("TUNEFORGE_BENCH_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-REDIS_URL = os.environ.get("TUNEFORGE_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
-TF = [sys.executable, "-m", "app.cli"]
 
 
 def bare(train: Path, settings: dict, work: Path) -> tuple[float, float]:
@@ -45,34 +40,12 @@ def bare(train: Path, settings: dict, work: Path) -> tuple[float, float]:
     return time.perf_counter() - start, json.loads(out.stdout.strip().splitlines()[-1])["seconds"]
 
 
-class Service:
-    """api + worker as separate processes on a fresh database, like a deployment."""
+class Service(Deployment):
+    """One api + one worker, one tenant."""
 
     def __init__(self, work: Path):
-        self.db = f"tuneforge_bench_{secrets.token_hex(4)}"
-        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{self.db}"')
-        self.env = dict(os.environ, TUNEFORGE_DATABASE_URL=ADMIN_URL.rsplit("/", 1)[0] + f"/{self.db}",
-                        TUNEFORGE_REDIS_URL=REDIS_URL, TUNEFORGE_DATA_DIR=str(work / "service"),
-                        TUNEFORGE_QUEUE_NAME=f"tuneforge.bench.{self.db}")
-        subprocess.run([*TF, "migrate"], env=self.env, check=True, capture_output=True, cwd=ROOT)
-        out = subprocess.run([*TF, "tenants", "create", "bench"], env=self.env, check=True, capture_output=True,
-                             text=True, cwd=ROOT).stdout
-        self.headers = {"Authorization": f"Bearer {out.split()[-1]}"}
-        from app.core.embedded import free_port
-
-        self.url = f"http://127.0.0.1:{free_port()}"
-        log = open(work / "service.log", "ab")
-        self.procs = [subprocess.Popen([*TF, "api", "--port", self.url.rsplit(":", 1)[1]], env=self.env, cwd=ROOT,
-                                       stdout=log, stderr=log),
-                      subprocess.Popen([*TF, "worker", "--loglevel", "WARNING"], env=self.env, cwd=ROOT,
-                                       stdout=log, stderr=log)]
-        for _ in range(600):
-            try:
-                if httpx.get(f"{self.url}/healthz").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
+        super().__init__(work, workers=1)
+        self.headers = self.tenant_headers("bench")
 
     def run(self, train: Path, method: dict) -> tuple[float, float, list[dict]]:
         """(submit->succeeded seconds, submit->first step seconds, artifacts)."""
@@ -97,13 +70,6 @@ class Service:
                 raise SystemExit(f"service job ended {status['status']}: {status['error']}")
             artifacts = http.get(f"/fine_tuning/jobs/{job['id']}/artifacts").json()["data"]
             return total, first_step or total, artifacts
-
-    def close(self) -> None:
-        for proc in self.procs:
-            proc.terminate()
-            proc.wait(timeout=30)
-        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{self.db}" WITH (FORCE)')
 
 
 def main() -> None:
