@@ -4,11 +4,12 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import select
 
 from app.api.deps import SessionDep
 from app.core.errors import NotFound, shown
+from app.core.text import storable
 from app.models import ApiKey, AuditEvent, Tenant
 from app.tenants import service
 from app.tenants.limits import LIMIT_FIELDS, limits_for, set_limits
@@ -27,6 +28,13 @@ AdminDep = Annotated[str, Depends(admin_actor)]
 class CreateTenant(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=200)
+
+    @field_validator("name")
+    @classmethod
+    def _storable(cls, value: str) -> str:
+        if not storable(value) or not value.isprintable():
+            raise ValueError("use printable characters only")
+        return value
 
 
 class LimitsUpdate(BaseModel):

@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from app.api.deps import SessionDep, TenantDep
 from app.api.pagination import list_body, paginate
 from app.core.errors import BadRequest
+from app.core.text import all_storable
 from app.idempotency import service as idempotency
 from app.jobs import dispatch, service
 from app.jobs.schemas import checkpoint_object, event_object, job_object
@@ -30,19 +31,10 @@ async def json_body(request: Request) -> dict:
         raise BadRequest("Request body is nested too deeply.") from exc
     if not isinstance(body, dict):
         raise BadRequest("Request body must be a JSON object.")
-    if _contains_nul(body):
-        raise BadRequest("Strings in the request body may not contain NUL (\\u0000) characters.")
+    if not all_storable(body):
+        raise BadRequest("Strings in the request body may not contain NUL (\\u0000) characters or lone "
+                         "surrogates (\\ud800-\\udfff).")
     return body
-
-
-def _contains_nul(value) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_contains_nul(k) or _contains_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_contains_nul(v) for v in value)
-    return False
 
 
 @router.post("")

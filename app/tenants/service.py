@@ -14,6 +14,7 @@ from app.models import ApiKey, AuditEvent, Tenant
 from app.models.base import utcnow
 
 USE_AUDIT_INTERVAL = timedelta(hours=1)
+LAST_USED_RESOLUTION = timedelta(seconds=30)
 
 
 def audit(session: Session, actor: str, action: str, target: str | None = None, data: dict[str, Any] | None = None) -> None:
@@ -72,7 +73,9 @@ def authenticate_key(session: Session, key: str) -> ApiKey | None:
     now = utcnow()
     if row.last_used_at is None or now - row.last_used_at > USE_AUDIT_INTERVAL:
         audit(session, row.id, "key.used", row.tenant_id)
-    session.execute(update(ApiKey).where(ApiKey.id == row.id).values(last_used_at=now))
+    if row.last_used_at is None or now - row.last_used_at > LAST_USED_RESOLUTION:
+        # not on every request: concurrent requests with one key would queue on this row's lock
+        session.execute(update(ApiKey).where(ApiKey.id == row.id).values(last_used_at=now))
     return row
 
 

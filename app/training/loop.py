@@ -37,7 +37,8 @@ from app.training.metrics import classification_metrics
 # prepare(model, ctx, new_parameters): `new_parameters` names weights the base checkpoint lacked
 # (the head, sometimes a pooler); they start random, so every artifact must carry them.
 Prepare = Callable[[torch.nn.Module, TrainContext, set[str]], torch.nn.Module]
-Save = Callable[[torch.nn.Module, Any, Path, TrainContext], None]
+# save(model, tokenizer, output_dir, ctx, new_parameters)
+Save = Callable[[torch.nn.Module, Any, Path, TrainContext, set[str]], None]
 
 __all__ = ["run_classification", "latest_complete_checkpoint"]
 
@@ -116,7 +117,8 @@ def run_classification(ctx: TrainContext, prepare: Prepare, save: Save) -> Train
         ctx.sink.message(f"max_length {hp.max_length} exceeds what {ctx.base_model.id} accepts; using {limit}",
                          level="warning")
         hp = dataclasses.replace(hp, max_length=limit)
-    model = prepare(model, ctx, set(info["missing_keys"])).to(device)
+    new_parameters = set(info["missing_keys"])
+    model = prepare(model, ctx, new_parameters).to(device)
     model.train()
     train = tokenize(tokenizer, train_examples, label_index, hp.max_length)
     valid = tokenize(tokenizer, valid_examples, label_index, hp.max_length) if valid_examples else None
@@ -206,7 +208,7 @@ def run_classification(ctx: TrainContext, prepare: Prepare, save: Save) -> Train
                             f"{hp.batch_size}) or max_length (now {hp.max_length}).", code="out_of_memory") from exc
     if valid is not None:
         _write_predictions(ctx.output_dir, valid_examples, labels, logits)
-    save(model, tokenizer, ctx.output_dir, ctx)
+    save(model, tokenizer, ctx.output_dir, ctx, new_parameters)
     write_manifest(ctx.output_dir, job_id=ctx.job_id, method=ctx.method, task="sequence_classification",
                    base_model={"id": ctx.base_model.id, "sha256": ctx.base_model.sha256}, labels=labels,
                    metrics=final_metrics, trained_tokens=state["trained_tokens"], flops=state["flops"], steps=step,

@@ -52,3 +52,11 @@ def test_admin_sets_limits(client, admin_key, tenant):
     assert reset["max_queued_jobs"] is None and reset["requests_per_second"] == 50
     assert_error(client.post(base, headers=auth(admin_key), json={"max_queued_jobs": 0}), 400)
     assert_error(client.get("/v1/admin/tenants/tenant-nope/limits", headers=auth(admin_key)), 404, "no such tenant")
+
+
+@pytest.mark.parametrize("name", [r"nul\u0000name", r"lone\ud800surrogate", r"tab\tname"])
+def test_unstorable_tenant_names_are_400(client, admin_key, name):
+    body = ('{"name": "%s"}' % name).encode()  # JSON escapes, as a hostile client sends them
+    response = client.post("/v1/admin/tenants", headers={**auth(admin_key), "Content-Type": "application/json"},
+                           content=body)
+    assert_error(response, 400, "name")

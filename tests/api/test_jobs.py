@@ -156,6 +156,11 @@ def test_nul_bytes_are_rejected_not_500(client, tenant, train_file, registered_t
     _, key = tenant
     assert_error(create(client, key, model=registered_tiny_model, training_file=train_file,
                         metadata={"k": "a\u0000b"}), 400, "NUL")
+    body = ('{"model": "%s", "training_file": "%s", "metadata": {"k": "a\\ud800b"}}'
+            % (registered_tiny_model, train_file)).encode()
+    response = client.post("/v1/fine_tuning/jobs", content=body,
+                           headers={**auth(key), "Content-Type": "application/json"})
+    assert_error(response, 400, "surrogates")
     assert_error(client.get("/v1/files/file-%00x", headers=auth(key)), 400, "NUL")
     assert_error(client.get("/v1/files?after=%00", headers=auth(key)), 400, "NUL")
 

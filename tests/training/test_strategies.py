@@ -108,7 +108,7 @@ def test_artifacts_reproduce_predictions_in_a_fresh_process(trained, tiny_model_
         ctx = trained[method][0]
         args += [method, str(ctx.output_dir), str(ctx.validation_file)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    out = subprocess.run([sys.executable, "-c", RELOAD, *args], capture_output=True, text=True, env=env)
+    out = subprocess.run([sys.executable, "-c", RELOAD, *args], capture_output=True, text=True, env=env, check=False)
     assert out.returncode == 0, out.stderr[-3000:]
     worst = json.loads(out.stdout.strip().splitlines()[-1])
     assert set(worst) == set(METHODS) and max(worst.values()) < 1e-5, worst
@@ -233,4 +233,4 @@ def test_supervised_actually_learns_the_toy_task(make_ctx):
     result = run_strategy(ctx)
     assert result.metrics["eval_accuracy"] == 1.0 and result.metrics["eval_macro_f1"] == 1.0
     losses = [m["train_loss"] for m in ctx.sink.of("metrics") if "train_loss" in m]
-    assert losses[-1] < 0.5 < 0.65 < losses[0]
+    assert losses[0] > 0.65 and losses[-1] < 0.5

@@ -18,19 +18,17 @@ HEAD_PREFIXES = ("classifier.", "score.", "pre_classifier.")
 
 def _prepare(model, ctx: TrainContext, new_parameters: set[str]):
     train_head = ctx.settings.get("train_head", True)
-    model._tuneforge_new_parameters = new_parameters
     for name, param in model.named_parameters():
         is_new = name in new_parameters or name.startswith(HEAD_PREFIXES)
         param.requires_grad_(name.endswith(".bias") or (train_head and is_new))
     return model
 
 
-def _save(model, tokenizer, output_dir: Path, ctx: TrainContext) -> None:
+def _save(model, tokenizer, output_dir: Path, ctx: TrainContext, new_parameters: set[str]) -> None:
     (output_dir / "delta").mkdir(parents=True, exist_ok=True)
     # weights the base lacked (head, pooler) are new either way, so they always ship with the delta
-    new = model._tuneforge_new_parameters
     head = {n: p.detach().cpu().contiguous() for n, p in model.named_parameters()
-            if n in new or n.startswith(HEAD_PREFIXES)}
+            if n in new_parameters or n.startswith(HEAD_PREFIXES)}
     save_file({**trainable_state(model), **head}, output_dir / "delta" / "delta.safetensors",
               metadata={"base_model": ctx.base_model.id, "base_model_sha256": ctx.base_model.sha256})
 

@@ -41,7 +41,7 @@ def _prepare(model, ctx: TrainContext, new_parameters: set[str]):
     return get_peft_model(model, config)
 
 
-def _save(model, tokenizer, output_dir: Path, ctx: TrainContext) -> None:
+def _save(model, tokenizer, output_dir: Path, ctx: TrainContext, new_parameters: set[str]) -> None:
     model.save_pretrained(output_dir / "adapter")
 
 

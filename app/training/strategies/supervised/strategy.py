@@ -16,7 +16,7 @@ def _prepare(model, ctx: TrainContext, new_parameters: set[str]):
     return model
 
 
-def _save(model, tokenizer, output_dir: Path, ctx: TrainContext) -> None:
+def _save(model, tokenizer, output_dir: Path, ctx: TrainContext, new_parameters: set[str]) -> None:
     model.save_pretrained(output_dir / "model")
     tokenizer.save_pretrained(output_dir / "model")
 
