@@ -45,6 +45,12 @@ class Unauthorized(AppError):
     code = "invalid_api_key"
 
 
+class Forbidden(AppError):
+    status_code = 403
+    type = "permission_error"
+    code = "forbidden"
+
+
 class NotFound(AppError):
     status_code = 404
     code = "not_found"

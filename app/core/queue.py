@@ -33,6 +33,12 @@ def get_producer() -> Celery:
     return app
 
 
+@lru_cache
+def get_redis() -> redis.Redis:
+    """One connection pool per process for the direct Redis reads (queue depth, rate counters)."""
+    return redis.Redis.from_url(get_settings().require_redis_url())
+
+
 def enqueue_job(job_id: str) -> None:
     """Send only the job id; the worker reads everything else from PostgreSQL."""
     get_producer().send_task(RUN_JOB_TASK, args=[job_id], queue=get_settings().queue_name)
@@ -43,14 +49,14 @@ JOB_ID = re.compile(rb"ftjob-[A-Za-z0-9]{24}")
 
 def job_ids_held_by_broker() -> set[str]:
     """Job ids in messages Redis still holds: waiting in our queue or delivered but unacknowledged."""
-    client = redis.Redis.from_url(get_settings().require_redis_url())
+    client = get_redis()
     raw = client.lrange(get_settings().queue_name, 0, -1) + list(client.hvals("unacked"))
     return {match.decode() for message in raw for match in JOB_ID.findall(message)}
 
 
 def waiting_messages() -> int:
     """Messages sent to our queue and not yet taken by a worker."""
-    return int(redis.Redis.from_url(get_settings().require_redis_url()).llen(get_settings().queue_name))
+    return int(get_redis().llen(get_settings().queue_name))
 
 
 def broker_ping() -> bool:

@@ -6,7 +6,7 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.core.db import session_scope
-from app.core.errors import AppError, Unauthorized
+from app.core.errors import AppError, Forbidden, Unauthorized
 from app.models import Tenant
 from app.tenants.limits import check_rate, limits_for
 from app.tenants.service import authenticate_key
@@ -24,12 +24,6 @@ def _bearer(scope: Scope) -> str | None:
 
 
 ADMIN_PREFIX = "/v1/admin"
-
-
-class Forbidden(AppError):
-    status_code = 403
-    type = "permission_error"
-    code = "forbidden"
 
 
 def _lookup(key: str, admin_path: bool) -> dict[str, str] | None:

@@ -9,12 +9,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-import redis
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.core.config import get_settings
 from app.core.errors import AppError
+from app.core.queue import get_redis
 from app.models import File, Job, TenantLimits
 
 
@@ -80,8 +80,7 @@ def check_rate(tenant_id: str, requests_per_second: float | None) -> None:
         return
     second = int(time.time())
     key = f"tuneforge:rate:{tenant_id}:{second}"
-    client = redis.Redis.from_url(get_settings().require_redis_url())
-    count, _ = client.pipeline().incr(key).expire(key, 2).execute()
+    count, _ = get_redis().pipeline().incr(key).expire(key, 2).execute()
     if count > requests_per_second:
         raise QuotaExceeded(f"Rate limit of {requests_per_second:g} requests per second exceeded; retry shortly.",
                             retry_after=1, code="rate_limit_exceeded")

@@ -78,10 +78,3 @@ def authenticate_key(session: Session, key: str) -> ApiKey | None:
         session.execute(update(ApiKey).where(ApiKey.id == row.id).values(last_used_at=now))
     return row
 
-
-def authenticate(session: Session, key: str) -> Tenant | None:
-    """The tenant owning an active tenant key, or None."""
-    row = authenticate_key(session, key)
-    if row is None or row.role != "tenant":
-        return None
-    return session.get(Tenant, row.tenant_id)

@@ -8,15 +8,15 @@ from app.core.errors import BadRequest, Conflict
 from app.core.security import hash_api_key
 from app.models import ApiKey
 from app.models.base import utcnow
-from app.tenants.service import authenticate, create_api_key, create_tenant
+from app.tenants.service import authenticate_key, create_api_key, create_tenant
 
 
 def test_keys_are_stored_hashed_and_authenticate(session):
     tenant, key = create_tenant(session, "acme-unit")
     stored = session.scalar(select(ApiKey).where(ApiKey.tenant_id == tenant.id))
     assert stored.key_hash == hash_api_key(key) and key not in stored.key_hash
-    assert authenticate(session, key).id == tenant.id
-    assert authenticate(session, key + "x") is None
+    assert authenticate_key(session, key).tenant_id == tenant.id
+    assert authenticate_key(session, key + "x") is None
     assert session.get(ApiKey, stored.id).last_used_at is not None
 
 
@@ -24,8 +24,8 @@ def test_revoked_key_no_longer_authenticates(session):
     tenant, key = create_tenant(session, "revoked-unit")
     second = create_api_key(session, tenant.id)
     session.execute(update(ApiKey).where(ApiKey.key_hash == hash_api_key(key)).values(revoked_at=utcnow()))
-    assert authenticate(session, key) is None
-    assert authenticate(session, second).id == tenant.id
+    assert authenticate_key(session, key) is None
+    assert authenticate_key(session, second).tenant_id == tenant.id
 
 
 def test_tenant_names_are_unique_and_bounded(session):
