@@ -8,7 +8,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import select
 
 from app.api.deps import SessionDep
-from app.core.errors import NotFound, shown
+from app.api.pagination import list_body, paginate
+from app.core.errors import BadRequest, NotFound, shown
 from app.core.text import storable
 from app.models import ApiKey, AuditEvent, Tenant
 from app.tenants import service
@@ -111,11 +112,31 @@ def update_limits(tenant_id: str, body: LimitsUpdate, session: SessionDep, actor
     return _limits(session, tenant_id)
 
 
+class _AuditOrder:
+    """What paginate() needs of a model: `id` finds the cursor row, `seq` orders newest first.
+    An audit event's autoincrement id is both."""
+
+    id = AuditEvent.id
+    seq = AuditEvent.id
+
+
+def _audit_cursor(after: str | None) -> int | None:
+    """Audit ids are integers (compared as such in SQL): anything else is an unknown cursor, not a 500."""
+    if not after:
+        return None
+    if not (after.isascii() and after.isdigit() and int(after) < 2**63):
+        raise BadRequest(f"Unknown cursor after={shown(after)}.", param="after")
+    return int(after)
+
+
 @router.get("/audit")
-def audit_events(session: SessionDep, actor: AdminDep, target: str | None = None, limit: int = 50) -> dict:
-    query = select(AuditEvent).order_by(AuditEvent.id.desc()).limit(max(1, min(limit, 500)))
+def audit_events(session: SessionDep, actor: AdminDep, target: str | None = None, after: str | None = None,
+                 limit: int = 50) -> dict:
+    """Newest first; page on with `after` = the previous page's `last_id`."""
+    query = select(AuditEvent)
     if target:
         query = query.where(AuditEvent.target == target)
-    return {"object": "list", "data": [
+    rows, has_more = paginate(session, query, _AuditOrder, _audit_cursor(after), limit)
+    return list_body([
         {"id": e.id, "actor": e.actor, "action": e.action, "target": e.target, "data": e.data,
-         "created_at": int(e.created_at.timestamp())} for e in session.scalars(query)]}
+         "created_at": int(e.created_at.timestamp())} for e in rows], has_more)

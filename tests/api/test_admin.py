@@ -60,3 +60,32 @@ def test_unstorable_tenant_names_are_400(client, admin_key, name):
     response = client.post("/v1/admin/tenants", headers={**auth(admin_key), "Content-Type": "application/json"},
                            content=body)
     assert_error(response, 400, "name")
+
+
+def test_audit_pages_with_after_newest_first(client, admin_key):
+    from app.tenants.service import audit
+
+    target = f"page-target-{admin_key[-8:]}"
+    with session_scope() as db:
+        for i in range(55):
+            audit(db, "cli", "test.paged", target, {"i": i})
+    first = client.get("/v1/admin/audit", headers=auth(admin_key), params={"target": target}).json()
+    assert first["has_more"] is True and [e["data"]["i"] for e in first["data"]] == list(range(54, 4, -1))  # 50
+    walked: list[int] = []
+    params: dict[str, str | int] = {"target": target, "limit": 20}
+    while True:
+        page = client.get("/v1/admin/audit", headers=auth(admin_key), params=params).json()
+        assert page["object"] == "list" and len(page["data"]) <= 20
+        walked += [e["data"]["i"] for e in page["data"]]
+        if not page["has_more"]:
+            break
+        params["after"] = page["last_id"]
+    assert walked == list(range(54, -1, -1))  # every event once, no gaps, newest first
+
+
+@pytest.mark.parametrize("after", ["999999999999", "nope", "99999999999999999999999"])
+def test_audit_unknown_cursor_is_400(client, admin_key, after):
+    response = client.get("/v1/admin/audit", headers=auth(admin_key), params={"after": after})
+    assert_error(response, 400, "unknown cursor", param="after")
+    assert_error(client.get("/v1/admin/audit", headers=auth(admin_key), params={"limit": 0}), 400, "limit",
+                 param="limit")
