@@ -102,9 +102,9 @@ def pause_job(job_id: str, session: SessionDep, tenant: TenantDep) -> dict:
 def resume_job(job_id: str, session: SessionDep, tenant: TenantDep) -> dict:
     job = service.resume_job(session, tenant.id, job_id)
     session.commit()
+    response = job_object(job)  # the state this request made: a worker may claim it during admit()
     dispatch.admit()
-    session.refresh(job)
-    return job_object(job)
+    return response
 
 
 @router.get("/{job_id}/events")
