@@ -117,7 +117,8 @@ def api(host: str = "127.0.0.1", port: int = 8000, maintenance: bool = True) -> 
         from workers.tasks.maintenance import MaintenanceLoop
 
         MaintenanceLoop().start()
-    uvicorn.run("app.main:app", host=host, port=port, log_level="info",
+    # h11, not httptools: only h11 bounds what it buffers of a header block that never ends
+    uvicorn.run("app.main:app", host=host, port=port, log_level="info", http="h11",
                 h11_max_incomplete_event_size=4 * get_settings().max_header_bytes)
 
 

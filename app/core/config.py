@@ -17,6 +17,10 @@ class Settings(BaseSettings):
     artifact_url: str | None = Field(None, description="Optional s3://… artifact store (not yet used).")
     max_upload_bytes: int = Field(512 * 1024 * 1024, description="Largest accepted file upload.")
     max_header_bytes: int = Field(64 * 1024, description="Largest accepted request header block.")
+    body_idle_timeout: float = Field(30.0, gt=0, description="Most seconds between two chunks of a request body "
+                                     "(slow-upload protection); longer is a 408.")
+    body_min_rate: float = Field(1024.0, ge=0, description="Bytes per second a body must average once it has "
+                                 "taken longer than body_idle_timeout, so a trickle is cut off too.")
     heartbeat_interval: float = Field(5.0, description="Seconds between worker heartbeats.")
     heartbeat_timeout: float = Field(60.0, description="A running job whose heartbeat is older is re-queued.")
     max_attempts: int = Field(3, description="Attempts before a repeatedly dying job is failed.")

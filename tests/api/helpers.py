@@ -19,6 +19,17 @@ def classification_rows(n: int = 24, labels: tuple[str, ...] = ("pos", "neg")) -
             for i in range(n)]
 
 
+MULTIPART_BOUNDARY = "tuneforge-test-boundary"
+
+
+def multipart_upload(content: bytes, filename: str = "train.jsonl") -> tuple[bytes, str]:
+    """A raw POST /v1/files body and its Content-Type, for tests that send bytes over a socket."""
+    body = (f'--{MULTIPART_BOUNDARY}\r\nContent-Disposition: form-data; name="purpose"\r\n\r\nfine-tune\r\n'
+            f'--{MULTIPART_BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n").encode() + content + f"\r\n--{MULTIPART_BOUNDARY}--\r\n".encode()
+    return body, f"multipart/form-data; boundary={MULTIPART_BOUNDARY}"
+
+
 def upload(client, key: str, content: bytes, filename: str = "train.jsonl", purpose: str = "fine-tune"):
     return client.post("/v1/files", headers=auth(key), files={"file": (filename, content)},
                        data={"purpose": purpose})
