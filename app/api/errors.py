@@ -10,7 +10,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
-from app.core.errors import AppError, error_body
+from app.core.errors import AppError, ServiceUnavailable, error_body, unavailable_database
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,7 @@ ERROR_RESPONSES: dict[int | str, dict] = {
     for status, description in [
         (400, "Invalid request"), (401, "Missing or wrong API key"), (403, "Key of the wrong role"), (404, "Not found (or another tenant's)"),
         (405, "Method not allowed"), (409, "Conflict with the resource's state or an Idempotency-Key"),
+        (408, "Request body sent too slowly"),
         (413, "Body over the size limit"), (429, "Quota or rate limit exceeded"), (431, "Headers over the size limit"), (500, "Server error"),
         (503, "Dependency unavailable"),
     ]
@@ -81,6 +82,10 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+        if unavailable_database(exc):
+            log.warning("database unavailable: %s", exc)
+            down = ServiceUnavailable()
+            return JSONResponse(down.body(), status_code=down.status_code, headers=down.headers)
         log.exception("unhandled error")
         return JSONResponse(error_body("The server had an error while processing your request.", "server_error"),
                             status_code=500)

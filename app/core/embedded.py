@@ -75,13 +75,15 @@ class _Server:
         self._proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> str:
-        """Start the server (a no-op if running) and wait until it answers; returns its URL."""
+        """Start the server (a no-op if running) and wait until it answers; returns its URL.
+        A restart tries the previous port first, so processes holding the URL reconnect."""
         if self._proc is not None:
             return self._url()
         self._prepare()
         log = self.data_dir.parent / f"{self.data_dir.name}.log"
-        for _ in range(3):  # a port lost to a race means another try
-            self.port = free_port()
+        for attempt in range(3):  # a port lost to a race means another try
+            if attempt or self.port is None:  # a restart keeps its URL, so clients reconnect
+                self.port = free_port()
             with open(log, "ab") as out:
                 self._proc = subprocess.Popen(
                     self._argv(self.port), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
@@ -107,6 +109,16 @@ class _Server:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+    def crash(self) -> None:
+        """SIGKILL the server and every process it started, as a power cut would (fault tests);
+        `start()` then recovers it on the same port."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        atexit.unregister(self.stop)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
 
     def __enter__(self) -> str:
         return self.start()

@@ -56,6 +56,11 @@ class NotFound(AppError):
     code = "not_found"
 
 
+class RequestTimeout(AppError):
+    status_code = 408
+    code = "request_timeout"
+
+
 class Conflict(AppError):
     status_code = 409
     code = "conflict"
@@ -64,6 +69,27 @@ class Conflict(AppError):
 class PayloadTooLarge(AppError):
     status_code = 413
     code = "payload_too_large"
+
+
+class ServiceUnavailable(AppError):
+    """A dependency (PostgreSQL) is down for a moment: 503 with Retry-After, which clients retry."""
+
+    status_code = 503
+    type = "server_error"
+    code = "database_unavailable"
+
+    def __init__(self, message: str = "The database is unavailable for a moment; retry in a few seconds.",
+                 retry_after: int = 2):
+        super().__init__(message, headers={"Retry-After": str(retry_after)})
+
+
+def unavailable_database(exc: BaseException) -> bool:
+    """True for a lost or refused PostgreSQL connection (not for a bad query)."""
+    from sqlalchemy.exc import DBAPIError, OperationalError, TimeoutError
+
+    if isinstance(exc, (OperationalError, TimeoutError)):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
 
 def shown(value: object, limit: int = 80) -> str:

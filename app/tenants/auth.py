@@ -6,7 +6,7 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.core.db import session_scope
-from app.core.errors import AppError, Forbidden, Unauthorized
+from app.core.errors import AppError, Forbidden, ServiceUnavailable, Unauthorized, unavailable_database
 from app.models import Tenant
 from app.tenants.limits import check_rate, limits_for
 from app.tenants.service import authenticate_key
@@ -43,6 +43,10 @@ def _lookup(key: str, admin_path: bool) -> dict[str, str] | None:
         return {"tenant_id": tenant.id, "tenant_name": tenant.name}
 
 
+async def _reply(error: AppError, scope: Scope, receive: Receive, send: Send) -> None:
+    await JSONResponse(error.body(), status_code=error.status_code, headers=error.headers)(scope, receive, send)
+
+
 class AuthMiddleware:
     """Resolve `Authorization: Bearer KEY` to a tenant (or, under /v1/admin, an operator)."""
 
@@ -61,7 +65,10 @@ class AuthMiddleware:
                     "Missing API key: send 'Authorization: Bearer <key>'." if key is None
                     else "Incorrect API key provided. Create one with 'tuneforge tenants create NAME'.")
         except AppError as exc:
-            response = JSONResponse(exc.body(), status_code=exc.status_code, headers=exc.headers)
-            return await response(scope, receive, send)
+            return await _reply(exc, scope, receive, send)
+        except Exception as exc:
+            if not unavailable_database(exc):
+                raise
+            return await _reply(ServiceUnavailable(), scope, receive, send)
         scope.setdefault("state", {}).update(found)
         await self.app(scope, receive, send)

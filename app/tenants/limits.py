@@ -6,8 +6,11 @@ carries `Retry-After`.
 """
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
+
+import redis
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -16,6 +19,8 @@ from app.core.config import get_settings
 from app.core.errors import AppError
 from app.core.queue import get_redis
 from app.models import File, Job, TenantLimits
+
+log = logging.getLogger(__name__)
 
 
 class QuotaExceeded(AppError):
@@ -80,7 +85,11 @@ def check_rate(tenant_id: str, requests_per_second: float | None) -> None:
         return
     second = int(time.time())
     key = f"tuneforge:rate:{tenant_id}:{second}"
-    count, _ = get_redis().pipeline().incr(key).expire(key, 2).execute()
+    try:
+        count, _ = get_redis().pipeline().incr(key).expire(key, 2).execute()
+    except redis.RedisError as exc:  # a Redis outage must not take the API down: fail open
+        log.warning("rate limit not checked, Redis unavailable: %s", exc)
+        return
     if count > requests_per_second:
         raise QuotaExceeded(f"Rate limit of {requests_per_second:g} requests per second exceeded; retry shortly.",
                             retry_after=1, code="rate_limit_exceeded")

@@ -47,6 +47,13 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _torch_save(obj: Any, path: Path) -> None:
+    """torch.save through a Python file, so a full disk surfaces as OSError(ENOSPC) in the error's
+    context (given a path, torch reports only "unexpected pos")."""
+    with open(path, "wb") as out:
+        torch.save(obj, out)
+
+
 def save_checkpoint(checkpoint_dir: Path, step: int, model: torch.nn.Module, optimizer, scheduler,
                     state: dict[str, Any]) -> Path:
     """Write `step-{step:08d}` atomically (tmp dir, fsync, rename) and prune older checkpoints."""
@@ -54,18 +61,22 @@ def save_checkpoint(checkpoint_dir: Path, step: int, model: torch.nn.Module, opt
     tmp = checkpoint_dir / f".step-{step:08d}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    save_file(trainable_state(model), tmp / "trainable.safetensors")
-    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, tmp / "optimizer.pt")
-    torch.save({"torch": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}, tmp / "rng.pt")
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
-    version, py_state, gauss_next = random.getstate()
-    (tmp / "rng.json").write_text(json.dumps({
-        "python": [version, list(py_state), gauss_next],
-        "numpy": [kind, keys.tolist(), pos, has_gauss, cached]}))
-    (tmp / "state.json").write_text(json.dumps({**state, "step": step}))
-    (tmp / COMPLETE).write_text("ok")
-    _fsync_tree(tmp)
+    try:
+        save_file(trainable_state(model), tmp / "trainable.safetensors")
+        _torch_save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, tmp / "optimizer.pt")
+        _torch_save({"torch": torch.get_rng_state(),
+                     "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}, tmp / "rng.pt")
+        kind, keys, pos, has_gauss, cached = np.random.get_state()
+        version, py_state, gauss_next = random.getstate()
+        (tmp / "rng.json").write_text(json.dumps({
+            "python": [version, list(py_state), gauss_next],
+            "numpy": [kind, keys.tolist(), pos, has_gauss, cached]}))
+        (tmp / "state.json").write_text(json.dumps({**state, "step": step}))
+        (tmp / COMPLETE).write_text("ok")
+        _fsync_tree(tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # a full disk must not stay full of a dead checkpoint
+        raise
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
     _fsync_dir(checkpoint_dir)

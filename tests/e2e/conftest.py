@@ -3,7 +3,6 @@ PostgreSQL and Redis, with their own queue so other tests' messages never reach 
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -13,13 +12,8 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
+from app.core.embedded import free_port
 from tests.conftest import RUN_ID, new_tenant, quiesce_jobs
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -34,9 +28,29 @@ class Service:
         self.processes["worker"] = proc
         return proc
 
+    def start_api(self, *options: str) -> subprocess.Popen:
+        """Start `tuneforge api` on this service's port and wait until it answers /healthz."""
+        port = self.url.rsplit(":", 1)[1]
+        proc = subprocess.Popen([sys.executable, "-m", "app.cli", "api", "--port", port, *options], env=self.env,
+                                stdout=self.log, stderr=subprocess.STDOUT)
+        self.processes["api"] = proc
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200:
+                    return proc
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        pytest.fail("the API did not become healthy; see service.log in the data dir")
+
     @property
     def log(self):
         return open(os.path.join(self.env["TUNEFORGE_DATA_DIR"], "service.log"), "ab")
+
+    def stop(self) -> None:
+        for proc in self.processes.values():
+            _stop(proc)
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -48,28 +62,24 @@ def _stop(proc: subprocess.Popen) -> None:
             proc.kill()
 
 
+def start_service(env: dict[str, str]) -> Service:
+    """api + one worker on `env` (its database, Redis, queue and data dir)."""
+    svc = Service(url=f"http://127.0.0.1:{free_port()}", env=env, processes={})
+    try:
+        svc.start_api()
+        svc.start_worker()
+    except BaseException:
+        svc.stop()
+        raise
+    return svc
+
+
 @pytest.fixture(scope="module")
 def service(database, registered_tiny_model, data_dir) -> Iterator[Service]:
     quiesce_jobs()
-    port = free_port()
-    env = dict(os.environ, TUNEFORGE_QUEUE_NAME=f"tuneforge.e2e.{RUN_ID}")
-    svc = Service(url=f"http://127.0.0.1:{port}", env=env, processes={})
-    api = subprocess.Popen([sys.executable, "-m", "app.cli", "api", "--port", str(port)], env=env,
-                           stdout=svc.log, stderr=subprocess.STDOUT)
-    svc.processes["api"] = api
-    svc.start_worker()
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{svc.url}/healthz", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.3)
-    else:
-        pytest.fail("the API did not become healthy; see service.log in the data dir")
+    svc = start_service(dict(os.environ, TUNEFORGE_QUEUE_NAME=f"tuneforge.e2e.{RUN_ID}"))
     yield svc
-    for proc in svc.processes.values():
-        _stop(proc)
+    svc.stop()
 
 
 @pytest.fixture(scope="module")

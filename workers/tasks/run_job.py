@@ -123,9 +123,24 @@ def finish(job_id: str, me: str, status: str, message: str, error: dict | None =
     with_db(run)
 
 
+_NO_SPACE = ("no space left on device", "os error 28", "disk quota exceeded")
+
+
+def out_of_space(exc: BaseException | None) -> bool:
+    """ENOSPC however the writer reports it: an OSError, or a library's own error that only says so
+    in its message (safetensors: "I/O error: No space left on device (os error 28)")."""
+    while exc is not None:
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if any(sign in str(exc).lower() for sign in _NO_SPACE):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
 def describe_crash(exc: Exception) -> tuple[str, str]:
     """An error code and message for a failure the strategy did not classify itself."""
-    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+    if out_of_space(exc):
         return "disk_full", ("The worker ran out of disk space while writing checkpoints or artifacts; "
                              "nothing partial was published. Free space and create the job again.")
     return "internal_error", f"Training crashed: {type(exc).__name__}: {exc}"[:2000]
