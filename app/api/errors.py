@@ -39,12 +39,17 @@ ERROR_RESPONSES: dict[int | str, dict] = {
     status: {"model": ErrorResponse, "description": description}
     for status, description in [
         (400, "Invalid request"), (401, "Missing or wrong API key"), (403, "Key of the wrong role"), (404, "Not found (or another tenant's)"),
-        (405, "Method not allowed"), (409, "Conflict with the resource's state or an Idempotency-Key"),
-        (408, "Request body sent too slowly"),
+        (405, "Method not allowed"), (408, "Request body sent too slowly"),
+        (409, "Conflict with the resource's state or an Idempotency-Key"),
         (413, "Body over the size limit"), (429, "Quota or rate limit exceeded"), (431, "Headers over the size limit"), (500, "Server error"),
         (503, "Dependency unavailable"),
     ]
 }
+
+
+def error_response(error: AppError, **headers: str) -> JSONResponse:
+    """The one place an AppError becomes a response (handlers and middlewares alike)."""
+    return JSONResponse(error.body(), status_code=error.status_code, headers={**error.headers, **headers})
 
 
 def allowed_methods(request: Request) -> list[str]:
@@ -60,7 +65,7 @@ def allowed_methods(request: Request) -> list[str]:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AppError)
     async def app_error(_: Request, exc: AppError) -> JSONResponse:
-        return JSONResponse(exc.body(), status_code=exc.status_code, headers=exc.headers)
+        return error_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -84,8 +89,7 @@ def install_error_handlers(app: FastAPI) -> None:
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:
         if unavailable_database(exc):
             log.warning("database unavailable: %s", exc)
-            down = ServiceUnavailable()
-            return JSONResponse(down.body(), status_code=down.status_code, headers=down.headers)
+            return error_response(ServiceUnavailable())
         log.exception("unhandled error")
         return JSONResponse(error_body("The server had an error while processing your request.", "server_error"),
                             status_code=500)

@@ -7,6 +7,7 @@ import time
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.api.errors import error_response
 from app.core.config import get_settings
 from app.core.errors import AppError, BadRequest, PayloadTooLarge, RequestTimeout
 
@@ -25,9 +26,9 @@ def body_limit(scope: Scope) -> int:
     return JSON_BODY_LIMIT
 
 
-def _error_response(error: AppError) -> JSONResponse:
+def _refusal(error: AppError) -> JSONResponse:
     """Close the connection too: the rest of the body, if any, will never be read."""
-    return JSONResponse(error.body(), status_code=error.status_code, headers={**error.headers, "Connection": "close"})
+    return error_response(error, Connection="close")
 
 
 def _too_slow(received: int, elapsed: float) -> RequestTimeout:
@@ -65,7 +66,7 @@ class LimitsMiddleware:
             error = PayloadTooLarge(f"Request body of {declared.decode(errors='replace')} bytes exceeds the "
                                     f"limit of {limit} bytes.")
         if error is not None:
-            return await _error_response(error)(scope, receive, send)
+            return await _refusal(error)(scope, receive, send)
         idle, rate = get_settings().body_idle_timeout, get_settings().body_min_rate
         received = 0
         started: float | None = None
@@ -105,7 +106,7 @@ class LimitsMiddleware:
                 return
             if cut_off is not None and not responded:
                 replaced = responded = True
-                return await _error_response(cut_off)(scope, receive, send)
+                return await _refusal(cut_off)(scope, receive, send)
             responded = responded or message["type"] == "http.response.start"
             await send(message)
 
@@ -115,4 +116,4 @@ class LimitsMiddleware:
             if cut_off is None or responded:
                 raise
             responded = replaced = True
-            await _error_response(cut_off)(scope, receive, send)
+            await _refusal(cut_off)(scope, receive, send)

@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 from starlette.concurrency import run_in_threadpool
-from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from app.api.errors import error_response
 from app.core.db import session_scope
 from app.core.errors import AppError, Forbidden, ServiceUnavailable, Unauthorized, unavailable_database
 from app.models import Tenant
@@ -43,10 +43,6 @@ def _lookup(key: str, admin_path: bool) -> dict[str, str] | None:
         return {"tenant_id": tenant.id, "tenant_name": tenant.name}
 
 
-async def _reply(error: AppError, scope: Scope, receive: Receive, send: Send) -> None:
-    await JSONResponse(error.body(), status_code=error.status_code, headers=error.headers)(scope, receive, send)
-
-
 class AuthMiddleware:
     """Resolve `Authorization: Bearer KEY` to a tenant (or, under /v1/admin, an operator)."""
 
@@ -65,10 +61,10 @@ class AuthMiddleware:
                     "Missing API key: send 'Authorization: Bearer <key>'." if key is None
                     else "Incorrect API key provided. Create one with 'tuneforge tenants create NAME'.")
         except AppError as exc:
-            return await _reply(exc, scope, receive, send)
+            return await error_response(exc)(scope, receive, send)
         except Exception as exc:
             if not unavailable_database(exc):
                 raise
-            return await _reply(ServiceUnavailable(), scope, receive, send)
+            return await error_response(ServiceUnavailable())(scope, receive, send)
         scope.setdefault("state", {}).update(found)
         await self.app(scope, receive, send)
