@@ -1,27 +1,19 @@
-"""The one training loop every classification strategy shares.
+"""Sequence classification, the task every classification strategy shares.
 
 A strategy only decides which parameters train (`prepare`) and how the result is saved (`save`);
-scheduling, evaluation, checkpoints, resume, cancel/pause and accounting live here.
-
-Recipe (Mosbach et al. 2021, "On the Stability of Fine-tuning BERT"): bias-corrected AdamW,
-linear warmup then linear decay to 0, per-epoch shuffles drawn from a generator seeded with
-seed + epoch (so a resumed run sees exactly the batches an uninterrupted one would).
-
-Accounting: `trained_tokens` counts non-padding tokens of training batches. `flops` estimates
-training compute per token as 2·N (forward) + 2·N (backward to activations) + 2·N_trainable
-(weight gradients), i.e. (4·N + 2·N_trainable)·T, which is the usual 6·N·T for full fine-tuning
-(N = all parameters, embeddings included; attention's sequence-length term and evaluation are
-not counted, as in Kaplan et al. 2020).
+data, the per-epoch shuffle (seeded with seed + epoch, so a resumed run sees exactly the batches
+an uninterrupted one would), evaluation, predictions and the manifest live here; the optimisation
+loop itself is app.training.engine.
 """
 from __future__ import annotations
 
 import dataclasses
 import math
 import random
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +22,9 @@ import torch
 
 from app.training.artifacts import label_kwargs, write_manifest
 from app.training.base import TrainContext, TrainingError, TrainResult
-from app.training.checkpoints import latest_complete_checkpoint, load_checkpoint, save_checkpoint
+from app.training.checkpoints import latest_complete_checkpoint
 from app.training.data import DatasetError, Example, load_classification_examples, validate_classification_file
+from app.training.engine import Run, finite, optimize
 from app.training.metrics import classification_metrics
 
 # prepare(model, ctx, new_parameters): `new_parameters` names weights the base checkpoint lacked
@@ -94,13 +87,6 @@ def _evaluate(model, data: Batches, device, batch_size: int = 64) -> tuple[dict[
     return {"eval_loss": sum(losses) / len(data), **metrics}, all_logits
 
 
-def _guard(loss: torch.Tensor, step: int, lr: float) -> None:
-    if not torch.isfinite(loss):
-        raise TrainingError(
-            f"Training loss became {loss.item()} at step {step}; lower learning_rate (now {lr:g}) "
-            "or check the data for degenerate examples.", code="nan_loss", param="hyperparameters.learning_rate")
-
-
 def run_classification(ctx: TrainContext, prepare: Prepare, save: Save) -> TrainResult:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -119,116 +105,37 @@ def run_classification(ctx: TrainContext, prepare: Prepare, save: Save) -> Train
         hp = dataclasses.replace(hp, max_length=limit)
     new_parameters = set(info["missing_keys"])
     model = prepare(model, ctx, new_parameters).to(device)
-    model.train()
     train = tokenize(tokenizer, train_examples, label_index, hp.max_length)
     valid = tokenize(tokenizer, valid_examples, label_index, hp.max_length) if valid_examples else None
-
-    params = [p for p in model.parameters() if p.requires_grad]
-    n_total = sum(p.numel() for p in model.parameters())
-    n_trainable = sum(p.numel() for p in params)
     steps_per_epoch = math.ceil(len(train) / hp.batch_size)
-    total_steps = steps_per_epoch * hp.n_epochs
-    warmup = int(hp.warmup_ratio * total_steps)
-    optimizer = torch.optim.AdamW(params, lr=hp.learning_rate, weight_decay=hp.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: (s + 1) / max(1, warmup) if s < warmup else max(0.0, (total_steps - s) / max(1, total_steps - warmup)))
-    state = {"epoch": 0, "batch_in_epoch": 0, "trained_tokens": 0, "flops": 0.0}
-    step = 0
-    if ctx.resume_from is not None:
-        try:
-            state = load_checkpoint(ctx.resume_from, model, optimizer, scheduler)
-        except (ValueError, OSError, RuntimeError) as exc:
-            raise TrainingError(f"Cannot resume from {ctx.resume_from.name}: {exc}. Delete the job's checkpoints "
-                                "or start a new job.", code="invalid_checkpoint") from exc
-        step = state.pop("step")
-        ctx.sink.message(f"Resumed from checkpoint at step {step} (epoch {state['epoch']}, "
-                         f"batch {state['batch_in_epoch']})", data={"step": step})
-    ctx.sink.message(f"Training {n_trainable:,} of {n_total:,} parameters for {total_steps} steps "
-                     f"({hp.n_epochs} epochs × {steps_per_epoch}) on {device.type}",
-                     data={"trainable_parameters": n_trainable, "total_parameters": n_total, "total_steps": total_steps})
-    log_every = max(1, min(50, steps_per_epoch // 4))
-    eval_metrics: dict[str, float] = {}
-    eval_step = -1
-    window_loss, window_n, window_start, window_samples = 0.0, 0, time.perf_counter(), 0
 
-    def checkpoint() -> None:
-        path = save_checkpoint(ctx.checkpoint_dir, step, model, optimizer, scheduler, state)
-        ctx.sink.checkpoint(step, path, _finite({"train_loss": last_loss, **eval_metrics}))
+    @lru_cache(maxsize=1)
+    def order(epoch: int) -> list[int]:  # a fixed shuffle per epoch: resume replays it exactly
+        return torch.randperm(len(train), generator=torch.Generator().manual_seed(hp.seed + epoch)).tolist()
 
-    last_loss = float("nan")
-    try:
-        while state["epoch"] < hp.n_epochs:
-            order = torch.randperm(len(train), generator=torch.Generator().manual_seed(hp.seed + state["epoch"])).tolist()
-            for b in range(state["batch_in_epoch"], steps_per_epoch):
-                stop = ctx.sink.should_stop()
-                if stop == "cancel":
-                    return TrainResult("cancelled", step, state["trained_tokens"], state["flops"], eval_metrics)
-                if stop == "pause":
-                    checkpoint()
-                    return TrainResult("paused", step, state["trained_tokens"], state["flops"], eval_metrics)
-                batch = train.batch(order[b * hp.batch_size:(b + 1) * hp.batch_size], device)
-                loss = model(**batch).loss
-                _guard(loss, step + 1, hp.learning_rate)
-                loss.backward()
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                step += 1
-                tokens = int(batch["attention_mask"].sum())
-                state["batch_in_epoch"] = b + 1
-                state["trained_tokens"] += tokens
-                state["flops"] += float((4 * n_total + 2 * n_trainable) * tokens)
-                last_loss = loss.item()
-                window_loss, window_n = window_loss + last_loss, window_n + 1
-                window_samples += len(batch["labels"])
-                end_of_epoch = b + 1 == steps_per_epoch
-                if end_of_epoch:
-                    state["epoch"], state["batch_in_epoch"] = state["epoch"] + 1, 0
-                if step == 1 or step % log_every == 0 or end_of_epoch:
-                    elapsed = time.perf_counter() - window_start
-                    ctx.sink.metrics(step, {"train_loss": window_loss / window_n, "learning_rate": scheduler.get_last_lr()[0],
-                                            "epoch": step / steps_per_epoch, "samples_per_second": window_samples / max(elapsed, 1e-9),
-                                            "trained_tokens": state["trained_tokens"], "flops": state["flops"]})
-                    window_loss, window_n, window_start, window_samples = 0.0, 0, time.perf_counter(), 0
-                if valid is not None and ((hp.eval_every and step % hp.eval_every == 0) or (not hp.eval_every and end_of_epoch)):
-                    eval_metrics, eval_step = _evaluate(model, valid, device)[0], step
-                    ctx.sink.metrics(step, dict(eval_metrics))
-                if (hp.checkpoint_every and step % hp.checkpoint_every == 0) or end_of_epoch:
-                    checkpoint()
-        final_metrics = _finite({"train_loss": last_loss})  # NaN when resumed after the last step
-        if valid is not None:
-            eval_metrics, logits = _evaluate(model, valid, device)
-            final_metrics.update(eval_metrics)
-            if eval_step != step:  # the final model's scores always reach the metrics stream
-                ctx.sink.metrics(step, dict(eval_metrics))
-    except (torch.OutOfMemoryError, MemoryError, RuntimeError) as exc:
-        if not is_out_of_memory(exc):
-            raise
-        raise TrainingError(f"Out of memory at step {step + 1} on {device.type}; lower batch_size (now "
-                            f"{hp.batch_size}) or max_length (now {hp.max_length}).", code="out_of_memory") from exc
+    def batch(epoch: int, b: int) -> dict[str, torch.Tensor]:
+        return train.batch(order(epoch)[b * hp.batch_size:(b + 1) * hp.batch_size], device)
+
+    run = optimize(Run(model=model, hyperparameters=hp, steps_per_epoch=steps_per_epoch, batch=batch, sink=ctx.sink,
+                       checkpoint_dir=ctx.checkpoint_dir, resume_from=ctx.resume_from,
+                       evaluate=(lambda: _evaluate(model, valid, device)[0]) if valid is not None else None))
+    if run.status != "succeeded":
+        return TrainResult(run.status, run.step, run.trained_tokens, run.flops, run.eval_metrics)
+    final_metrics = finite({"train_loss": run.last_loss})
     if valid is not None:
+        eval_metrics, logits = _evaluate(model, valid, device)
+        final_metrics.update(eval_metrics)
+        if run.eval_step != run.step:  # the final model's scores always reach the metrics stream
+            ctx.sink.metrics(run.step, dict(eval_metrics))
         _write_predictions(ctx.output_dir, valid_examples, labels, logits)
     save(model, tokenizer, ctx.output_dir, ctx, new_parameters)
     write_manifest(ctx.output_dir, job_id=ctx.job_id, method=ctx.method, task="sequence_classification",
                    base_model={"id": ctx.base_model.id, "sha256": ctx.base_model.sha256}, labels=labels,
-                   metrics=final_metrics, trained_tokens=state["trained_tokens"], flops=state["flops"], steps=step,
+                   metrics=final_metrics, trained_tokens=run.trained_tokens, flops=run.flops, steps=run.step,
                    hyperparameters=dataclasses.asdict(hp), settings=ctx.settings,
-                   parameters={"total": n_total, "trainable": n_trainable},
+                   parameters={"total": run.total_parameters, "trainable": run.trainable_parameters},
                    created_at=datetime.now(UTC).isoformat())
-    return TrainResult("succeeded", step, state["trained_tokens"], state["flops"], final_metrics)
-
-
-def _finite(values: dict[str, float]) -> dict[str, float]:
-    return {k: v for k, v in values.items() if math.isfinite(v)}
-
-
-def is_out_of_memory(exc: BaseException) -> bool:
-    """CUDA raises torch.OutOfMemoryError; the CPU allocator raises a RuntimeError saying so."""
-    if isinstance(exc, torch.OutOfMemoryError | MemoryError):
-        return True
-    text = str(exc)
-    return isinstance(exc, RuntimeError) and any(
-        s in text for s in ("can't allocate memory", "not enough memory", "out of memory"))
+    return TrainResult("succeeded", run.step, run.trained_tokens, run.flops, final_metrics)
 
 
 def _load_data(ctx: TrainContext) -> tuple[list[Example], list[Example], list]:

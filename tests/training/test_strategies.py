@@ -194,7 +194,7 @@ def test_out_of_memory_is_recognised():
     """The CPU allocator's real failure (not torch.OutOfMemoryError) maps to code out_of_memory."""
     import torch
 
-    from app.training.loop import is_out_of_memory
+    from app.training.engine import is_out_of_memory
 
     with pytest.raises(RuntimeError) as info:
         torch.empty(2**62, dtype=torch.uint8)

@@ -1,0 +1,177 @@
+"""The optimisation loop every strategy shares, whatever it trains on.
+
+AdamW with linear warmup and decay over the trainable parameters; cancel/pause polled every step;
+metrics from step 1; periodic checkpoints (trainable weights, optimizer, scheduler, RNG and data
+position) and exact resume from them. The caller owns the model and the data: `batch(epoch, i)`
+must return the same batch for the same arguments, which is what makes a resumed run reach the
+weights an uninterrupted one reaches. Classification jobs and MLM phases both run through here.
+
+Recipe (Mosbach et al. 2021, "On the Stability of Fine-tuning BERT"): bias-corrected AdamW,
+linear warmup then linear decay to 0.
+
+Accounting: `trained_tokens` counts non-padding tokens of training batches. `flops` estimates
+training compute per token as 2·N (forward) + 2·N (backward to activations) + 2·N_trainable
+(weight gradients), i.e. (4·N + 2·N_trainable)·T, which is the usual 6·N·T for full fine-tuning
+(N = all parameters, embeddings included; attention's sequence-length term and evaluation are
+not counted, as in Kaplan et al. 2020).
+"""
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import torch
+
+from app.training.base import Hyperparameters, ProgressSink, TrainingError
+from app.training.checkpoints import load_checkpoint, save_checkpoint
+
+Batch = dict[str, torch.Tensor]
+
+
+@dataclass
+class Run:
+    """What to optimise, and how to report it."""
+
+    model: torch.nn.Module  # on its device; parameters with requires_grad are trained
+    hyperparameters: Hyperparameters
+    steps_per_epoch: int
+    batch: Callable[[int, int], Batch]  # (epoch, batch index in epoch) -> inputs incl. labels
+    sink: ProgressSink
+    checkpoint_dir: Path
+    resume_from: Path | None = None
+    evaluate: Callable[[], dict[str, float]] | None = None  # eval metrics, at eval_every / epoch ends
+    label: str = ""  # prefixes this run's messages, e.g. "DAPT: " in a multi-phase job
+
+
+@dataclass
+class RunResult:
+    status: Literal["succeeded", "cancelled", "paused"]
+    step: int
+    trained_tokens: int
+    flops: float
+    last_loss: float  # NaN when resumed after the last step
+    eval_metrics: dict[str, float] = field(default_factory=dict)
+    eval_step: int = -1  # the step eval_metrics belong to
+    total_parameters: int = 0
+    trainable_parameters: int = 0
+
+
+def finite(values: dict[str, float]) -> dict[str, float]:
+    return {k: v for k, v in values.items() if math.isfinite(v)}
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """CUDA raises torch.OutOfMemoryError; the CPU allocator raises a RuntimeError saying so."""
+    if isinstance(exc, torch.OutOfMemoryError | MemoryError):
+        return True
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and any(
+        s in text for s in ("can't allocate memory", "not enough memory", "out of memory"))
+
+
+def _guard(loss: torch.Tensor, step: int, lr: float) -> None:
+    if not torch.isfinite(loss):
+        raise TrainingError(
+            f"Training loss became {loss.item()} at step {step}; lower learning_rate (now {lr:g}) "
+            "or check the data for degenerate examples.", code="nan_loss", param="hyperparameters.learning_rate")
+
+
+def _schedule(warmup: int, total: int) -> Callable[[int], float]:
+    return lambda s: (s + 1) / max(1, warmup) if s < warmup else max(0.0, (total - s) / max(1, total - warmup))
+
+
+def optimize(run: Run) -> RunResult:
+    """Train `run.model` for `n_epochs` over `steps_per_epoch` batches each, from a checkpoint if given."""
+    hp, sink, model = run.hyperparameters, run.sink, run.model
+    params = [p for p in model.parameters() if p.requires_grad]
+    n_total = sum(p.numel() for p in model.parameters())
+    n_trainable = sum(p.numel() for p in params)
+    total_steps = run.steps_per_epoch * hp.n_epochs
+    optimizer = torch.optim.AdamW(params, lr=hp.learning_rate, weight_decay=hp.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(int(hp.warmup_ratio * total_steps), total_steps))
+    state = {"epoch": 0, "batch_in_epoch": 0, "trained_tokens": 0, "flops": 0.0}
+    step = 0
+    if run.resume_from is not None:
+        try:
+            state = load_checkpoint(run.resume_from, model, optimizer, scheduler)
+        except (ValueError, OSError, RuntimeError) as exc:
+            raise TrainingError(f"Cannot resume from {run.resume_from.name}: {exc}. Delete the job's checkpoints "
+                                "or start a new job.", code="invalid_checkpoint") from exc
+        step = state.pop("step")
+        sink.message(f"{run.label}Resumed from checkpoint at step {step} (epoch {state['epoch']}, "
+                     f"batch {state['batch_in_epoch']})", data={"step": step})
+    device = next(model.parameters()).device
+    sink.message(f"{run.label}Training {n_trainable:,} of {n_total:,} parameters for {total_steps} steps "
+                 f"({hp.n_epochs} epochs × {run.steps_per_epoch}) on {device.type}",
+                 data={"trainable_parameters": n_trainable, "total_parameters": n_total, "total_steps": total_steps})
+    log_every = max(1, min(50, run.steps_per_epoch // 4))
+    result = RunResult("succeeded", step, state["trained_tokens"], state["flops"], float("nan"),
+                       total_parameters=n_total, trainable_parameters=n_trainable)
+    window_loss, window_n, window_start, window_samples = 0.0, 0, time.perf_counter(), 0
+
+    def checkpoint() -> None:
+        path = save_checkpoint(run.checkpoint_dir, step, model, optimizer, scheduler, state)
+        sink.checkpoint(step, path, finite({"train_loss": result.last_loss, **result.eval_metrics}))
+
+    def stopped(status: Literal["cancelled", "paused"]) -> RunResult:
+        result.status, result.step = status, step
+        result.trained_tokens, result.flops = state["trained_tokens"], state["flops"]
+        return result
+
+    model.train()
+    try:
+        while state["epoch"] < hp.n_epochs:
+            for b in range(state["batch_in_epoch"], run.steps_per_epoch):
+                stop = sink.should_stop()
+                if stop == "cancel":
+                    return stopped("cancelled")
+                if stop == "pause":
+                    checkpoint()
+                    return stopped("paused")
+                batch = run.batch(state["epoch"], b)
+                loss = model(**batch).loss
+                _guard(loss, step + 1, hp.learning_rate)
+                loss.backward()
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                step += 1
+                tokens = int(batch["attention_mask"].sum())
+                state["batch_in_epoch"] = b + 1
+                state["trained_tokens"] += tokens
+                state["flops"] += float((4 * n_total + 2 * n_trainable) * tokens)
+                result.last_loss = loss.item()
+                window_loss, window_n = window_loss + result.last_loss, window_n + 1
+                window_samples += batch["input_ids"].shape[0]
+                end_of_epoch = b + 1 == run.steps_per_epoch
+                if end_of_epoch:
+                    state["epoch"], state["batch_in_epoch"] = state["epoch"] + 1, 0
+                if step == 1 or step % log_every == 0 or end_of_epoch:
+                    elapsed = time.perf_counter() - window_start
+                    sink.metrics(step, {"train_loss": window_loss / window_n, "learning_rate": scheduler.get_last_lr()[0],
+                                        "epoch": step / run.steps_per_epoch,
+                                        "samples_per_second": window_samples / max(elapsed, 1e-9),
+                                        "trained_tokens": state["trained_tokens"], "flops": state["flops"]})
+                    window_loss, window_n, window_start, window_samples = 0.0, 0, time.perf_counter(), 0
+                due = (hp.eval_every and step % hp.eval_every == 0) or (not hp.eval_every and end_of_epoch)
+                if run.evaluate is not None and due:
+                    result.eval_metrics, result.eval_step = run.evaluate(), step
+                    model.train()
+                    sink.metrics(step, dict(result.eval_metrics))
+                if (hp.checkpoint_every and step % hp.checkpoint_every == 0) or end_of_epoch:
+                    checkpoint()
+    except (torch.OutOfMemoryError, MemoryError, RuntimeError) as exc:
+        if not is_out_of_memory(exc):
+            raise
+        raise out_of_memory(step, device, hp) from exc
+    result.step, result.trained_tokens, result.flops = step, state["trained_tokens"], state["flops"]
+    return result
+
+
+def out_of_memory(step: int, device: torch.device, hp: Hyperparameters) -> TrainingError:
+    return TrainingError(f"Out of memory at step {step + 1} on {device.type}; lower batch_size (now "
+                         f"{hp.batch_size}) or max_length (now {hp.max_length}).", code="out_of_memory")
