@@ -18,12 +18,14 @@ not counted, as in Kaplan et al. 2020).
 from __future__ import annotations
 
 import math
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import torch
 
 from app.training.base import Hyperparameters, ProgressSink, TrainingError
@@ -58,6 +60,13 @@ class RunResult:
     eval_step: int = -1  # the step eval_metrics belong to
     total_parameters: int = 0
     trainable_parameters: int = 0
+
+
+def seed_everything(seed: int) -> None:
+    """Before a model is built: new heads and dropout draw from these generators."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
 
 
 def finite(values: dict[str, float]) -> dict[str, float]:

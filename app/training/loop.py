@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -17,14 +16,13 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from app.training.artifacts import label_kwargs, write_manifest
 from app.training.base import TrainContext, TrainingError, TrainResult
 from app.training.checkpoints import latest_complete_checkpoint
 from app.training.data import DatasetError, Example, load_classification_examples, validate_classification_file
-from app.training.engine import Run, finite, optimize
+from app.training.engine import Run, finite, optimize, seed_everything
 from app.training.metrics import classification_metrics
 
 # prepare(model, ctx, new_parameters): `new_parameters` names weights the base checkpoint lacked
@@ -67,10 +65,6 @@ def tokenize(tokenizer, examples: list[Example], label_index: dict, max_length: 
     return Batches(features, [label_index[e.label] for e in examples], tokenizer.pad_token_id or 0)
 
 
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
 
 
 def _evaluate(model, data: Batches, device, batch_size: int = 64) -> tuple[dict[str, float], torch.Tensor]:

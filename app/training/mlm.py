@@ -1,0 +1,150 @@
+"""Continued masked-language-model pretraining of an encoder on raw texts: the phase behind
+domain-, task- and language-adaptive pretraining (Gururangan et al. 2020, "Don't Stop
+Pretraining") and TLM's MLM objective.
+
+Masking is app.training.masking (every option of Wettig et al. 2022). Each batch's masks come from
+a generator seeded with (seed, epoch, batch), so a resumed phase corrupts exactly the tokens an
+uninterrupted one would. A held-out share of the texts, masked once with a fixed seed, scores the
+encoder before and after (MLM loss and masked-token accuracy), so the two figures are comparable.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from app.training.base import Hyperparameters, ProgressSink, TrainingError
+from app.training.engine import Run, RunResult, optimize, seed_everything
+from app.training.masking import IGNORE_INDEX, MaskingSettings, MlmCollator, PmiVocabulary, build_pmi_vocabulary
+
+
+@dataclass
+class MlmPhase:
+    texts: list[str]
+    masking: MaskingSettings
+    hyperparameters: Hyperparameters
+    base_path: Path  # a save_pretrained directory (model + tokenizer)
+    output_dir: Path  # the adapted encoder is saved here (model with its MLM head + tokenizer)
+    checkpoint_dir: Path
+    sink: ProgressSink
+    resume_from: Path | None = None
+    held_out: float = 0.05  # share of texts kept for the before/after score (at least one text)
+    label: str = "MLM: "
+
+
+@dataclass
+class MlmResult:
+    run: RunResult
+    before: dict[str, float] = field(default_factory=dict)  # mlm_loss, mlm_accuracy on held-out texts
+    after: dict[str, float] = field(default_factory=dict)
+
+
+def split_held_out(texts: list[str], share: float, seed: int) -> tuple[list[str], list[str]]:
+    """(train, held out): a seeded share of the texts, at least one, never all of them."""
+    if len(texts) < 2:
+        raise TrainingError("The MLM corpus needs at least 2 non-empty texts (one is held out to score it).",
+                            code="invalid_corpus")
+    order = torch.randperm(len(texts), generator=torch.Generator().manual_seed(seed)).tolist()
+    n_held = min(len(texts) - 1, max(1, round(share * len(texts))))
+    held = set(order[:n_held])
+    return [t for i, t in enumerate(texts) if i not in held], [texts[i] for i in sorted(held)]
+
+
+def _pmi_vocabulary(phase: MlmPhase, tokenizer: Any, texts: list[str]) -> PmiVocabulary | None:
+    if phase.masking.unit != "pmi":
+        return None
+    try:
+        vocab = build_pmi_vocabulary(texts, max_ngram=phase.masking.pmi_max_ngram, min_count=phase.masking.pmi_min_count,
+                                     vocab_size=phase.masking.pmi_vocab_size, tokenizer=tokenizer)
+    except ValueError as exc:
+        raise TrainingError(f"PMI masking: {exc}", code="invalid_method_settings", param="mlm.pmi_min_count") from exc
+    phase.sink.message(f"{phase.label}PMI vocabulary: {len(vocab)} n-grams from {vocab.n_words:,} words",
+                       data={"pmi_ngrams": len(vocab)})
+    return vocab
+
+
+def _score(model: torch.nn.Module, batches: list[dict[str, torch.Tensor]]) -> dict[str, float]:
+    """Mean MLM loss and accuracy over every predicted token of the (pre-masked) held-out batches."""
+    model.eval()
+    loss_sum, correct, count = 0.0, 0, 0
+    with torch.no_grad():
+        for batch in batches:
+            logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits
+            labels = batch["labels"]
+            where = labels != IGNORE_INDEX
+            loss_sum += torch.nn.functional.cross_entropy(logits[where].float(), labels[where], reduction="sum").item()
+            correct += int((logits[where].argmax(-1) == labels[where]).sum())
+            count += int(where.sum())
+    model.train()
+    if count == 0:
+        return {}
+    return {"mlm_loss": loss_sum / count, "mlm_accuracy": correct / count}
+
+
+def run_mlm(phase: MlmPhase) -> MlmResult:
+    """Train the base encoder with MLM on `phase.texts`; on success save it to `output_dir`."""
+    from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+    hp = phase.hyperparameters
+    seed_everything(hp.seed)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    tokenizer = AutoTokenizer.from_pretrained(phase.base_path)
+    if tokenizer.mask_token_id is None:
+        raise TrainingError("This base model's tokenizer has no mask token, so it cannot do masked-language "
+                            "modelling; choose an encoder such as BERT or MiniLM.", code="invalid_base_model",
+                            param="model")
+    model, info = AutoModelForMaskedLM.from_pretrained(phase.base_path, output_loading_info=True)
+    if info["missing_keys"]:
+        phase.sink.message(f"{phase.label}The base model lacks {len(info['missing_keys'])} MLM-head weights "
+                           f"({', '.join(sorted(info['missing_keys'])[:4])}…); they start random and are learned",
+                           level="warning", data={"missing_keys": sorted(info["missing_keys"])})
+    model.to(device)
+    train_texts, held_texts = split_held_out(phase.texts, phase.held_out, hp.seed)
+    collator = MlmCollator(tokenizer, phase.masking, _pmi_vocabulary(phase, tokenizer, train_texts),
+                           max_length=hp.max_length, generator=torch.Generator())
+    features = _features(tokenizer, train_texts, hp.max_length, phase.masking)
+
+    def masked(rows: list, seed: int) -> dict[str, torch.Tensor]:
+        collator.masker.generator.manual_seed(seed)
+        return {k: v.to(device) for k, v in collator(rows).items()}
+
+    held = _features(tokenizer, held_texts, hp.max_length, phase.masking)
+    held_batches = [masked(held[i:i + 64], hp.seed + i) for i in range(0, len(held), 64)]
+    before = _score(model, held_batches)
+    phase.sink.metrics(0, {f"before_{k}": v for k, v in before.items()})
+
+    @lru_cache(maxsize=1)
+    def order(epoch: int) -> list[int]:
+        return torch.randperm(len(features), generator=torch.Generator().manual_seed(hp.seed + epoch)).tolist()
+
+    def batch(epoch: int, b: int) -> dict[str, torch.Tensor]:
+        rows = [features[i] for i in order(epoch)[b * hp.batch_size:(b + 1) * hp.batch_size]]
+        return masked(rows, (hp.seed * 1_000_003 + epoch * 10_007 + b) % 2**63)
+
+    run = optimize(Run(model=model, hyperparameters=hp, steps_per_epoch=math.ceil(len(features) / hp.batch_size),
+                       batch=batch, sink=phase.sink, checkpoint_dir=phase.checkpoint_dir,
+                       resume_from=phase.resume_from, evaluate=lambda: _score(model, held_batches),
+                       label=phase.label))
+    if run.status != "succeeded":
+        return MlmResult(run, before)
+    after = _score(model, held_batches)
+    phase.sink.metrics(run.step, {f"after_{k}": v for k, v in after.items()})
+    phase.output_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(phase.output_dir)
+    tokenizer.save_pretrained(phase.output_dir)
+    return MlmResult(run, before, after)
+
+
+def _features(tokenizer: Any, texts: list[str], max_length: int, masking: MaskingSettings) -> list[dict[str, Any]]:
+    """Tokenized rows (with word ids when the unit needs words), padded per batch later."""
+    encoded = tokenizer(texts, truncation=True, max_length=max_length, return_special_tokens_mask=True)
+    keys = [k for k in ("input_ids", "attention_mask", "token_type_ids", "special_tokens_mask") if k in encoded]
+    rows = [{k: encoded[k][i] for k in keys} for i in range(len(texts))]
+    if masking.unit != "token":
+        for i, row in enumerate(rows):
+            row["word_ids"] = encoded.word_ids(i)
+    return rows

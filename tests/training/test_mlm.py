@@ -1,0 +1,99 @@
+"""Continued MLM pretraining on the tiny BERT: it learns, it resumes exactly, it refuses bad corpora."""
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from app.training.base import Hyperparameters, TrainingError
+from app.training.checkpoints import latest_complete_checkpoint
+from app.training.masking import MaskingSettings
+from app.training.mlm import MlmPhase, run_mlm, split_held_out
+from tests.tiny_models import NEGATIVE, POSITIVE
+from tests.training.conftest import ListSink
+
+
+def corpus(n: int = 96, seed: int = 0) -> list[str]:
+    """Texts with a learnable pattern: each draws its words from one fixed vocabulary."""
+    rng = random.Random(seed)
+    return [" ".join(rng.choice(POSITIVE if i % 2 else NEGATIVE) for _ in range(10)) for i in range(n)]
+
+
+def phase(base: str, tmp_path, name: str, texts=None, sink=None, resume_from=None, **masking) -> MlmPhase:
+    hp = Hyperparameters(n_epochs=2, batch_size=16, learning_rate=5e-3, seed=3, max_length=16)
+    return MlmPhase(texts=texts if texts is not None else corpus(), masking=MaskingSettings(**masking),
+                    hyperparameters=hp, base_path=base, output_dir=tmp_path / name, checkpoint_dir=tmp_path / f"{name}-ckpt",
+                    sink=sink or ListSink(), resume_from=resume_from)
+
+
+def test_mlm_lowers_held_out_loss_and_saves_a_loadable_encoder(tiny_model_dir, tmp_path):
+    from transformers import AutoModelForMaskedLM, AutoModelForSequenceClassification
+
+    done = run_mlm(phase(tiny_model_dir, tmp_path, "out", mask_rate=0.4))
+    assert done.run.status == "succeeded"
+    assert done.after["mlm_loss"] < done.before["mlm_loss"] - 0.5, (done.before, done.after)
+    assert done.after["mlm_accuracy"] > done.before["mlm_accuracy"]
+    AutoModelForMaskedLM.from_pretrained(tmp_path / "out")
+    AutoModelForSequenceClassification.from_pretrained(tmp_path / "out", num_labels=2)  # a base for task jobs
+
+
+@pytest.mark.parametrize("unit", ["whole_word", "span", "pmi"])
+def test_every_masking_unit_trains(unit, tiny_model_dir, tmp_path):
+    options = {"pmi_min_count": 2} if unit == "pmi" else {}
+    done = run_mlm(phase(tiny_model_dir, tmp_path, "out", unit=unit, **options))
+    assert done.run.status == "succeeded" and done.after["mlm_loss"] < done.before["mlm_loss"]
+
+
+def test_paused_phase_resumes_to_the_same_weights(tiny_model_dir, tmp_path):
+    """96 texts, 5 held out: 91 / 16 = 6 steps an epoch; pause after step 8 (mid-epoch 2)."""
+    straight = run_mlm(phase(tiny_model_dir, tmp_path, "straight", unit="span"))
+    paused = run_mlm(phase(tiny_model_dir, tmp_path, "resumed", unit="span",
+                           sink=ListSink(stop_at_step=8, stop_reason="pause")))
+    assert paused.run.status == "paused" and paused.run.step == 8
+    checkpoint = latest_complete_checkpoint(tmp_path / "resumed-ckpt")
+    resumed = run_mlm(phase(tiny_model_dir, tmp_path, "resumed", unit="span", resume_from=checkpoint))
+    assert resumed.run.status == "succeeded" and resumed.run.step == straight.run.step == 12
+    a, b = load_file(tmp_path / "straight" / "model.safetensors"), load_file(tmp_path / "resumed" / "model.safetensors")
+    assert a.keys() == b.keys()
+    for key in a:
+        assert (a[key] - b[key]).abs().max().item() <= 1e-6, key
+    assert resumed.after["mlm_loss"] == pytest.approx(straight.after["mlm_loss"], abs=1e-6)
+
+
+def test_missing_mlm_head_is_initialised_and_reported(tiny_model_dir, tmp_path):
+    """Like minilm-l6, a checkpoint saved without the MLM head: a warning event, then training."""
+    from transformers import AutoTokenizer, BertModel
+
+    headless = tmp_path / "headless"
+    BertModel.from_pretrained(tiny_model_dir).save_pretrained(headless)
+    AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(headless)
+    sink = ListSink()
+    done = run_mlm(phase(headless, tmp_path, "out", sink=sink))
+    assert done.run.status == "succeeded"
+    assert any("lacks" in m and "MLM-head weights" in m for m in sink.of("message"))
+
+
+def test_held_out_split_is_seeded_and_never_empty():
+    texts = [f"t{i}" for i in range(40)]
+    train, held = split_held_out(texts, 0.05, seed=1)
+    assert len(held) == 2 and sorted(train + held) == sorted(texts)
+    assert split_held_out(texts, 0.05, seed=1) == (train, held)
+    assert split_held_out(["a", "b"], 0.5, seed=0)[0]  # one text is always left to train on
+
+
+@pytest.mark.parametrize(("texts", "masking", "code"), [
+    (["only one text"], {}, "invalid_corpus"),
+    (corpus(8), {"unit": "pmi", "pmi_min_count": 1000}, "invalid_method_settings"),
+])
+def test_unusable_corpus_fails_with_an_actionable_error(texts, masking, code, tiny_model_dir, tmp_path):
+    with pytest.raises(TrainingError) as info:
+        run_mlm(phase(tiny_model_dir, tmp_path, "out", texts=texts, **masking))
+    assert info.value.code == code and len(info.value.message) > 20
+
+
+def test_cancel_saves_nothing(tiny_model_dir, tmp_path):
+    done = run_mlm(phase(tiny_model_dir, tmp_path, "out", sink=ListSink(stop_at_step=2)))
+    assert done.run.status == "cancelled" and not (tmp_path / "out").exists()
+    assert torch.isfinite(torch.tensor(done.before["mlm_loss"]))
