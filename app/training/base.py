@@ -76,6 +76,7 @@ class TrainContext:
     checkpoint_dir: Path  # persistent across attempts of the same job
     sink: ProgressSink
     resume_from: Path | None = None  # a complete checkpoint dir to continue from
+    input_files: dict[str, Path] = field(default_factory=dict)  # further files named in settings, by field
     extra: dict[str, Any] = field(default_factory=dict)
 
 

@@ -85,3 +85,9 @@ class MethodSettings(BaseModel):
     hyperparameters: HyperparameterSettings = Field(
         default_factory=HyperparameterSettings, description="Training schedule; see HyperparameterSettings."
     )
+
+    @classmethod
+    def file_fields(cls) -> tuple[str, ...]:
+        """Settings fields that name further uploaded files; the API checks each is the tenant's and
+        readable, and the worker hands their paths to the strategy as `ctx.input_files`."""
+        return ()

@@ -144,3 +144,20 @@ def validate_classification_file(path: Path, max_errors: int = 1) -> DatasetSumm
                            "2 label classes")
     return DatasetSummary(n_examples=n, labels=sorted(labels), has_pair=bool(pair_mode), n_chars=chars,
                           label_counts={str(k): v for k, v in sorted(labels.items())})
+
+
+def load_texts(path: Path, field_name: str = "text") -> list[str]:
+    """The non-blank `"text"` of every row of an unlabelled corpus (other fields, labels included,
+    are ignored), for masked-language-model phases. Raises DatasetError naming the first bad line."""
+    texts = []
+    for number, obj in iter_jsonl(path):
+        value = obj.get(field_name)
+        if not isinstance(value, str):
+            raise DatasetError(f'needs a "{field_name}" string, got {_json_type(value) if field_name in obj else "none"}; '
+                               f'write one {{"{field_name}": "..."}} object per line', number)
+        if value.strip():
+            texts.append(value)
+    if len(texts) < 2:
+        raise DatasetError(f"the corpus has {len(texts)} non-blank text(s); masked-language-model training needs "
+                           "at least 2 (one is held out to score the model)")
+    return texts

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from app.training.base import TrainContext, TrainResult
 from app.training.config import MethodSettings
+from app.training.strategies.adaptive.config import AdaptiveSettings
 from app.training.strategies.bitfit.config import BitFitSettings
 from app.training.strategies.lora.config import LoraSettings
 from app.training.strategies.supervised.config import SupervisedSettings
@@ -67,3 +68,5 @@ register_strategy(StrategySpec("lora", LoraSettings, f"{_PKG}.lora.strategy:trai
                                "Hu et al. 2021, LoRA", 5e-4))
 register_strategy(StrategySpec("bitfit", BitFitSettings, f"{_PKG}.bitfit.strategy:train",
                                "Ben-Zaken et al. 2021, BitFit", 1e-3))
+register_strategy(StrategySpec("adaptive", AdaptiveSettings, f"{_PKG}.adaptive.strategy:train",
+                               "Gururangan et al. 2020, Don't Stop Pretraining", 1e-4))

@@ -1,0 +1,158 @@
+"""Adaptive pretraining then (optionally) task fine-tuning, in one job (Gururangan et al. 2020).
+
+Phases run in order: DAPT (the corpus file), TAPT (the training file's texts), then the task
+method of `then` on the adapted encoder. A finished phase leaves its encoder and a `phase.json`
+in the job's checkpoint dir, so a resumed job skips it; an unfinished one resumes from its own
+checkpoints. Step numbers continue across phases, so events and checkpoints never collide.
+
+Artifact: `encoder/` (the adapted encoder with its MLM head, `save_pretrained` + tokenizer),
+plus the task method's own artifact when `then` is given; `manifest.json` records every phase's
+held-out MLM loss/accuracy before and after.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from app.training.artifacts import directory_sha256, write_manifest
+from app.training.base import BaseModelRef, ProgressSink, TrainContext, TrainingError, TrainResult
+from app.training.checkpoints import latest_complete_checkpoint
+from app.training.data import DatasetError, load_classification_examples, load_texts
+from app.training.masking import MaskingSettings
+from app.training.mlm import MlmPhase, run_mlm
+from app.training.registry import get_strategy, run_strategy
+from app.training.strategies.adaptive.config import AdaptiveSettings
+
+PHASE_DONE = "phase.json"
+
+
+@dataclasses.dataclass
+class OffsetSink:
+    """A phase's sink: its step numbers continue after the phases before it."""
+
+    inner: ProgressSink
+    offset: int
+
+    def message(self, text: str, level: str = "info", data: dict[str, Any] | None = None) -> None:
+        self.inner.message(text, level, data)
+
+    def metrics(self, step: int, values: dict[str, float]) -> None:
+        self.inner.metrics(step + self.offset, values)
+
+    def checkpoint(self, step: int, path: Path, metrics: dict[str, float]) -> None:
+        self.inner.checkpoint(step + self.offset, path, metrics)
+
+    def should_stop(self):
+        return self.inner.should_stop()
+
+
+def _corpus(ctx: TrainContext, name: str) -> list[str]:
+    try:
+        if name == "dapt":
+            return load_texts(ctx.input_files["corpus_file"])
+        return [e.text if e.text_pair is None else f"{e.text} {e.text_pair}"
+                for e in load_classification_examples(ctx.train_file)]
+    except DatasetError as exc:
+        param = "method.adaptive.corpus_file" if name == "dapt" else "training_file"
+        raise TrainingError(f"{param}: {exc}", code="invalid_corpus", param=param) from exc
+
+
+def _mlm_phase(ctx: TrainContext, name: str, encoder: Path, masking: MaskingSettings, offset: int) -> dict[str, Any]:
+    """Run (or resume) one MLM phase; returns its record, or {"status": "paused"|"cancelled", …}."""
+    done_dir = ctx.checkpoint_dir / f"{name}-encoder"
+    if (done_dir / PHASE_DONE).exists():
+        record = json.loads((done_dir / PHASE_DONE).read_text())
+        ctx.sink.message(f"{name.upper()}: already finished in an earlier attempt; reusing its encoder")
+        return record
+    staging = done_dir.with_name(done_dir.name + ".tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    checkpoints = ctx.checkpoint_dir / name
+    result = run_mlm(MlmPhase(texts=_corpus(ctx, name), masking=masking, hyperparameters=ctx.hyperparameters,
+                              base_path=encoder, output_dir=staging, checkpoint_dir=checkpoints,
+                              sink=OffsetSink(ctx.sink, offset), resume_from=latest_complete_checkpoint(checkpoints),
+                              label=f"{name.upper()}: "))
+    run = result.run
+    record = {"phase": name, "status": run.status, "steps": run.step, "trained_tokens": run.trained_tokens,
+              "flops": run.flops, "before": result.before, "after": result.after}
+    if run.status != "succeeded":
+        return record
+    (staging / PHASE_DONE).write_text(json.dumps(record))
+    shutil.rmtree(done_dir, ignore_errors=True)
+    os.replace(staging, done_dir)  # the phase counts as done only once its encoder is whole
+    ctx.sink.message(f"{name.upper()}: held-out MLM loss {result.before.get('mlm_loss', float('nan')):.4f} → "
+                     f"{result.after.get('mlm_loss', float('nan')):.4f}, masked-token accuracy "
+                     f"{result.before.get('mlm_accuracy', 0):.3f} → {result.after.get('mlm_accuracy', 0):.3f}",
+                     data={"phase": name, "before": result.before, "after": result.after})
+    return record
+
+
+def _task_context(ctx: TrainContext, settings: AdaptiveSettings, encoder: Path, offset: int) -> TrainContext:
+    kind = settings.then["type"]
+    spec = get_strategy(kind)
+    task_settings = spec.settings_model.model_validate(settings.then.get(kind) or {})
+    n_train = len(load_classification_examples(ctx.train_file))
+    hp = task_settings.hyperparameters.resolve(n_train, spec.default_learning_rate, ctx.hyperparameters.seed)
+    checkpoints = ctx.checkpoint_dir / "task"
+    return dataclasses.replace(
+        ctx, method=kind, settings=task_settings.model_dump(mode="json", exclude={"hyperparameters"}),
+        hyperparameters=hp, checkpoint_dir=checkpoints, resume_from=latest_complete_checkpoint(checkpoints),
+        base_model=BaseModelRef(id=f"{ctx.base_model.id}+adaptive:{ctx.job_id}", path=encoder,
+                                sha256=directory_sha256(encoder)),
+        sink=OffsetSink(ctx.sink, offset))
+
+
+def train(ctx: TrainContext) -> TrainResult:
+    settings = AdaptiveSettings.model_validate(ctx.settings)
+    phases = (["dapt"] if settings.corpus_file else []) + (["tapt"] if settings.tapt else [])
+    encoder, records = ctx.base_model.path, []
+    for name in phases:
+        record = _mlm_phase(ctx, name, encoder, settings.mlm, offset=sum(r["steps"] for r in records))
+        records.append(record)
+        if record["status"] != "succeeded":
+            return _result(record["status"], records, None)
+        encoder = ctx.checkpoint_dir / f"{name}-encoder"
+    shutil.copytree(encoder, ctx.output_dir / "encoder", ignore=shutil.ignore_patterns(PHASE_DONE))
+    task = None
+    if settings.then:
+        task = run_strategy(_task_context(ctx, settings, encoder, offset=sum(r["steps"] for r in records)))
+        if task.status != "succeeded":
+            shutil.rmtree(ctx.output_dir / "encoder", ignore_errors=True)
+            return _result(task.status, records, task)
+    result = _result("succeeded", records, task)
+    _write_manifest(ctx, settings, records, result)
+    return result
+
+
+def _result(status: str, records: list[dict[str, Any]], task: TrainResult | None) -> TrainResult:
+    metrics = {f"{r['phase']}_{k}": v for r in records for k, v in r.get("after", {}).items()}
+    return TrainResult(status, sum(r["steps"] for r in records) + (task.steps if task else 0),
+                       sum(r["trained_tokens"] for r in records) + (task.trained_tokens if task else 0),
+                       sum(r["flops"] for r in records) + (task.flops if task else 0.0),
+                       {**metrics, **(task.metrics if task else {})})
+
+
+def _write_manifest(ctx: TrainContext, settings: AdaptiveSettings, records: list[dict[str, Any]],
+                    result: TrainResult) -> None:
+    """The task method's manifest (if any) gains the phases; otherwise the encoder gets its own."""
+    adaptive = {"base_model": {"id": ctx.base_model.id, "sha256": ctx.base_model.sha256},
+                "phases": [{k: r[k] for k in ("phase", "steps", "trained_tokens", "before", "after")} for r in records],
+                "mlm": settings.mlm.model_dump(mode="json")}
+    path = ctx.output_dir / "manifest.json"
+    if settings.then:
+        manifest = json.loads(path.read_text())
+        path.unlink()
+        fields = {k: v for k, v in manifest.items() if k not in ("format_version", "files")}
+        write_manifest(ctx.output_dir, **{**fields, "method": "adaptive", "task_method": settings.then["type"],
+                                          "trained_tokens": result.trained_tokens, "flops": result.flops,
+                                          "steps": result.steps, "adaptive": adaptive})
+        return
+    write_manifest(ctx.output_dir, job_id=ctx.job_id, method="adaptive", task="masked_lm",
+                   base_model=adaptive["base_model"], metrics=result.metrics, trained_tokens=result.trained_tokens,
+                   flops=result.flops, steps=result.steps, hyperparameters=dataclasses.asdict(ctx.hyperparameters),
+                   settings=ctx.settings, adaptive=adaptive, created_at=datetime.now(UTC).isoformat())
+

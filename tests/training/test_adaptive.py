@@ -1,0 +1,77 @@
+"""The `adaptive` strategy: DAPT → TAPT → task method in one job, resumable across phases."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from safetensors.torch import load_file
+
+from app.training.base import TrainingError
+from app.training.checkpoints import latest_complete_checkpoint
+from app.training.registry import run_strategy
+from tests.tiny_models import write_jsonl
+from tests.training.conftest import ListSink
+from tests.training.test_mlm import corpus
+
+THEN_LORA = {"type": "lora", "lora": {"r": 4, "hyperparameters": {"n_epochs": 2, "batch_size": 8,
+                                                                  "learning_rate": 1e-3, "max_length": 16}}}
+
+
+def _ctx(make_ctx, tmp_path, output: str, settings: dict, sink=None):
+    ctx = make_ctx("adaptive", settings=settings, n_train=24, output=output, sink=sink, batch_size=16,
+                   learning_rate=5e-3, n_epochs=2)
+    ctx.input_files["corpus_file"] = write_jsonl(tmp_path / "corpus.jsonl", [{"text": t} for t in corpus(48)])
+    return ctx
+
+
+def test_dapt_tapt_then_lora_in_one_job(make_ctx, tmp_path):
+    ctx = _ctx(make_ctx, tmp_path, "out", {"corpus_file": "file-x", "tapt": True, "mlm": {"mask_rate": 0.3},
+                                            "then": THEN_LORA})
+    result = run_strategy(ctx)
+    assert result.status == "succeeded"
+    manifest = json.loads((ctx.output_dir / "manifest.json").read_text())
+    assert manifest["method"] == "adaptive" and manifest["task_method"] == "lora"
+    assert [p["phase"] for p in manifest["adaptive"]["phases"]] == ["dapt", "tapt"]
+    dapt = manifest["adaptive"]["phases"][0]
+    assert dapt["after"]["mlm_loss"] < dapt["before"]["mlm_loss"]
+    assert {"encoder/model.safetensors", "adapter/adapter_model.safetensors"} <= set(manifest["files"])
+    assert manifest["base_model"]["id"].endswith("+adaptive:ftjob-test")  # the adapter's base is the encoder
+    assert manifest["steps"] == result.steps == sum(p["steps"] for p in manifest["adaptive"]["phases"]) + 6
+    assert "eval_accuracy" in result.metrics and "dapt_mlm_loss" in result.metrics
+    steps = [m["step"] for m in ctx.sink.of("metrics") if "train_loss" in m]
+    assert steps == sorted(steps), "step numbers continue across phases"
+    messages = ctx.sink.of("message")
+    assert any(m.startswith("DAPT: held-out MLM loss") for m in messages)
+    assert any(m.startswith("TAPT: Training") for m in messages)
+
+
+def test_tapt_alone_yields_an_encoder(make_ctx, tmp_path):
+    ctx = _ctx(make_ctx, tmp_path, "out", {"tapt": True})
+    assert run_strategy(ctx).status == "succeeded"
+    manifest = json.loads((ctx.output_dir / "manifest.json").read_text())
+    assert manifest["task"] == "masked_lm" and "encoder/config.json" in manifest["files"]
+    assert not (ctx.output_dir / "adapter").exists()
+
+
+@pytest.mark.parametrize("pause_after", [2, 7, 12])  # in DAPT (steps 1-6), TAPT (7-10), the task (11-16)
+def test_pause_anywhere_resumes_to_the_same_result(pause_after, make_ctx, tmp_path):
+    settings = {"corpus_file": "file-x", "tapt": True, "then": THEN_LORA}
+    straight = _ctx(make_ctx, tmp_path, "straight", settings)
+    assert run_strategy(straight).status == "succeeded"
+    paused = _ctx(make_ctx, tmp_path, "resumed", settings, sink=ListSink(stop_at_step=pause_after, stop_reason="pause"))
+    assert run_strategy(paused).status == "paused"
+    assert latest_complete_checkpoint(paused.checkpoint_dir) is None  # phases keep their own checkpoint dirs
+    resumed = _ctx(make_ctx, tmp_path, "resumed", settings)
+    assert run_strategy(resumed).status == "succeeded"
+    for name in ("encoder/model.safetensors", "adapter/adapter_model.safetensors"):
+        a, b = load_file(straight.output_dir / name), load_file(resumed.output_dir / name)
+        assert a.keys() == b.keys()
+        assert max((a[k] - b[k]).abs().max().item() for k in a) <= 1e-6, name
+
+
+def test_unusable_corpus_fails_the_job_clearly(make_ctx, tmp_path):
+    ctx = _ctx(make_ctx, tmp_path, "out", {"corpus_file": "file-x"})
+    write_jsonl(ctx.input_files["corpus_file"], [{"body": "no text field"}])
+    with pytest.raises(TrainingError) as info:
+        run_strategy(ctx)
+    assert info.value.code == "invalid_corpus" and '"text"' in info.value.message
