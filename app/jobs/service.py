@@ -19,7 +19,7 @@ from app.jobs.schemas import CreateJobRequest
 from app.models import Job, JobCheckpoint, JobEvent
 from app.tenants import limits
 from app.models.base import utcnow
-from app.training.data import DatasetError, DatasetSummary, validate_classification_file
+from app.training.data import DatasetError, DatasetSummary, load_texts, validate_classification_file
 from app.training.registry import UnknownStrategyError, get_strategy
 
 CANCELLABLE = ("validating_files", "queued", "running", "pausing", "paused")
@@ -50,6 +50,21 @@ def _check_file(session: Session, tenant_id: str, file_id: str, param: str) -> D
     except DatasetError as exc:
         raise BadRequest(f"{param} {file_id} is not a valid classification file: {exc}", param=param,
                          code="invalid_training_file" if param == "training_file" else "invalid_validation_file") from exc
+
+
+def _check_input_files(session: Session, tenant_id: str, method_type: str, settings: Any) -> None:
+    """Files a method's settings name (e.g. adaptive's corpus_file): the tenant's, and readable text."""
+    for name in settings.file_fields():
+        file_id = getattr(settings, name)
+        if file_id is None:
+            continue
+        param = f"method.{method_type}.{name}"
+        file = files.get_file(session, tenant_id, file_id, param=param)
+        try:
+            load_texts(files.verified_path(file))
+        except DatasetError as exc:
+            raise BadRequest(f"{param} {file_id} is not a usable text corpus: {exc}", param=param,
+                             code="invalid_corpus") from exc
 
 
 def _method(request: CreateJobRequest) -> tuple[str, Any, Any]:
@@ -108,6 +123,7 @@ def create_job(session: Session, tenant_id: str, body: dict[str, Any], request_f
         if unseen:
             raise BadRequest(f"validation_file has labels the training file lacks: {sorted(map(str, unseen))[:10]}.",
                              param="validation_file")
+    _check_input_files(session, tenant_id, method_type, settings)
     seed = request.seed if request.seed is not None else secrets.randbelow(2**31)
     try:
         resolved = settings.hyperparameters.resolve(train.n_examples, spec.default_learning_rate, seed)

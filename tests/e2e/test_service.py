@@ -140,3 +140,30 @@ def test_failed_job_reports_error_and_worker_survives(service, openai_client):
     assert failed.error.param == "method.lora.target_modules"
     follow = run_job(openai_client, "tiny-bert", {"type": "bitfit"}, valid_rows=False)
     assert follow.status == "succeeded"
+
+
+def test_adaptive_encoder_becomes_the_tenants_private_base_model(service, openai_client, tmp_path):
+    """TAPT then BitFit in one job; the adapted encoder is registered as a model only its tenant
+    sees and can fine-tune, as a later job of the same tenant does."""
+    import openai
+
+    from tests.conftest import new_tenant
+
+    schedule = {"hyperparameters": {"n_epochs": 1, "batch_size": 8, "max_length": 16}}
+    method = {"type": "adaptive", "adaptive": {"tapt": True, "mlm": {"mask_rate": 0.3, "unit": "whole_word"},
+                                               **schedule, "then": {"type": "bitfit", "bitfit": schedule}}}
+    job = run_job(openai_client, "tiny-bert", method)
+    assert job.status == "succeeded", job.error
+    names = {a["name"] for a in download_artifacts(service, openai_client, job.id, tmp_path)}
+    assert {"encoder/config.json", "encoder/model.safetensors", "delta/delta.safetensors", "manifest.json"} <= names
+    encoder = f"adapted:{job.id}"
+    assert encoder in {m.id for m in openai_client.models.list().data}
+
+    _, other_key = new_tenant()
+    other = openai.OpenAI(base_url=f"{service.url}/v1", api_key=other_key, max_retries=0)
+    assert encoder not in {m.id for m in other.models.list().data}
+    with pytest.raises(openai.BadRequestError, match="Unknown base model"):
+        other.fine_tuning.jobs.create(model=encoder, training_file=upload(other, classification_rows(16)))
+
+    follow = run_job(openai_client, encoder, {"type": "lora", "lora": {"r": 4, **schedule}}, valid_rows=False)
+    assert follow.status == "succeeded", follow.error

@@ -12,6 +12,7 @@ from celery import shared_task
 from sqlalchemy import select, update
 
 from app.artifacts.service import job_artifact_dir
+from app.base_models.service import register
 from app.core.config import get_settings
 from app.core.queue import RUN_JOB_TASK
 from app.core.storage import fsync_dir, sha256_of
@@ -47,21 +48,22 @@ def build_context(job: Job, sink: DatabaseSink, output_dir: Path) -> TrainContex
     from app.training.loop import latest_complete_checkpoint
     from app.training.registry import get_strategy
 
-    def load(session):
-        files = {f.id: f for f in session.scalars(
-            select(File).where(File.id.in_([job.training_file, job.validation_file or ""])))}
-        base = session.get(BaseModel, job.model)
-        return files, base
-    files, base = with_db(load)
-    if base is None:
-        raise TrainingError(f"Base model {job.model!r} is no longer registered.", code="model_not_found", param="model")
-    for file_id in filter(None, (job.training_file, job.validation_file)):
-        if file_id not in files:
-            raise TrainingError(f"File {file_id} was deleted before the job ran; upload it again.",
-                                code="file_not_found", param="training_file")
     method_type = job.method["type"]
     spec = get_strategy(method_type)
     settings = {k: v for k, v in job.method[method_type].items() if k != "hyperparameters"}
+    named = {field: settings[field] for field in spec.settings_model.file_fields() if settings.get(field)}
+
+    def load(session):
+        wanted = [job.training_file, job.validation_file or "", *named.values()]
+        files = {f.id: f for f in session.scalars(select(File).where(File.id.in_(wanted)))}
+        return files, session.get(BaseModel, job.model)
+    files, base = with_db(load)
+    if base is None:
+        raise TrainingError(f"Base model {job.model!r} is no longer registered.", code="model_not_found", param="model")
+    for file_id in filter(None, (job.training_file, job.validation_file, *named.values())):
+        if file_id not in files:
+            raise TrainingError(f"File {file_id} was deleted before the job ran; upload it again.",
+                                code="file_not_found", param="training_file")
     hyper_fields = Hyperparameters.__dataclass_fields__
     checkpoint_dir = get_settings().checkpoints_dir / job.id
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
@@ -73,6 +75,7 @@ def build_context(job: Job, sink: DatabaseSink, output_dir: Path) -> TrainContex
         validation_file=verified_path(files[job.validation_file]) if job.validation_file else None,
         output_dir=output_dir, checkpoint_dir=checkpoint_dir, sink=sink,
         resume_from=latest_complete_checkpoint(checkpoint_dir),
+        input_files={field: verified_path(files[file_id]) for field, file_id in named.items()},
     )
 
 
@@ -94,6 +97,11 @@ def publish(job: Job, me: str, staging: Path, result: TrainResult) -> None:
         if done is None:
             return False
         session.add_all(Artifact(job_id=job.id, name=n, bytes=b, sha256=h) for n, b, h in rows)
+        if (final / "encoder" / "config.json").is_file():  # an adapted encoder: the tenant's own base model
+            model = register(session, encoder_model_id(job), final / "encoder", tenant_id=job.tenant_id,
+                             owned_by=job.tenant_id)
+            record_event(session, job.id, f"Adapted encoder registered as model {model.id}; name it as `model` "
+                                          "in later jobs", data={"model": model.id})
         record_event(session, job.id, f"Training FLOPs {result.flops:.3e}, tokens {result.trained_tokens}",
                      type="metrics", data={"step": result.steps, "flops": result.flops,
                                            "trained_tokens": result.trained_tokens, **result.metrics})
@@ -106,6 +114,10 @@ def publish(job: Job, me: str, staging: Path, result: TrainResult) -> None:
         raise
     if not published:  # cancelled at the last moment: nothing may stay visible
         shutil.rmtree(final, ignore_errors=True)
+
+
+def encoder_model_id(job: Job) -> str:
+    return f"adapted:{job.id}"
 
 
 def fine_tuned_name(job: Job) -> str:

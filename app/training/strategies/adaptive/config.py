@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from app.training.config import MethodSettings
 from app.training.masking import MaskingSettings
@@ -37,7 +37,7 @@ class AdaptiveSettings(MethodSettings):
     def _task_method(cls, then: dict[str, Any] | None) -> dict[str, Any] | None:
         if then is None:
             return None
-        from app.training.registry import get_strategy, UnknownStrategyError  # the registry imports this module
+        from app.training.registry import UnknownStrategyError, get_strategy  # the registry imports this module
 
         kind = then.get("type")
         if kind == "adaptive" or not isinstance(kind, str):
@@ -48,5 +48,9 @@ class AdaptiveSettings(MethodSettings):
             raise ValueError(str(exc)) from None
         if set(then) - {"type", kind}:
             raise ValueError(f"then may hold only 'type' and '{kind}', got {sorted(then)}")
-        settings = spec.settings_model.model_validate(then.get(kind) or {})
+        try:
+            settings = spec.settings_model.model_validate(then.get(kind) or {})
+        except ValidationError as exc:  # re-raised flat, so the error names the full path from `then`
+            first = exc.errors()[0]
+            raise ValueError(f"{'.'.join(map(str, (kind, *first['loc'])))}: {first['msg']}") from None
         return {"type": kind, kind: settings.model_dump(mode="json", exclude_unset=True)}
