@@ -107,6 +107,11 @@ def run_mlm(phase: MlmPhase) -> MlmResult:
     collator = MlmCollator(tokenizer, phase.masking, _pmi_vocabulary(phase, tokenizer, train_texts),
                            max_length=hp.max_length, generator=torch.Generator())
     features = _features(tokenizer, train_texts, hp.max_length, phase.masking)
+    special = set(tokenizer.all_special_ids)  # as the masker counts them: [UNK] and [MASK] included
+    if all(token in special for row in features for token in row["input_ids"]):
+        raise TrainingError("The MLM corpus has no maskable tokens: every text tokenizes to special or unknown "
+                            "tokens only. Use texts in a language and script the base model's vocabulary covers.",
+                            code="invalid_corpus")
 
     def masked(rows: list, seed: int) -> dict[str, torch.Tensor]:
         collator.masker.generator.manual_seed(seed)

@@ -85,6 +85,7 @@ def test_held_out_split_is_seeded_and_never_empty():
 
 @pytest.mark.parametrize(("texts", "masking", "code"), [
     (["only one text"], {}, "invalid_corpus"),
+    (["[SEP] [CLS]", "[MASK]", "[PAD] [SEP]"], {}, "invalid_corpus"),  # nothing but special tokens
     (corpus(8), {"unit": "pmi", "pmi_min_count": 1000}, "invalid_method_settings"),
 ])
 def test_unusable_corpus_fails_with_an_actionable_error(texts, masking, code, tiny_model_dir, tmp_path):
