@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from app.training.base import Hyperparameters
+from app.training.masking.settings import MaskingSettings
 
 Auto = Literal["auto"]
 
@@ -91,3 +92,19 @@ class MethodSettings(BaseModel):
         """Settings fields that name further uploaded files; the API checks each is the tenant's and
         readable, and the worker hands their paths to the strategy as `ctx.input_files`."""
         return ()
+
+
+class TaskMethodSettings(MethodSettings):
+    """Base of the methods that fine-tune on the labelled task (supervised, lora, bitfit, …)."""
+
+    aux_mlm_weight: float = Field(0.0, ge=0, le=10, description=(
+        "λ of an auxiliary masked-LM loss on the same batches' texts (Chronopoulou et al. 2019): "
+        "loss = task + λ·MLM; 0 turns it off."))
+    aux_mlm: MaskingSettings | None = Field(None, description=(
+        "Masking of the auxiliary MLM loss (default: BERT's 15%, 80/10/10, token unit)."))
+
+    @model_validator(mode="after")
+    def _aux_needs_weight(self) -> TaskMethodSettings:
+        if self.aux_mlm is not None and self.aux_mlm_weight == 0:
+            raise ValueError("aux_mlm is set but aux_mlm_weight is 0; give aux_mlm_weight > 0 to use it")
+        return self

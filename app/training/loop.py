@@ -19,10 +19,12 @@ from typing import Any
 import torch
 
 from app.training.artifacts import label_kwargs, write_manifest
+from app.training.aux_mlm import attach_aux_mlm
 from app.training.base import TrainContext, TrainingError, TrainResult
 from app.training.checkpoints import latest_complete_checkpoint
 from app.training.data import DatasetError, Example, load_classification_examples, validate_classification_file
 from app.training.engine import Run, finite, optimize, seed_everything
+from app.training.masking import MaskingSettings, MlmMasker, build_pmi_vocabulary
 from app.training.metrics import classification_metrics
 
 # prepare(model, ctx, new_parameters): `new_parameters` names weights the base checkpoint lacked
@@ -41,6 +43,7 @@ class Batches:
     features: list[dict[str, list[int]]]
     label_ids: list[int]
     pad_id: int
+    word_ids: list[list[int | None]] | None = None  # per row, for word-level masking (auxiliary MLM)
 
     def __len__(self) -> int:
         return len(self.label_ids)
@@ -62,7 +65,8 @@ def tokenize(tokenizer, examples: list[Example], label_index: dict, max_length: 
     encoded = tokenizer(texts, pairs, truncation=True, max_length=max_length)
     keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in encoded]
     features = [{k: encoded[k][i] for k in keys} for i in range(len(examples))]
-    return Batches(features, [label_index[e.label] for e in examples], tokenizer.pad_token_id or 0)
+    word_ids = [encoded.word_ids(i) for i in range(len(examples))] if tokenizer.is_fast else None
+    return Batches(features, [label_index[e.label] for e in examples], tokenizer.pad_token_id or 0, word_ids)
 
 
 
@@ -79,6 +83,26 @@ def _evaluate(model, data: Batches, device, batch_size: int = 64) -> tuple[dict[
     all_logits = torch.cat(logits)
     metrics = classification_metrics(all_logits.argmax(-1).tolist(), data.label_ids, all_logits.shape[-1])
     return {"eval_loss": sum(losses) / len(data), **metrics}, all_logits
+
+
+def _aux_masker(ctx: TrainContext, tokenizer: Any, examples: list[Example]) -> MlmMasker:
+    settings = MaskingSettings.model_validate(ctx.settings.get("aux_mlm") or {})
+    vocab = None
+    if settings.unit == "pmi":
+        try:
+            vocab = build_pmi_vocabulary([e.text for e in examples], max_ngram=settings.pmi_max_ngram,
+                                         min_count=settings.pmi_min_count, vocab_size=settings.pmi_vocab_size,
+                                         tokenizer=tokenizer)
+        except ValueError as exc:
+            raise TrainingError(f"aux_mlm PMI masking: {exc}", code="invalid_method_settings",
+                                param=f"method.{ctx.method}.aux_mlm.pmi_min_count") from exc
+    return MlmMasker.from_tokenizer(tokenizer, settings, vocab, generator=torch.Generator())
+
+
+def _padded_word_ids(data: Batches, indices: list[int], width: int) -> list[list[int | None]] | None:
+    if data.word_ids is None:
+        return None
+    return [data.word_ids[i] + [None] * (width - len(data.word_ids[i])) for i in indices]
 
 
 def run_classification(ctx: TrainContext, prepare: Prepare, save: Save) -> TrainResult:
@@ -99,6 +123,8 @@ def run_classification(ctx: TrainContext, prepare: Prepare, save: Save) -> Train
         hp = dataclasses.replace(hp, max_length=limit)
     new_parameters = set(info["missing_keys"])
     model = prepare(model, ctx, new_parameters).to(device)
+    aux_weight = ctx.settings.get("aux_mlm_weight") or 0.0
+    trained = attach_aux_mlm(model, ctx.base_model.path, aux_weight, ctx.sink) if aux_weight else model
     train = tokenize(tokenizer, train_examples, label_index, hp.max_length)
     valid = tokenize(tokenizer, valid_examples, label_index, hp.max_length) if valid_examples else None
     steps_per_epoch = math.ceil(len(train) / hp.batch_size)
@@ -107,10 +133,20 @@ def run_classification(ctx: TrainContext, prepare: Prepare, save: Save) -> Train
     def order(epoch: int) -> list[int]:  # a fixed shuffle per epoch: resume replays it exactly
         return torch.randperm(len(train), generator=torch.Generator().manual_seed(hp.seed + epoch)).tolist()
 
-    def batch(epoch: int, b: int) -> dict[str, torch.Tensor]:
-        return train.batch(order(epoch)[b * hp.batch_size:(b + 1) * hp.batch_size], device)
+    masker = _aux_masker(ctx, tokenizer, train_examples) if aux_weight else None
 
-    run = optimize(Run(model=model, hyperparameters=hp, steps_per_epoch=steps_per_epoch, batch=batch, sink=ctx.sink,
+    def batch(epoch: int, b: int) -> dict[str, torch.Tensor]:
+        indices = order(epoch)[b * hp.batch_size:(b + 1) * hp.batch_size]
+        out = train.batch(indices, device)
+        if masker is not None:  # seeded per batch, so a resumed run masks exactly the same tokens
+            masker.generator.manual_seed((hp.seed * 1_000_003 + epoch * 10_007 + b) % 2**63)
+            word_ids = _padded_word_ids(train, indices, out["input_ids"].shape[1])
+            out["mlm_input_ids"], out["mlm_labels"] = masker(out["input_ids"].cpu(), out["attention_mask"].cpu(),
+                                                             word_ids=word_ids)
+            out["mlm_input_ids"], out["mlm_labels"] = out["mlm_input_ids"].to(device), out["mlm_labels"].to(device)
+        return out
+
+    run = optimize(Run(model=trained, hyperparameters=hp, steps_per_epoch=steps_per_epoch, batch=batch, sink=ctx.sink,
                        checkpoint_dir=ctx.checkpoint_dir, resume_from=ctx.resume_from,
                        evaluate=(lambda: _evaluate(model, valid, device)[0]) if valid is not None else None))
     if run.status != "succeeded":

@@ -67,18 +67,50 @@ def _pmi_vocabulary(phase: MlmPhase, tokenizer: Any, texts: list[str]) -> PmiVoc
     return vocab
 
 
-def _score(model: torch.nn.Module, batches: list[dict[str, torch.Tensor]]) -> dict[str, float]:
+@dataclass
+class MaskedLmOutput:
+    loss: torch.Tensor
+    logits: torch.Tensor  # (predicted positions, vocabulary)
+    labels: torch.Tensor  # (predicted positions,)
+
+
+class PredictedPositionsOnly(torch.nn.Module):
+    """A masked-LM model whose head runs only where a label is set.
+
+    Stock *ForMaskedLM heads score every position: with BERT's vocabulary the decoder alone costs
+    about as much as a small encoder, and 85% of it is discarded at a 15% prediction rate. The
+    loss is the stock one (mean cross-entropy over predicted positions). Architectures whose head
+    is not one module on the encoder's last hidden state (BERT's `cls`, RoBERTa's `lm_head`) fall
+    back to the stock forward."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+        heads = [m for name, m in model.named_children() if name != model.base_model_prefix]
+        self.head = heads[0] if len(heads) == 1 else None
+
+    def forward(self, labels: torch.Tensor, **inputs: torch.Tensor) -> MaskedLmOutput:
+        where = labels != IGNORE_INDEX
+        if self.head is None:
+            logits = self.model(**inputs).logits[where]
+        else:
+            logits = self.head(self.model.base_model(**inputs).last_hidden_state[where])
+        targets = labels[where]
+        if len(targets) == 0:  # nothing predicted in this batch (short texts, low rate): no MLM signal, not NaN
+            return MaskedLmOutput(logits.sum() * 0.0, logits, targets)
+        return MaskedLmOutput(torch.nn.functional.cross_entropy(logits.float(), targets), logits, targets)
+
+
+def _score(model: PredictedPositionsOnly, batches: list[dict[str, torch.Tensor]]) -> dict[str, float]:
     """Mean MLM loss and accuracy over every predicted token of the (pre-masked) held-out batches."""
     model.eval()
     loss_sum, correct, count = 0.0, 0, 0
     with torch.no_grad():
         for batch in batches:
-            logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits
-            labels = batch["labels"]
-            where = labels != IGNORE_INDEX
-            loss_sum += torch.nn.functional.cross_entropy(logits[where].float(), labels[where], reduction="sum").item()
-            correct += int((logits[where].argmax(-1) == labels[where]).sum())
-            count += int(where.sum())
+            out = model(**batch)
+            loss_sum += torch.nn.functional.cross_entropy(out.logits.float(), out.labels, reduction="sum").item()
+            correct += int((out.logits.argmax(-1) == out.labels).sum())
+            count += len(out.labels)
     model.train()
     if count == 0:
         return {}
@@ -103,6 +135,7 @@ def run_mlm(phase: MlmPhase) -> MlmResult:
                            f"({', '.join(sorted(info['missing_keys'])[:4])}…); they start random and are learned",
                            level="warning", data={"missing_keys": sorted(info["missing_keys"])})
     model.to(device)
+    trained = PredictedPositionsOnly(model)
     train_texts, held_texts = split_held_out(phase.texts, phase.held_out, hp.seed)
     collator = MlmCollator(tokenizer, phase.masking, _pmi_vocabulary(phase, tokenizer, train_texts),
                            max_length=hp.max_length, generator=torch.Generator())
@@ -119,7 +152,7 @@ def run_mlm(phase: MlmPhase) -> MlmResult:
 
     held = _features(tokenizer, held_texts, hp.max_length, phase.masking)
     held_batches = [masked(held[i:i + 64], hp.seed + i) for i in range(0, len(held), 64)]
-    before = _score(model, held_batches)
+    before = _score(trained, held_batches)
     phase.sink.metrics(0, {f"before_{k}": v for k, v in before.items()})
 
     @lru_cache(maxsize=1)
@@ -130,13 +163,13 @@ def run_mlm(phase: MlmPhase) -> MlmResult:
         rows = [features[i] for i in order(epoch)[b * hp.batch_size:(b + 1) * hp.batch_size]]
         return masked(rows, (hp.seed * 1_000_003 + epoch * 10_007 + b) % 2**63)
 
-    run = optimize(Run(model=model, hyperparameters=hp, steps_per_epoch=math.ceil(len(features) / hp.batch_size),
+    run = optimize(Run(model=trained, hyperparameters=hp, steps_per_epoch=math.ceil(len(features) / hp.batch_size),
                        batch=batch, sink=phase.sink, checkpoint_dir=phase.checkpoint_dir,
-                       resume_from=phase.resume_from, evaluate=lambda: _score(model, held_batches),
+                       resume_from=phase.resume_from, evaluate=lambda: _score(trained, held_batches),
                        label=phase.label))
     if run.status != "succeeded":
         return MlmResult(run, before)
-    after = _score(model, held_batches)
+    after = _score(trained, held_batches)
     phase.sink.metrics(run.step, {f"after_{k}": v for k, v in after.items()})
     phase.output_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(phase.output_dir)

@@ -98,3 +98,21 @@ def test_cancel_saves_nothing(tiny_model_dir, tmp_path):
     done = run_mlm(phase(tiny_model_dir, tmp_path, "out", sink=ListSink(stop_at_step=2)))
     assert done.run.status == "cancelled" and not (tmp_path / "out").exists()
     assert torch.isfinite(torch.tensor(done.before["mlm_loss"]))
+
+
+@pytest.mark.parametrize("unit", ["token", "span"])
+def test_head_on_predicted_positions_only_gives_the_stock_loss(unit, tiny_model_dir):
+    from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+    from app.training.masking import MlmCollator
+    from app.training.mlm import PredictedPositionsOnly
+
+    model = AutoModelForMaskedLM.from_pretrained(tiny_model_dir).eval()
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    batch = MlmCollator(tokenizer, MaskingSettings(mask_rate=0.3, unit=unit), generator=torch.Generator().manual_seed(0))(corpus(8))
+    sparse = PredictedPositionsOnly(model)
+    assert sparse.head is model.cls
+    with torch.no_grad():
+        assert sparse(**batch).loss.item() == pytest.approx(model(**batch).loss.item(), abs=1e-5)
+        nothing = {**batch, "labels": torch.full_like(batch["labels"], -100)}
+        assert sparse(**nothing).loss.item() == 0.0

@@ -2,10 +2,10 @@ from typing import Literal
 
 from pydantic import Field
 
-from app.training.config import MethodSettings
+from app.training.config import TaskMethodSettings
 
 
-class LoraSettings(MethodSettings):
+class LoraSettings(TaskMethodSettings):
     """LoRA: low-rank updates of chosen linear layers, head trained alongside (Hu et al. 2021)."""
 
     r: int = Field(8, ge=1, le=256, description="Rank of the low-rank update matrices.")

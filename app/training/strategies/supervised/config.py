@@ -1,5 +1,5 @@
-from app.training.config import MethodSettings
+from app.training.config import TaskMethodSettings
 
 
-class SupervisedSettings(MethodSettings):
+class SupervisedSettings(TaskMethodSettings):
     """Full fine-tuning: every weight trains, with a new classification head (Devlin et al. 2019)."""
