@@ -32,7 +32,8 @@ def minilm_path() -> Path:
 
 
 def bare_run(method: str, train: Path, out: Path, settings: dict, seed: int = 0,
-             base: Path | None = None, validation: Path | None = None) -> dict:
+             base: Path | None = None, validation: Path | None = None,
+             input_files: dict[str, Path] | None = None) -> dict:
     base = base or minilm_path()
     spec = get_strategy(method)
     parsed = spec.settings_model.model_validate(settings)
@@ -42,7 +43,8 @@ def bare_run(method: str, train: Path, out: Path, settings: dict, seed: int = 0,
     ctx = TrainContext(job_id="bare", method=method, settings=parsed.model_dump(exclude={"hyperparameters"}),
                        hyperparameters=hyper, base_model=BaseModelRef("minilm-l6", base, directory_sha256(base)),
                        train_file=train, validation_file=validation, output_dir=out,
-                       checkpoint_dir=Path(tempfile.mkdtemp(prefix="bare-ckpt-")), sink=QuietSink())
+                       checkpoint_dir=Path(tempfile.mkdtemp(prefix="bare-ckpt-")), sink=QuietSink(),
+                       input_files=input_files or {})
     start = time.perf_counter()
     result = run_strategy(ctx)
     return {"seconds": time.perf_counter() - start, "steps": result.steps, "metrics": result.metrics,

@@ -32,7 +32,7 @@ def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {name: p.detach().cpu().contiguous() for name, p in model.named_parameters() if p.requires_grad}
 
 
-def _fsync_tree(path: Path) -> None:
+def fsync_tree(path: Path) -> None:
     for file in path.iterdir():  # file contents first, then the directory entry
         with open(file, "rb") as f:
             os.fsync(f.fileno())
@@ -73,7 +73,7 @@ def save_checkpoint(checkpoint_dir: Path, step: int, model: torch.nn.Module, opt
             "numpy": [kind, keys.tolist(), pos, has_gauss, cached]}))
         (tmp / "state.json").write_text(json.dumps({**state, "step": step}))
         (tmp / COMPLETE).write_text("ok")
-        _fsync_tree(tmp)
+        fsync_tree(tmp)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)  # a full disk must not stay full of a dead checkpoint
         raise

@@ -21,7 +21,7 @@ from typing import Any
 
 from app.training.artifacts import directory_sha256, write_manifest
 from app.training.base import BaseModelRef, ProgressSink, TrainContext, TrainingError, TrainResult
-from app.training.checkpoints import latest_complete_checkpoint
+from app.training.checkpoints import fsync_tree, latest_complete_checkpoint
 from app.training.data import DatasetError, load_classification_examples, load_texts
 from app.training.masking import MaskingSettings
 from app.training.mlm import MlmPhase, run_mlm
@@ -82,6 +82,7 @@ def _mlm_phase(ctx: TrainContext, name: str, encoder: Path, masking: MaskingSett
     if run.status != "succeeded":
         return record
     (staging / PHASE_DONE).write_text(json.dumps(record))
+    fsync_tree(staging)
     shutil.rmtree(done_dir, ignore_errors=True)
     os.replace(staging, done_dir)  # the phase counts as done only once its encoder is whole
     ctx.sink.message(f"{name.upper()}: held-out MLM loss {result.before.get('mlm_loss', float('nan')):.4f} → "
