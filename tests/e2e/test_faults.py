@@ -57,7 +57,10 @@ def private(tmp_path_factory, tiny_model_dir) -> Iterator[Private]:
     postgres, broker = EmbeddedPostgres(root / "postgres"), EmbeddedRedis(root / "redis")
     env = dict(os.environ, TUNEFORGE_DATABASE_URL=postgres.start(), TUNEFORGE_REDIS_URL=broker.start(),
                TUNEFORGE_DATA_DIR=str(root / "data"), TUNEFORGE_QUEUE_NAME="tuneforge.faults",
-               TUNEFORGE_RESEND_AFTER="2", TUNEFORGE_ORPHAN_GRACE="1")
+               TUNEFORGE_RESEND_AFTER="2", TUNEFORGE_ORPHAN_GRACE="1",
+               # outages here are seconds long; on a loaded machine a 5 s timeout would let the reaper
+               # re-queue the job mid-outage, and this module tests the retry path, not the reaper's
+               TUNEFORGE_HEARTBEAT_TIMEOUT="60")
     Path(env["TUNEFORGE_DATA_DIR"]).mkdir()
     try:
         _cli(env, "migrate")
