@@ -174,7 +174,37 @@ def run_mlm(phase: MlmPhase) -> MlmResult:
     phase.output_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(phase.output_dir)
     tokenizer.save_pretrained(phase.output_dir)
+    _carry_encoder_weights(phase, model, info["unexpected_keys"])
     return MlmResult(run, before, after)
+
+
+def _carry_encoder_weights(phase: MlmPhase, model: torch.nn.Module, unused: list[str]) -> None:
+    """Keep the base's encoder weights the MLM model has no place for (BERT's pooler), so a task
+    phase on the adapted encoder starts from the same weights it would on the base, not from a
+    random pooler. Other heads of the base (e.g. next-sentence prediction) are dropped."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    prefix = model.base_model_prefix + "."
+    saved, base = phase.output_dir / "model.safetensors", phase.base_path / "model.safetensors"
+    if not unused:
+        return
+    if not (saved.is_file() and base.is_file()):  # sharded checkpoints: not merged here
+        phase.sink.message(f"{phase.label}{len(unused)} base weights outside the MLM model are not kept in the "
+                           "adapted encoder; a task phase initialises them anew", level="warning")
+        return
+    tensors = load_file(saved)
+    with safe_open(str(base), "pt") as source:
+        names = set(source.keys())
+        # a full-model checkpoint (BertForPreTraining) names encoder weights "bert.…" and its other
+        # heads otherwise; a bare encoder checkpoint (BertModel, e.g. minilm-l6) has no prefix at all
+        prefixed = any(name.startswith(prefix) for name in names)
+        for key in sorted(unused):
+            if key.startswith(prefix) and key in names:
+                tensors[key] = source.get_tensor(key)
+            elif not prefixed and key in names:
+                tensors[prefix + key] = source.get_tensor(key)
+    save_file(tensors, saved, metadata={"format": "pt"})
 
 
 def _features(tokenizer: Any, texts: list[str], max_length: int, masking: MaskingSettings) -> list[dict[str, Any]]:

@@ -36,7 +36,13 @@ def test_mlm_lowers_held_out_loss_and_saves_a_loadable_encoder(tiny_model_dir, t
     assert done.after["mlm_loss"] < done.before["mlm_loss"] - 0.5, (done.before, done.after)
     assert done.after["mlm_accuracy"] > done.before["mlm_accuracy"]
     AutoModelForMaskedLM.from_pretrained(tmp_path / "out")
-    AutoModelForSequenceClassification.from_pretrained(tmp_path / "out", num_labels=2)  # a base for task jobs
+    # a base for task jobs, with the base's pooler kept (not re-initialised) and no NSP head carried over
+    task, info = AutoModelForSequenceClassification.from_pretrained(tmp_path / "out", num_labels=2,
+                                                                    output_loading_info=True)
+    assert set(info["missing_keys"]) == {"classifier.weight", "classifier.bias"}
+    base = load_file(tiny_model_dir / "model.safetensors")
+    assert torch.equal(task.bert.pooler.dense.weight, base["bert.pooler.dense.weight"])
+    assert not any(k.startswith("cls.seq_relationship") for k in load_file(tmp_path / "out" / "model.safetensors"))
 
 
 @pytest.mark.parametrize("unit", ["whole_word", "span", "pmi"])
@@ -73,6 +79,8 @@ def test_missing_mlm_head_is_initialised_and_reported(tiny_model_dir, tmp_path):
     done = run_mlm(phase(headless, tmp_path, "out", sink=sink))
     assert done.run.status == "succeeded"
     assert any("lacks" in m and "MLM-head weights" in m for m in sink.of("message"))
+    saved = load_file(tmp_path / "out" / "model.safetensors")  # the bare checkpoint's pooler, now prefixed
+    assert torch.equal(saved["bert.pooler.dense.weight"], load_file(headless / "model.safetensors")["pooler.dense.weight"])
 
 
 def test_held_out_split_is_seeded_and_never_empty():
