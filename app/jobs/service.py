@@ -19,7 +19,7 @@ from app.jobs.schemas import CreateJobRequest
 from app.models import Job, JobCheckpoint, JobEvent
 from app.tenants import limits
 from app.models.base import utcnow
-from app.training.data import DatasetError, DatasetSummary, load_texts, validate_classification_file
+from app.training.data import DatasetError, DatasetSummary, validate_classification_file, validate_texts
 from app.training.registry import UnknownStrategyError, get_strategy
 
 CANCELLABLE = ("validating_files", "queued", "running", "pausing", "paused")
@@ -61,7 +61,7 @@ def _check_input_files(session: Session, tenant_id: str, method_type: str, setti
         param = f"method.{method_type}.{name}"
         file = files.get_file(session, tenant_id, file_id, param=param)
         try:
-            load_texts(files.verified_path(file))
+            validate_texts(files.verified_path(file))
         except DatasetError as exc:
             raise BadRequest(f"{param} {file_id} is not a usable text corpus: {exc}", param=param,
                              code="invalid_corpus") from exc

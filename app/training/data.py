@@ -146,18 +146,32 @@ def validate_classification_file(path: Path, max_errors: int = 1) -> DatasetSumm
                           label_counts={str(k): v for k, v in sorted(labels.items())})
 
 
-def load_texts(path: Path, field_name: str = "text") -> list[str]:
+def iter_texts(path: Path, field_name: str = "text") -> Iterator[str]:
     """The non-blank `"text"` of every row of an unlabelled corpus (other fields, labels included,
     are ignored), for masked-language-model phases. Raises DatasetError naming the first bad line."""
-    texts = []
     for number, obj in iter_jsonl(path):
         value = obj.get(field_name)
         if not isinstance(value, str):
             raise DatasetError(f'needs a "{field_name}" string, got {_json_type(value) if field_name in obj else "none"}; '
                                f'write one {{"{field_name}": "..."}} object per line', number)
         if value.strip():
-            texts.append(value)
-    if len(texts) < 2:
-        raise DatasetError(f"the corpus has {len(texts)} non-blank text(s); masked-language-model training needs "
+            yield value
+
+
+def _enough_texts(n: int) -> None:
+    if n < 2:
+        raise DatasetError(f"the corpus has {n} non-blank text(s); masked-language-model training needs "
                            "at least 2 (one is held out to score the model)")
+
+
+def load_texts(path: Path) -> list[str]:
+    texts = list(iter_texts(path))
+    _enough_texts(len(texts))
     return texts
+
+
+def validate_texts(path: Path) -> int:
+    """Check a corpus without holding it in memory (the API does this at submission)."""
+    n = sum(1 for _ in iter_texts(path))
+    _enough_texts(n)
+    return n
