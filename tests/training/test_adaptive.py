@@ -35,7 +35,7 @@ def test_dapt_tapt_then_lora_in_one_job(make_ctx, tmp_path):
     dapt = manifest["adaptive"]["phases"][0]
     assert dapt["after"]["mlm_loss"] < dapt["before"]["mlm_loss"]
     assert {"encoder/model.safetensors", "adapter/adapter_model.safetensors"} <= set(manifest["files"])
-    assert manifest["base_model"]["id"].endswith("+adaptive:ftjob-test")  # the adapter's base is the encoder
+    assert manifest["base_model"]["id"] == "adapted:ftjob-test"  # the adapter's base: the registered encoder
     assert manifest["steps"] == result.steps == sum(p["steps"] for p in manifest["adaptive"]["phases"]) + 6
     assert "eval_accuracy" in result.metrics and "dapt_mlm_loss" in result.metrics
     steps = [m["step"] for m in ctx.sink.of("metrics") if "train_loss" in m]

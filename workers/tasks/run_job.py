@@ -22,6 +22,7 @@ from app.jobs.service import record_event
 from app.models import Artifact, BaseModel, File, Job
 from app.models.base import utcnow
 from app.training.base import BaseModelRef, Hyperparameters, TrainContext, TrainingError, TrainResult
+from app.training.strategies.adaptive.config import adapted_model_id
 from workers.progress import DatabaseSink, Heartbeat, LeaseLost
 from workers.retry import with_db
 
@@ -98,7 +99,7 @@ def publish(job: Job, me: str, staging: Path, result: TrainResult) -> None:
             return False
         session.add_all(Artifact(job_id=job.id, name=n, bytes=b, sha256=h) for n, b, h in rows)
         if (final / "encoder" / "config.json").is_file():  # an adapted encoder: the tenant's own base model
-            model = register(session, encoder_model_id(job), final / "encoder", tenant_id=job.tenant_id,
+            model = register(session, adapted_model_id(job.id), final / "encoder", tenant_id=job.tenant_id,
                              owned_by=job.tenant_id)
             record_event(session, job.id, f"Adapted encoder registered as model {model.id}; name it as `model` "
                                           "in later jobs", data={"model": model.id})
@@ -114,10 +115,6 @@ def publish(job: Job, me: str, staging: Path, result: TrainResult) -> None:
         raise
     if not published:  # cancelled at the last moment: nothing may stay visible
         shutil.rmtree(final, ignore_errors=True)
-
-
-def encoder_model_id(job: Job) -> str:
-    return f"adapted:{job.id}"
 
 
 def fine_tuned_name(job: Job) -> str:

@@ -8,6 +8,11 @@ from app.training.config import MethodSettings
 from app.training.masking import MaskingSettings
 
 
+def adapted_model_id(job_id: str) -> str:
+    """The id an adaptive job's encoder is registered under; its task artifact names it as base."""
+    return f"adapted:{job_id}"
+
+
 class AdaptiveSettings(MethodSettings):
     """Adaptive pretraining (Gururangan et al. 2020, "Don't Stop Pretraining"): continued masked-LM
     training on a domain corpus (DAPT; a corpus in another language makes it language-adaptive) and/or

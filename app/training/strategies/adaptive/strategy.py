@@ -26,7 +26,7 @@ from app.training.data import DatasetError, load_classification_examples, load_t
 from app.training.masking import MaskingSettings
 from app.training.mlm import MlmPhase, run_mlm
 from app.training.registry import get_strategy, run_strategy
-from app.training.strategies.adaptive.config import AdaptiveSettings
+from app.training.strategies.adaptive.config import AdaptiveSettings, adapted_model_id
 
 PHASE_DONE = "phase.json"
 
@@ -102,7 +102,7 @@ def _task_context(ctx: TrainContext, settings: AdaptiveSettings, encoder: Path, 
     return dataclasses.replace(
         ctx, method=kind, settings=task_settings.model_dump(mode="json", exclude={"hyperparameters"}),
         hyperparameters=hp, checkpoint_dir=checkpoints, resume_from=latest_complete_checkpoint(checkpoints),
-        base_model=BaseModelRef(id=f"{ctx.base_model.id}+adaptive:{ctx.job_id}", path=encoder,
+        base_model=BaseModelRef(id=adapted_model_id(ctx.job_id), path=encoder,
                                 sha256=directory_sha256(encoder)),
         sink=OffsetSink(ctx.sink, offset))
 
