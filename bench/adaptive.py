@@ -3,7 +3,7 @@ TAPT / DAPT+TAPT first, across MLM masking options, all through the `adaptive` s
 real minilm-l6, side by side in one run. Prints held-out accuracy and macro-F1 (mean ± std over
 seeds) and each MLM phase's held-out MLM loss before → after.
 
-    python bench/adaptive.py [--seeds 1] [--full] [--max-length 64] [--corpus 1000]
+    python bench/adaptive.py [--seeds 1] [--full] [--max-length 64] [--corpus 1000] [--variants 0,1,2]
 
 The default grid is sized for a 2-core CPU (about 15 minutes); --full adds PMI masking and the
 remaining mask-rate × replacement combinations, and 3 seeds are what the comparison deserves.
@@ -49,6 +49,7 @@ def main() -> None:
     parser.add_argument("--full", action="store_true")
     parser.add_argument("--max-length", type=int, default=64)
     parser.add_argument("--corpus", type=int, default=1000, help="DAPT corpus size (articles outside train/valid)")
+    parser.add_argument("--variants", help="comma-separated row numbers of the grid to run (default: all)")
     args = parser.parse_args()
 
     rows = load_bbc_news(seed=0)
@@ -61,7 +62,10 @@ def main() -> None:
     print(f"BBC News: 500 train / 300 validation articles, DAPT corpus {args.corpus} other articles; minilm-l6, "
           f"max_length {args.max_length}, LoRA r=8 3 epochs; MLM phases 1 epoch, lr 1e-4; seeds {args.seeds}")
     print(f"{'variant':<32} {'accuracy':>15} {'macro-F1':>15} {'MLM loss before → after':>26} {'s/run':>7}")
-    for index, (name, adaptive) in enumerate(QUICK + (FULL if args.full else [])):
+    grid = list(enumerate(QUICK + (FULL if args.full else [])))
+    if args.variants:
+        grid = [grid[int(i)] for i in args.variants.split(",")]
+    for index, (name, adaptive) in grid:
         accuracy, f1, mlm, seconds = [], [], [], []
         for seed in range(args.seeds):
             out = root / f"variant{index}-seed{seed}"
