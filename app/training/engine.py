@@ -22,6 +22,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
@@ -67,6 +68,22 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def epoch_batches(n_rows: int, hp: Hyperparameters) -> Callable[[int, int], list[int]]:
+    """(epoch, batch index) -> row indices: a fixed shuffle per epoch (seeded with seed + epoch),
+    so a resumed run replays exactly the batches an uninterrupted one would."""
+
+    @lru_cache(maxsize=1)
+    def order(epoch: int) -> list[int]:
+        return torch.randperm(n_rows, generator=torch.Generator().manual_seed(hp.seed + epoch)).tolist()
+
+    return lambda epoch, b: order(epoch)[b * hp.batch_size:(b + 1) * hp.batch_size]
+
+
+def batch_seed(seed: int, epoch: int, b: int) -> int:
+    """The seed of one batch's random masks: resumed runs mask exactly the same tokens."""
+    return (seed * 1_000_003 + epoch * 10_007 + b) % 2**63
 
 
 def finite(values: dict[str, float]) -> dict[str, float]:

@@ -12,7 +12,6 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +22,10 @@ from app.training.aux_mlm import attach_aux_mlm
 from app.training.base import TrainContext, TrainingError, TrainResult
 from app.training.checkpoints import latest_complete_checkpoint
 from app.training.data import DatasetError, Example, load_classification_examples, validate_classification_file
-from app.training.engine import Run, finite, optimize, seed_everything
-from app.training.masking import MaskingSettings, MlmMasker, build_pmi_vocabulary
+from app.training.engine import Run, batch_seed, epoch_batches, finite, optimize, seed_everything
+from app.training.masking import MaskingSettings, MlmMasker
 from app.training.metrics import classification_metrics
+from app.training.mlm import pmi_vocabulary
 
 # prepare(model, ctx, new_parameters): `new_parameters` names weights the base checkpoint lacked
 # (the head, sometimes a pooler); they start random, so every artifact must carry them.
@@ -87,15 +87,8 @@ def _evaluate(model, data: Batches, device, batch_size: int = 64) -> tuple[dict[
 
 def _aux_masker(ctx: TrainContext, tokenizer: Any, examples: list[Example]) -> MlmMasker:
     settings = MaskingSettings.model_validate(ctx.settings.get("aux_mlm") or {})
-    vocab = None
-    if settings.unit == "pmi":
-        try:
-            vocab = build_pmi_vocabulary([e.text for e in examples], max_ngram=settings.pmi_max_ngram,
-                                         min_count=settings.pmi_min_count, vocab_size=settings.pmi_vocab_size,
-                                         tokenizer=tokenizer)
-        except ValueError as exc:
-            raise TrainingError(f"aux_mlm PMI masking: {exc}", code="invalid_method_settings",
-                                param=f"method.{ctx.method}.aux_mlm.pmi_min_count") from exc
+    vocab = pmi_vocabulary(settings, [e.text for e in examples], tokenizer,
+                           param=f"method.{ctx.method}.aux_mlm.pmi_min_count")
     return MlmMasker.from_tokenizer(tokenizer, settings, vocab, generator=torch.Generator())
 
 
@@ -129,17 +122,14 @@ def run_classification(ctx: TrainContext, prepare: Prepare, save: Save) -> Train
     valid = tokenize(tokenizer, valid_examples, label_index, hp.max_length) if valid_examples else None
     steps_per_epoch = math.ceil(len(train) / hp.batch_size)
 
-    @lru_cache(maxsize=1)
-    def order(epoch: int) -> list[int]:  # a fixed shuffle per epoch: resume replays it exactly
-        return torch.randperm(len(train), generator=torch.Generator().manual_seed(hp.seed + epoch)).tolist()
-
+    rows_of = epoch_batches(len(train), hp)
     masker = _aux_masker(ctx, tokenizer, train_examples) if aux_weight else None
 
     def batch(epoch: int, b: int) -> dict[str, torch.Tensor]:
-        indices = order(epoch)[b * hp.batch_size:(b + 1) * hp.batch_size]
+        indices = rows_of(epoch, b)
         out = train.batch(indices, device)
-        if masker is not None:  # seeded per batch, so a resumed run masks exactly the same tokens
-            masker.generator.manual_seed((hp.seed * 1_000_003 + epoch * 10_007 + b) % 2**63)
+        if masker is not None:
+            masker.generator.manual_seed(batch_seed(hp.seed, epoch, b))
             word_ids = _padded_word_ids(train, indices, out["input_ids"].shape[1])
             out["mlm_input_ids"], out["mlm_labels"] = masker(out["input_ids"].cpu(), out["attention_mask"].cpu(),
                                                              word_ids=word_ids)

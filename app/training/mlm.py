@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from app.training.base import Hyperparameters, ProgressSink, TrainingError
-from app.training.engine import Run, RunResult, optimize, seed_everything
+from app.training.engine import Run, RunResult, batch_seed, epoch_batches, optimize, seed_everything
 from app.training.masking import IGNORE_INDEX, MaskingSettings, MlmCollator, PmiVocabulary, build_pmi_vocabulary
 
 
@@ -54,17 +53,16 @@ def split_held_out(texts: list[str], share: float, seed: int) -> tuple[list[str]
     return [t for i, t in enumerate(texts) if i not in held], [texts[i] for i in sorted(held)]
 
 
-def _pmi_vocabulary(phase: MlmPhase, tokenizer: Any, texts: list[str]) -> PmiVocabulary | None:
-    if phase.masking.unit != "pmi":
+def pmi_vocabulary(masking: MaskingSettings, texts: list[str], tokenizer: Any, param: str) -> PmiVocabulary | None:
+    """The PMI-Masking vocabulary of `texts` when `masking.unit` is pmi (else None); a corpus too
+    small to score n-grams fails the job naming `param`."""
+    if masking.unit != "pmi":
         return None
     try:
-        vocab = build_pmi_vocabulary(texts, max_ngram=phase.masking.pmi_max_ngram, min_count=phase.masking.pmi_min_count,
-                                     vocab_size=phase.masking.pmi_vocab_size, tokenizer=tokenizer)
+        return build_pmi_vocabulary(texts, max_ngram=masking.pmi_max_ngram, min_count=masking.pmi_min_count,
+                                    vocab_size=masking.pmi_vocab_size, tokenizer=tokenizer)
     except ValueError as exc:
-        raise TrainingError(f"PMI masking: {exc}", code="invalid_method_settings", param="mlm.pmi_min_count") from exc
-    phase.sink.message(f"{phase.label}PMI vocabulary: {len(vocab)} n-grams from {vocab.n_words:,} words",
-                       data={"pmi_ngrams": len(vocab)})
-    return vocab
+        raise TrainingError(f"PMI masking: {exc}", code="invalid_method_settings", param=param) from exc
 
 
 @dataclass
@@ -137,8 +135,11 @@ def run_mlm(phase: MlmPhase) -> MlmResult:
     model.to(device)
     trained = PredictedPositionsOnly(model)
     train_texts, held_texts = split_held_out(phase.texts, phase.held_out, hp.seed)
-    collator = MlmCollator(tokenizer, phase.masking, _pmi_vocabulary(phase, tokenizer, train_texts),
-                           max_length=hp.max_length, generator=torch.Generator())
+    vocab = pmi_vocabulary(phase.masking, train_texts, tokenizer, param="mlm.pmi_min_count")
+    if vocab is not None:
+        phase.sink.message(f"{phase.label}PMI vocabulary: {len(vocab)} n-grams from {vocab.n_words:,} words",
+                           data={"pmi_ngrams": len(vocab)})
+    collator = MlmCollator(tokenizer, phase.masking, vocab, max_length=hp.max_length, generator=torch.Generator())
     features = _features(tokenizer, train_texts, hp.max_length, phase.masking)
     special = set(tokenizer.all_special_ids)  # as the masker counts them: [UNK] and [MASK] included
     if all(token in special for row in features for token in row["input_ids"]):
@@ -155,13 +156,10 @@ def run_mlm(phase: MlmPhase) -> MlmResult:
     before = _score(trained, held_batches)
     phase.sink.metrics(0, {f"before_{k}": v for k, v in before.items()})
 
-    @lru_cache(maxsize=1)
-    def order(epoch: int) -> list[int]:
-        return torch.randperm(len(features), generator=torch.Generator().manual_seed(hp.seed + epoch)).tolist()
+    rows_of = epoch_batches(len(features), hp)
 
     def batch(epoch: int, b: int) -> dict[str, torch.Tensor]:
-        rows = [features[i] for i in order(epoch)[b * hp.batch_size:(b + 1) * hp.batch_size]]
-        return masked(rows, (hp.seed * 1_000_003 + epoch * 10_007 + b) % 2**63)
+        return masked([features[i] for i in rows_of(epoch, b)], batch_seed(hp.seed, epoch, b))
 
     run = optimize(Run(model=trained, hyperparameters=hp, steps_per_epoch=math.ceil(len(features) / hp.batch_size),
                        batch=batch, sink=phase.sink, checkpoint_dir=phase.checkpoint_dir,
