@@ -10,6 +10,7 @@ from pathlib import Path
 
 import typer
 
+WORKER_APP = "workers.celery_app:celery_app"  # loaded by Celery's own `-A` loader, as `celery -A` does
 app = typer.Typer(help="tuneforge: fine-tuning as a service.", no_args_is_help=True)
 tenants = typer.Typer(help="Manage tenants and their API keys.", no_args_is_help=True)
 models = typer.Typer(help="Manage base models.", no_args_is_help=True)
@@ -114,7 +115,7 @@ def api(host: str = "127.0.0.1", port: int = 8000, maintenance: bool = True) -> 
     from app.core.config import get_settings
 
     if maintenance:
-        from workers.tasks.maintenance import MaintenanceLoop
+        from app.jobs.maintenance import MaintenanceLoop
 
         MaintenanceLoop().start()
     # h11, not httptools: only h11 bounds what it buffers of a header block that never ends
@@ -125,15 +126,18 @@ def api(host: str = "127.0.0.1", port: int = 8000, maintenance: bool = True) -> 
 @app.command()
 def worker(maintenance: bool = True, loglevel: str = "INFO") -> None:
     """Run one Celery worker that trains one job at a time (solo pool: no fork after threads start)."""
+    from celery.bin.celery import celery
+
     from app.core.config import get_settings
-    from workers.celery_app import celery_app
 
     if maintenance:
-        from workers.tasks.maintenance import MaintenanceLoop
+        from app.jobs.maintenance import MaintenanceLoop
 
         MaintenanceLoop().start()
-    celery_app.worker_main(["worker", f"--loglevel={loglevel}", "--concurrency=1", "--pool=solo",
-                            "-Q", get_settings().queue_name, "--without-gossip", "--without-mingle"])
+    # `celery -A WORKER_APP worker …` in this process: app/ names the worker package, never imports it
+    celery.main(args=["-A", WORKER_APP, "worker", f"--loglevel={loglevel}", "--concurrency=1", "--pool=solo",
+                      "-Q", get_settings().queue_name, "--without-gossip", "--without-mingle"],
+                prog_name="tuneforge worker")
 
 
 def _wait_healthy(url: str, timeout: float = 60.0) -> None:

@@ -18,7 +18,7 @@ def create_celery() -> Celery:
 @worker_ready.connect
 def _warm_up(**_: object) -> None:
     """Import torch/transformers before the first job, so submit-to-first-step is not import time."""
-    import app.training.loop  # noqa: F401
+    import app.training.classification  # noqa: F401
 
 
 celery_app = create_celery()

@@ -10,11 +10,16 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 
 from app.core.ids import new_id
-from app.jobs.service import record_event
+from app.core.retry import with_db
+from app.jobs.events import record_event
 from app.models import Job, JobCheckpoint
 from app.models.base import utcnow
+from app.models.job import JobStatus
 from app.training.base import StopReason
-from workers.retry import with_db
+
+
+STOP_REASONS: dict[str, StopReason | None] = {JobStatus.running: None, JobStatus.pausing: "pause",
+                                             JobStatus.cancelled: "cancel"}
 
 
 class LeaseLost(Exception):
@@ -54,9 +59,8 @@ class DatabaseSink:
             select(Job.status, Job.worker_id).where(Job.id == self.job_id)).one())
         if owner != self.worker_id:
             raise LeaseLost(f"job {self.job_id} is now owned by {owner}")
-        self._last_answer = {"cancelled": "cancel", "pausing": "pause"}.get(status)
-        if status not in ("running", "cancelled", "pausing"):
-            self._last_answer = "cancel"
+        # running: go on; pausing: checkpoint and stop; anything else (cancelled, or moved on): stop
+        self._last_answer = STOP_REASONS.get(status, "cancel")
         return self._last_answer
 
 

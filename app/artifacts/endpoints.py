@@ -6,7 +6,7 @@ from fastapi.responses import StreamingResponse
 
 from app.api.deps import SessionDep, TenantDep
 from app.artifacts import service
-from app.core.storage import iter_file
+from app.fsio import iter_file
 from app.jobs.service import get_job
 
 router = APIRouter(prefix="/v1/fine_tuning/jobs", tags=["artifacts"])

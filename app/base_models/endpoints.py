@@ -8,6 +8,7 @@ from app.api.deps import SessionDep, TenantDep
 from app.base_models.service import visible
 from app.core.errors import NotFound, shown
 from app.models import Job
+from app.models.job import JobStatus
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
@@ -15,7 +16,7 @@ router = APIRouter(prefix="/v1/models", tags=["models"])
 def _models(session, tenant_id: str) -> list[dict]:
     data = [{"id": m.id, "object": "model", "created": int(m.created_at.timestamp()), "owned_by": m.owned_by}
             for m in session.scalars(visible(tenant_id).order_by("created_at"))]
-    jobs = session.scalars(select(Job).where(Job.tenant_id == tenant_id, Job.status == "succeeded",
+    jobs = session.scalars(select(Job).where(Job.tenant_id == tenant_id, Job.status == JobStatus.succeeded,
                                              Job.fine_tuned_model.is_not(None)).order_by(Job.seq))
     data += [{"id": j.fine_tuned_model, "object": "model", "created": int(j.finished_at.timestamp()),
               "owned_by": j.tenant_id} for j in jobs]

@@ -8,8 +8,8 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from app.core.errors import BadRequest, shown
+from app.fsio import directory_sha256
 from app.models import BaseModel
-from app.training.artifacts import directory_sha256
 
 MINILM_ID = "minilm-l6"
 

@@ -9,16 +9,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from app.core.errors import PayloadTooLarge
-
-CHUNK = 1024 * 1024
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+from app.fsio import fsync_dir
 
 
 def write_atomic(dest: Path, chunks: Iterable[bytes], max_bytes: int | None = None) -> tuple[int, str]:
@@ -46,20 +37,6 @@ def write_atomic(dest: Path, chunks: Iterable[bytes], max_bytes: int | None = No
     finally:
         tmp.unlink(missing_ok=True)
     return size, digest.hexdigest()
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def iter_file(path: Path, chunk_size: int = CHUNK) -> Iterable[bytes]:
-    with open(path, "rb") as f:
-        while chunk := f.read(chunk_size):
-            yield chunk
 
 
 def remove_tree(path: Path) -> None:

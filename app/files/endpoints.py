@@ -10,9 +10,9 @@ from starlette.concurrency import run_in_threadpool
 from app.api.deps import SessionDep, TenantDep
 from app.api.pagination import list_body, paginate
 from app.core.errors import BadRequest
-from app.core.storage import iter_file
 from app.files import service
 from app.files.schemas import file_object
+from app.fsio import iter_file
 from app.idempotency import service as idempotency
 from app.models import File
 

@@ -11,8 +11,9 @@ from sqlalchemy.orm import Session
 from app.core.config import get_settings
 from app.core.errors import AppError, BadRequest, NotFound, shown
 from app.core.ids import new_id
-from app.core.storage import sha256_of, write_atomic
+from app.core.storage import write_atomic
 from app.files.schemas import PURPOSES
+from app.fsio import sha256_file
 from app.models import File
 from app.tenants import limits
 from app.training.data import DatasetError, iter_jsonl
@@ -76,7 +77,7 @@ def get_file(session: Session, tenant_id: str, file_id: str, param: str | None =
 def verified_path(file: File) -> Path:
     """The file's bytes on disk, refused if they no longer match the recorded checksum."""
     path = storage_path(file.storage_key)
-    if not path.exists() or path.stat().st_size != file.bytes or sha256_of(path) != file.sha256:
+    if not path.exists() or path.stat().st_size != file.bytes or sha256_file(path) != file.sha256:
         raise AppError(f"File {file.id} is damaged in storage (checksum mismatch); upload it again.",
                        status_code=500, code="file_corrupted")
     return path

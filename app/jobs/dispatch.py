@@ -18,8 +18,10 @@ from sqlalchemy.dialects.postgresql import distinct_on
 from app.core.config import get_settings
 from app.core.db import session_scope
 from app.core.queue import enqueue_job, waiting_messages
+from app.jobs.state import HELD_BY_WORKER
 from app.models import Job
 from app.models.base import utcnow
+from app.models.job import JobStatus
 from app.tenants.limits import limits_for
 
 log = logging.getLogger(__name__)
@@ -27,12 +29,12 @@ DISPATCH_LOCK = 0x6469_7370  # "disp"
 
 
 def active_by_tenant(session) -> dict[str, int]:
-    active = or_(Job.status.in_(("running", "pausing")), (Job.status == "queued") & Job.enqueued_at.is_not(None))
+    active = or_(Job.status.in_(HELD_BY_WORKER), (Job.status == JobStatus.queued) & Job.enqueued_at.is_not(None))
     return dict(session.execute(select(Job.tenant_id, func.count()).where(active).group_by(Job.tenant_id)).all())
 
 
 def oldest_unsent_per_tenant(session, exclude: set[str]) -> list[Job]:
-    query = (select(Job).where(Job.status == "queued", Job.enqueued_at.is_(None))
+    query = (select(Job).where(Job.status == JobStatus.queued, Job.enqueued_at.is_(None))
              .ext(distinct_on(Job.tenant_id)).order_by(Job.tenant_id, Job.seq))
     if exclude:
         query = query.where(Job.id.not_in(exclude))

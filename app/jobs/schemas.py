@@ -60,7 +60,8 @@ def job_object(job: Job) -> dict[str, Any]:
         "status": job.status,
         "training_file": job.training_file,
         "validation_file": job.validation_file,
-        "hyperparameters": {k: job.hyperparameters[k] for k in ("n_epochs", "batch_size", "learning_rate_multiplier")},
+        "hyperparameters": {k: job.method[job.method["type"]]["hyperparameters"][k]
+                            for k in ("n_epochs", "batch_size", "learning_rate_multiplier")},
         "method": job.method,
         "result_files": [],
         "trained_tokens": job.trained_tokens,

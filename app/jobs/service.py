@@ -1,36 +1,29 @@
 """Job rules: validate a spec completely before anything is stored, then queue it."""
 from __future__ import annotations
 
-import dataclasses
 import secrets
 from datetime import timedelta
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.base_models import service as base_models
-from app.core.errors import BadRequest, Conflict, NotFound, shown
+from app.core.errors import BadRequest, NotFound, shown
 from app.core.ids import new_id
 from app.files import service as files
 from app.idempotency import service as idempotency
+from app.jobs import state
+from app.jobs.events import record_event
 from app.jobs.schemas import CreateJobRequest
 from app.models import Job, JobCheckpoint, JobEvent
+from app.models.job import JobStatus
 from app.tenants import limits
 from app.models.base import utcnow
 from app.training.data import DatasetError, DatasetSummary, validate_classification_file, validate_texts
-from app.training.registry import UnknownStrategyError, get_strategy
-
-CANCELLABLE = ("validating_files", "queued", "running", "pausing", "paused")
-
-
-def record_event(session: Session, job_id: str, message: str, *, type: str = "message",
-                 level: str = "info", data: dict[str, Any] | None = None) -> JobEvent:
-    event = JobEvent(id=new_id("ftevent-"), job_id=job_id, message=message, type=type, level=level, data=data)
-    session.add(event)
-    return event
-
+from app.training.methods import Method, MethodError, method_wire, parse_method, resolve_method
+from app.training.registry import default_strategy
 
 def _pydantic_error(exc: ValidationError, prefix: str) -> BadRequest:
     first = exc.errors()[0]
@@ -67,33 +60,24 @@ def _check_input_files(session: Session, tenant_id: str, method_type: str, setti
                              code="invalid_corpus") from exc
 
 
-def _method(request: CreateJobRequest) -> tuple[str, Any, Any]:
-    method = dict(request.method or {"type": "supervised"})
-    method_type = method.pop("type", None)
-    if not isinstance(method_type, str) or len(method_type) > 64:
-        raise BadRequest("method.type must name a strategy, e.g. 'supervised', 'lora' or 'bitfit'.", param="method.type")
-    try:
-        spec = get_strategy(method_type)
-    except UnknownStrategyError as exc:
-        raise BadRequest(str(exc), param="method.type", code="unknown_method") from exc
-    unknown = set(method) - {method_type}
-    if unknown:
-        raise BadRequest(f"Unknown key(s) in method: {sorted(unknown)}; settings go in method.{method_type}.",
-                         param="method")
-    raw = dict(method.get(method_type) or {})
-    if request.hyperparameters:
-        inner = dict(raw.get("hyperparameters") or {})
+def _method(request: CreateJobRequest) -> Method:
+    """The job's method, parsed by the one method parser; OpenAI's top-level `hyperparameters` merge
+    into `method.<type>.hyperparameters` (a conflicting duplicate is refused)."""
+    raw = request.method or {"type": default_strategy().name}
+    kind = raw.get("type")
+    if request.hyperparameters and isinstance(kind, str):
+        given = raw.get(kind) if isinstance(raw.get(kind), dict) else {}
+        inner = dict(given["hyperparameters"]) if isinstance(given.get("hyperparameters"), dict) else {}
         for key, value in request.hyperparameters.items():
             if key in inner and inner[key] != value:
-                raise BadRequest(f"hyperparameters.{key} conflicts with method.{method_type}.hyperparameters.{key}.",
+                raise BadRequest(f"hyperparameters.{key} conflicts with method.{kind}.hyperparameters.{key}.",
                                  param=f"hyperparameters.{key}")
             inner[key] = value
-        raw["hyperparameters"] = inner
+        raw = {**raw, kind: {**given, "hyperparameters": inner}}
     try:
-        settings = spec.settings_model.model_validate(raw)
-    except ValidationError as exc:
-        raise _pydantic_error(exc, f"method.{method_type}") from exc
-    return method_type, spec, settings
+        return parse_method(raw)
+    except MethodError as exc:
+        raise BadRequest(exc.message, param=exc.param, code=exc.code) from exc
 
 
 RETRY_WINDOW = timedelta(minutes=2)
@@ -114,7 +98,7 @@ def create_job(session: Session, tenant_id: str, body: dict[str, Any], request_f
     except ValidationError as exc:
         raise _pydantic_error(exc, "") from exc
     limits.check_queued(session, tenant_id)
-    method_type, spec, settings = _method(request)
+    method = _method(request)
     base_models.get_visible(session, tenant_id, request.model)
     train = _check_file(session, tenant_id, request.training_file, "training_file")
     if request.validation_file:
@@ -123,22 +107,13 @@ def create_job(session: Session, tenant_id: str, body: dict[str, Any], request_f
         if unseen:
             raise BadRequest(f"validation_file has labels the training file lacks: {sorted(map(str, unseen))[:10]}.",
                              param="validation_file")
-    _check_input_files(session, tenant_id, method_type, settings)
+    _check_input_files(session, tenant_id, method.type, method.settings)
     seed = request.seed if request.seed is not None else secrets.randbelow(2**31)
-    try:
-        resolved = settings.hyperparameters.resolve(train.n_examples, spec.default_learning_rate, seed)
-    except ValueError as exc:
-        raise BadRequest(f"Invalid hyperparameters: {exc}", param=f"method.{method_type}.hyperparameters") from exc
-    hyper = dataclasses.asdict(resolved)
-    hyper["learning_rate_multiplier"] = resolved.learning_rate / spec.default_learning_rate
-    settings_dump = settings.model_dump(mode="json")
-    settings_dump["hyperparameters"] = {
-        k: hyper[k] for k in ("n_epochs", "batch_size", "learning_rate", "learning_rate_multiplier")
-    }
+    resolved = resolve_method(method, train.n_examples, seed)  # nested methods too: nothing is left to the worker
     job = Job(
-        id=new_id("ftjob-"), tenant_id=tenant_id, model=request.model, status="validating_files",
+        id=new_id("ftjob-"), tenant_id=tenant_id, model=request.model, status=JobStatus.validating_files,
         training_file=request.training_file, validation_file=request.validation_file,
-        method={"type": method_type, method_type: settings_dump}, hyperparameters=hyper, seed=seed,
+        method=method_wire(resolved), seed=seed,
         suffix=request.suffix, metadata_=request.metadata, attempt=0, request_fingerprint=request_fingerprint,
     )
     session.add(job)
@@ -147,8 +122,7 @@ def create_job(session: Session, tenant_id: str, body: dict[str, Any], request_f
     labels = ", ".join(map(str, train.labels[:20]))
     record_event(session, job.id, f"Files validated: {train.n_examples} examples, {len(train.labels)} labels ({labels})",
                  data={"n_examples": train.n_examples, "labels": train.labels})
-    job.status = "queued"
-    record_event(session, job.id, "Job queued")
+    state.queue_validated(session, job)
     session.flush()
     return job
 
@@ -170,53 +144,22 @@ def list_jobs(tenant_id: str, metadata: dict[str, str] | None = None):
 def cancel_job(session: Session, tenant_id: str, job_id: str) -> Job:
     """Cancelled at once in the database; a running worker sees it within a step and stops."""
     job = get_job(session, tenant_id, job_id)
-    result = session.execute(
-        update(Job).where(Job.id == job.id, Job.status.in_(CANCELLABLE))
-        .values(status="cancelled", finished_at=utcnow()).returning(Job.id)
-    ).first()
-    if result is None:
-        raise Conflict(f"Job {job.id} is already {job.status}; only unfinished jobs can be cancelled.",
-                       param="fine_tuning_job_id")
-    record_event(session, job.id, "Job cancelled by user")
-    session.flush()
-    session.refresh(job)
+    state.cancel(session, job)
     return job
 
 
 def pause_job(session: Session, tenant_id: str, job_id: str) -> Job:
     """A running job checkpoints and frees its worker (`pausing` → `paused`); a waiting one just stops."""
     job = get_job(session, tenant_id, job_id)
-    target = {"running": "pausing", "queued": "paused", "validating_files": "paused"}.get(job.status)
-    if target is None:
-        raise Conflict(f"Job {job.id} is {job.status}; only queued or running jobs can be paused.",
-                       param="fine_tuning_job_id")
-    _transition(session, job, job.status, target)
-    record_event(session, job.id, "Pause requested; the job will checkpoint and stop" if target == "pausing"
-                 else "Job paused before it started")
+    state.request_pause(session, job)
     return job
 
 
 def resume_job(session: Session, tenant_id: str, job_id: str) -> Job:
     """Queue a paused job again; the worker continues from its last complete checkpoint."""
     job = get_job(session, tenant_id, job_id)
-    if job.status != "paused":
-        hint = " It is still saving its checkpoint; try again in a few seconds." if job.status == "pausing" else ""
-        raise Conflict(f"Job {job.id} is {job.status}; only paused jobs can be resumed.{hint}",
-                       param="fine_tuning_job_id")
-    _transition(session, job, "paused", "queued", enqueued_at=None, worker_id=None)
-    record_event(session, job.id, "Job resumed; queued to continue from its last checkpoint")
+    state.resume(session, job)
     return job
-
-
-def _transition(session: Session, job: Job, source: str, target: str, **values: Any) -> None:
-    """Compare-and-set on status, so a concurrent worker update is never overwritten."""
-    done = session.execute(update(Job).where(Job.id == job.id, Job.status == source)
-                           .values(status=target, **values).returning(Job.id)).first()
-    if done is None:
-        raise Conflict(f"Job {job.id} changed state concurrently; retrieve it and try again.",
-                       param="fine_tuning_job_id")
-    session.flush()
-    session.refresh(job)
 
 
 def events_query(job: Job):

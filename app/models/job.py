@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import BigInteger, DateTime, Float, ForeignKey, Integer, String
@@ -9,8 +10,23 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, OrderedMixin, TimestampedMixin
 
-ACTIVE_STATUSES = ("validating_files", "queued", "running")
-FINAL_STATUSES = ("succeeded", "failed", "cancelled")
+
+class JobStatus(StrEnum):
+    """Every state a job can be in (OpenAI's names, plus `pausing`/`paused`); app.jobs.state moves
+    a job between them. A StrEnum, so a member compares, binds and serialises as its plain string."""
+
+    validating_files = "validating_files"
+    queued = "queued"
+    running = "running"
+    pausing = "pausing"
+    paused = "paused"
+    succeeded = "succeeded"
+    failed = "failed"
+    cancelled = "cancelled"
+
+
+ACTIVE_STATUSES = (JobStatus.validating_files, JobStatus.queued, JobStatus.running)
+FINAL_STATUSES = (JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled)
 
 
 class Job(TimestampedMixin, OrderedMixin, Base):
@@ -24,8 +40,7 @@ class Job(TimestampedMixin, OrderedMixin, Base):
     status: Mapped[str] = mapped_column(String(32), index=True)
     training_file: Mapped[str] = mapped_column(String(64))
     validation_file: Mapped[str | None] = mapped_column(String(64))
-    method: Mapped[dict[str, Any]] = mapped_column(JSONB)
-    hyperparameters: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    method: Mapped[dict[str, Any]] = mapped_column(JSONB)  # resolved wire form; hyper-parameters live here
     seed: Mapped[int] = mapped_column(BigInteger)
     suffix: Mapped[str | None] = mapped_column(String(64))
     metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSONB)

@@ -19,6 +19,7 @@ from app.core.config import get_settings
 from app.core.errors import AppError
 from app.core.queue import get_redis
 from app.models import File, Job, TenantLimits
+from app.models.job import JobStatus
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ def check_queued(session: Session, tenant_id: str) -> None:
     if limit is None:
         return
     waiting = session.scalar(select(func.count()).select_from(Job).where(
-        Job.tenant_id == tenant_id, Job.status.in_(("validating_files", "queued"))))
+        Job.tenant_id == tenant_id, Job.status.in_((JobStatus.validating_files, JobStatus.queued))))
     if waiting >= limit:
         raise QuotaExceeded(f"You have {waiting} jobs waiting, the limit for this account is {limit}; "
                             "wait for some to start or cancel some.")

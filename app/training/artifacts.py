@@ -9,42 +9,34 @@ Layout of a classification job's output directory:
   delta/delta.safetensors    bitfit: only the changed tensors, by state_dict name
   eval/predictions.jsonl     with a validation file: {"index", "label", "predicted", "logits"} per row
 
-Importing this module does not import torch (the API hashes base models with it).
+Importing this module does not import torch (reading or checking a manifest needs none).
 """
 from __future__ import annotations
 
-import hashlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from app.fsio import directory_sha256, sha256_file
 from app.training.base import TrainingError
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def directory_sha256(path: Path) -> str:
-    """Content hash of a model directory: sorted relative paths and their file hashes."""
-    digest = hashlib.sha256()
-    for file in sorted(p for p in path.rglob("*") if p.is_file() and ".git" not in p.parts):
-        digest.update(file.relative_to(path).as_posix().encode() + b"\0" + sha256_file(file).encode() + b"\n")
-    return digest.hexdigest()
+def _files(root: Path) -> Iterator[tuple[str, Path]]:
+    """(relative posix name, path) of every file below `root`, in name order."""
+    for path in sorted(root.rglob("*")):
+        if path.is_file():
+            yield path.relative_to(root).as_posix(), path
 
 
 def write_manifest(output_dir: Path, **fields: Any) -> Path:
     # written last, after every file it lists
     """Write manifest.json listing every other file in `output_dir` with its size and sha256."""
-    files = {p.relative_to(output_dir).as_posix(): {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
-             for p in sorted(output_dir.rglob("*")) if p.is_file() and p.name != MANIFEST}
+    files = {name: {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
+             for name, p in _files(output_dir) if p.name != MANIFEST}
     manifest = {"format_version": FORMAT_VERSION, **fields, "files": files}
     path = output_dir / MANIFEST
     path.write_text(json.dumps(manifest, indent=2, default=str))
@@ -53,6 +45,22 @@ def write_manifest(output_dir: Path, **fields: Any) -> Path:
 
 def read_manifest(artifact_dir: Path) -> dict[str, Any]:
     return json.loads((artifact_dir / MANIFEST).read_text())
+
+
+def file_records(artifact_dir: Path) -> list[tuple[str, int, str]]:
+    """(name, bytes, sha256) of every file in a finished artifact dir, for its Artifact rows.
+
+    The hashes come from manifest.json, which the strategy wrote from these very files moments
+    before, so publishing does not read every byte a second time. Only what the manifest does not
+    list (manifest.json itself) or lists with another size (then the row tells the truth and
+    `verify_files` will refuse the artifact) is hashed here.
+    """
+    listed = read_manifest(artifact_dir)["files"] if (artifact_dir / MANIFEST).is_file() else {}
+    records = []
+    for name, path in _files(artifact_dir):
+        size, entry = path.stat().st_size, listed.get(name)
+        records.append((name, size, entry["sha256"] if entry and entry["bytes"] == size else sha256_file(path)))
+    return records
 
 
 def check_base(manifest: dict[str, Any], base_model_dir: Path) -> None:

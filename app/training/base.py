@@ -8,8 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
+from app.training.config import Hyperparameters, MethodSettings
+
+S = TypeVar("S", bound=MethodSettings)
 StopReason = Literal["cancel", "pause"]
 
 
@@ -40,21 +43,6 @@ class ProgressSink(Protocol):
 
 
 @dataclass
-class Hyperparameters:
-    """Resolved hyper-parameters ("auto" already replaced by concrete values)."""
-
-    n_epochs: int
-    batch_size: int
-    learning_rate: float
-    seed: int
-    max_length: int = 128
-    warmup_ratio: float = 0.06
-    weight_decay: float = 0.0
-    checkpoint_every: int | None = None  # optimizer steps; None = once per epoch
-    eval_every: int | None = None  # optimizer steps; None = once per epoch
-
-
-@dataclass
 class BaseModelRef:
     """One shared copy of a base model on disk, identified by id and content hash."""
 
@@ -67,8 +55,8 @@ class BaseModelRef:
 class TrainContext:
     job_id: str
     method: str  # registry name, e.g. "lora"
-    settings: dict[str, Any]  # the validated `method.<type>` object, minus hyperparameters
-    hyperparameters: Hyperparameters
+    settings: MethodSettings  # the validated `method.<type>` object (its schedule is `hyperparameters`)
+    hyperparameters: Hyperparameters  # resolved: no "auto" left
     base_model: BaseModelRef
     train_file: Path  # JSONL, already validated by app.training.data
     validation_file: Path | None
@@ -79,6 +67,25 @@ class TrainContext:
     input_files: dict[str, Path] = field(default_factory=dict)  # further files named in settings, by field
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def settings_as(self, model: type[S]) -> S:
+        """The settings, typed as the strategy's own model (a wrong type is a programming error)."""
+        if not isinstance(self.settings, model):
+            raise TypeError(f"{self.method} got {type(self.settings).__name__}, expected {model.__name__}")
+        return self.settings
+
+    def settings_record(self) -> dict[str, Any]:
+        """The settings as given (hyper-parameters apart), for manifests."""
+        return self.settings.model_dump(mode="json", exclude_unset=True, exclude={"hyperparameters"})
+
+
+@dataclass(frozen=True)
+class ProducedModel:
+    """A base model a job produced (e.g. an adapted encoder): the worker registers `path` (relative to
+    the published artifact directory) as the tenant's model `id`, usable in later jobs."""
+
+    id: str
+    path: str
+
 
 @dataclass
 class TrainResult:
@@ -87,3 +94,4 @@ class TrainResult:
     trained_tokens: int
     flops: float
     metrics: dict[str, float] = field(default_factory=dict)
+    produced_model: ProducedModel | None = None

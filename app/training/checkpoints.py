@@ -13,7 +13,6 @@ Every file loads with `torch.load(weights_only=True)`: no pickled code runs on r
 from __future__ import annotations
 
 import json
-import os
 import random
 import shutil
 from pathlib import Path
@@ -23,6 +22,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from app.fsio import fsync_tree, replace_dir
+
 COMPLETE = "COMPLETE"
 KEEP = 2
 
@@ -30,21 +31,6 @@ KEEP = 2
 def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """CPU copies of the parameters that train; what a checkpoint needs beyond the base model."""
     return {name: p.detach().cpu().contiguous() for name, p in model.named_parameters() if p.requires_grad}
-
-
-def fsync_tree(path: Path) -> None:
-    for file in path.iterdir():  # file contents first, then the directory entry
-        with open(file, "rb") as f:
-            os.fsync(f.fileno())
-    _fsync_dir(path)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _torch_save(obj: Any, path: Path) -> None:
@@ -77,9 +63,7 @@ def save_checkpoint(checkpoint_dir: Path, step: int, model: torch.nn.Module, opt
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)  # a full disk must not stay full of a dead checkpoint
         raise
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
-    _fsync_dir(checkpoint_dir)
+    replace_dir(tmp, final)
     for old in complete_checkpoints(checkpoint_dir)[:-KEEP]:
         shutil.rmtree(old, ignore_errors=True)
     return final

@@ -2,14 +2,47 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from app.training.base import Hyperparameters
 from app.training.masking.settings import MaskingSettings
 
 Auto = Literal["auto"]
+
+
+@dataclass(frozen=True)
+class AutoRule:
+    """What "auto" resolves to for one method (declared in its StrategySpec); `source` names where
+    the numbers come from (a paper, the PEFT docs, or a grid in bench/)."""
+
+    learning_rate: float
+    n_epochs: int = 3
+    source: str = "BERT's fine-tuning recipe (Devlin et al. 2019): 3 epochs"
+
+    def batch_size(self, n_train: int) -> int:
+        """n_train // 50 clamped to [4, 32]: about 50 steps per epoch on small files."""
+        return max(4, min(32, n_train // 50))
+
+
+@dataclass
+class Hyperparameters:
+    """Resolved hyper-parameters ("auto" already replaced by concrete values)."""
+
+    n_epochs: int
+    batch_size: int
+    learning_rate: float
+    seed: int
+    max_length: int = 128
+    warmup_ratio: float = 0.06
+    weight_decay: float = 0.0
+    checkpoint_every: int | None = None  # optimizer steps; None = once per epoch
+    eval_every: int | None = None  # optimizer steps; None = once per epoch
+
+
+# validation context key: the input is a stored, already resolved method (see app.training.methods)
+RESOLVED = "resolved"
 
 # field -> (low, high, low bound inclusive); every upper bound is inclusive
 _RANGES: dict[str, tuple[float, float, bool]] = {
@@ -51,23 +84,28 @@ class HyperparameterSettings(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _one_learning_rate(self) -> HyperparameterSettings:
-        if self.learning_rate != "auto" and self.learning_rate_multiplier != "auto":
+    def _one_learning_rate(self, info: ValidationInfo) -> HyperparameterSettings:
+        # a stored (resolved) method shows both: the rate and the multiplier it came from
+        resolved = bool(info.context and info.context.get(RESOLVED))
+        if self.learning_rate != "auto" and self.learning_rate_multiplier != "auto" and not resolved:
             raise ValueError("give learning_rate or learning_rate_multiplier, not both")
         return self
 
-    def resolve(self, n_train: int, default_lr: float, seed: int) -> Hyperparameters:
+    def resolve(self, n_train: int | None, rule: AutoRule, seed: int) -> Hyperparameters:
         """Replace every "auto" with a concrete value for a training file of `n_train` examples.
 
-        auto: 3 epochs; batch size n_train // 50 clamped to [4, 32]; learning rate = the method's
-        default × learning_rate_multiplier (auto = 1). A batch never exceeds the training file.
+        auto follows the method's `rule`: its epochs, its batch size for the data size, its learning
+        rate × learning_rate_multiplier (auto = 1). A batch never exceeds the training file.
+        `n_train` may be None only when nothing is "auto" (a method resolved at submission).
         """
-        batch = self.batch_size if self.batch_size != "auto" else max(4, min(32, n_train // 50))
+        if n_train is None and "auto" in (self.n_epochs, self.batch_size, self.learning_rate):
+            raise ValueError("n_train is needed to resolve 'auto' hyper-parameters")
+        batch = self.batch_size if self.batch_size != "auto" else rule.batch_size(n_train)
         multiplier = 1.0 if self.learning_rate_multiplier == "auto" else self.learning_rate_multiplier
-        lr = self.learning_rate if self.learning_rate != "auto" else default_lr * multiplier
+        lr = self.learning_rate if self.learning_rate != "auto" else rule.learning_rate * multiplier
         return Hyperparameters(
-            n_epochs=3 if self.n_epochs == "auto" else self.n_epochs,
-            batch_size=max(1, min(batch, n_train)),
+            n_epochs=rule.n_epochs if self.n_epochs == "auto" else self.n_epochs,
+            batch_size=max(1, batch if n_train is None else min(batch, n_train)),
             learning_rate=float(lr),
             seed=seed,
             max_length=self.max_length,

@@ -29,7 +29,8 @@ from typing import Literal
 import numpy as np
 import torch
 
-from app.training.base import Hyperparameters, ProgressSink, TrainingError
+from app.training.base import ProgressSink, TrainingError
+from app.training.config import Hyperparameters
 from app.training.checkpoints import load_checkpoint, save_checkpoint
 
 Batch = dict[str, torch.Tensor]

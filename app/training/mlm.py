@@ -16,7 +16,8 @@ from typing import Any
 
 import torch
 
-from app.training.base import Hyperparameters, ProgressSink, TrainingError
+from app.training.base import ProgressSink, TrainingError
+from app.training.config import Hyperparameters
 from app.training.engine import Run, RunResult, batch_seed, epoch_batches, optimize, seed_everything
 from app.training.masking import IGNORE_INDEX, MaskingSettings, MlmCollator, PmiVocabulary, build_pmi_vocabulary
 

@@ -1,19 +1,24 @@
-"""Strategy registry (PEFT-style): adding a method = one folder + one `register_strategy` line.
+"""Strategy registry, on PEFT's model (`tuners/<method>/__init__.py` registers the method).
 
-Only settings models are imported here, so the API can validate a job spec without torch.
+Each package `app/training/strategies/<name>/` declares its own `StrategySpec` in `__init__.py`,
+which imports only the package's `config.py`; this module names no method. Discovery imports those
+packages on first use, so the API validates a job spec without importing torch.
 """
 from __future__ import annotations
 
 import importlib
+import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 from app.training.base import TrainContext, TrainResult
-from app.training.config import MethodSettings
-from app.training.strategies.adaptive.config import AdaptiveSettings
-from app.training.strategies.bitfit.config import BitFitSettings
-from app.training.strategies.lora.config import LoraSettings
-from app.training.strategies.supervised.config import SupervisedSettings
+from app.training.config import AutoRule, MethodSettings
+
+STRATEGIES_PACKAGE = "app.training.strategies"
+# How a fresh process loads an artifact: plain transformers (`model/`), plain peft over the shared base
+# (`adapter/`), or tuneforge's own loader (app.training.artifacts.load_classifier), or no task model.
+Reload = Literal["transformers", "peft", "tuneforge", "none"]
 
 
 class UnknownStrategyError(KeyError):
@@ -23,12 +28,23 @@ class UnknownStrategyError(KeyError):
 
 @dataclass(frozen=True)
 class StrategySpec:
+    """Everything the service, the API and the test matrix need to know about one method."""
+
     name: str
     settings_model: type[MethodSettings]
     entrypoint: str  # "module:function", imported only when a job runs
     paper: str
-    default_learning_rate: float
+    auto: AutoRule  # what "auto" hyper-parameters resolve to, and where the rule comes from
+    artifact_files: tuple[str, ...]  # files every artifact holds besides manifest.json; the weights file first
+    reload: Reload
     task_kinds: tuple[str, ...] = ("sequence_classification",)
+    base_model_kinds: tuple[str, ...] = ("encoder",)
+    default: bool = False  # the method of a job that names none
+
+    @property
+    def trains_task(self) -> bool:
+        """A task method: it fine-tunes on the labelled task, so it may follow another method."""
+        return "sequence_classification" in self.task_kinds
 
     def load(self) -> Callable[[TrainContext], TrainResult]:
         module, _, function = self.entrypoint.partition(":")
@@ -36,16 +52,32 @@ class StrategySpec:
 
 
 _STRATEGIES: dict[str, StrategySpec] = {}
+_discovered = False
 
 
 def register_strategy(spec: StrategySpec) -> StrategySpec:
+    """Called by a strategy package's `__init__.py`."""
     if spec.name in _STRATEGIES:
         raise ValueError(f"strategy {spec.name!r} is already registered")
+    if spec.default and any(s.default for s in _STRATEGIES.values()):
+        raise ValueError(f"strategy {spec.name!r} claims to be the default, but one already is")
     _STRATEGIES[spec.name] = spec
     return spec
 
 
+def _discover() -> None:
+    global _discovered
+    if _discovered:
+        return
+    _discovered = True
+    package = importlib.import_module(STRATEGIES_PACKAGE)
+    for info in pkgutil.iter_modules(package.__path__):
+        if info.ispkg:
+            importlib.import_module(f"{STRATEGIES_PACKAGE}.{info.name}")
+
+
 def get_strategy(name: str) -> StrategySpec:
+    _discover()
     try:
         return _STRATEGIES[name]
     except KeyError:
@@ -54,19 +86,17 @@ def get_strategy(name: str) -> StrategySpec:
 
 
 def list_strategies() -> list[StrategySpec]:
+    _discover()
     return sorted(_STRATEGIES.values(), key=lambda s: s.name)
+
+
+def default_strategy() -> StrategySpec:
+    return next(spec for spec in list_strategies() if spec.default)
+
+
+def task_method_names() -> list[str]:
+    return [spec.name for spec in list_strategies() if spec.trains_task]
 
 
 def run_strategy(ctx: TrainContext) -> TrainResult:
     return get_strategy(ctx.method).load()(ctx)
-
-
-_PKG = "app.training.strategies"
-register_strategy(StrategySpec("supervised", SupervisedSettings, f"{_PKG}.supervised.strategy:train",
-                               "Devlin et al. 2019, BERT", 5e-5))
-register_strategy(StrategySpec("lora", LoraSettings, f"{_PKG}.lora.strategy:train",
-                               "Hu et al. 2021, LoRA", 5e-4))
-register_strategy(StrategySpec("bitfit", BitFitSettings, f"{_PKG}.bitfit.strategy:train",
-                               "Ben-Zaken et al. 2021, BitFit", 1e-3))
-register_strategy(StrategySpec("adaptive", AdaptiveSettings, f"{_PKG}.adaptive.strategy:train",
-                               "Gururangan et al. 2020, Don't Stop Pretraining", 1e-4))

@@ -26,7 +26,10 @@ def test_dapt_tapt_then_lora_job_is_queued(client, tenant, files, registered_tin
     assert response.status_code == 200, response.text
     settings = response.json()["method"]["adaptive"]
     assert settings["corpus_file"] == files["corpus"] and settings["mlm"]["unit"] == "span"
-    assert settings["then"] == {"type": "lora", "lora": {"r": 4}}
+    then = settings["then"]  # validated and resolved at submission, like the job's own method
+    assert then["type"] == "lora" and then["lora"]["r"] == 4 and then["lora"]["lora_alpha"] == 16
+    assert isinstance(then["lora"]["hyperparameters"]["n_epochs"], int)
+    assert then["lora"]["hyperparameters"]["learning_rate"] > 0
 
 
 @pytest.mark.parametrize("adaptive, status, fragment, param", [

@@ -8,6 +8,7 @@ from sqlalchemy import func, select
 
 from app.core.db import session_scope
 from app.models import Job
+from app.training.registry import list_strategies
 from tests.api.helpers import assert_error, auth, classification_rows, jsonl, upload
 from tests.conftest import new_tenant
 
@@ -80,6 +81,18 @@ def test_bad_job_specs_are_4xx_and_store_nothing(client, tenant, train_file, reg
     full = {"model": registered_tiny_model, "training_file": train_file, **body}
     error = assert_error(create(client, key, **full), status, fragment)
     if param:
+        assert error["param"] == param
+    assert _jobs(tenant_id) == 0
+
+
+@pytest.mark.parametrize("method", [spec.name for spec in list_strategies()])
+def test_every_registered_method_refuses_bad_settings(client, tenant, train_file, registered_tiny_model, method):
+    """The matrix's API row: an unknown setting and an impossible schedule, each a 400 naming the field."""
+    tenant_id, key = tenant
+    for settings, param in (({"no_such_setting": 1}, f"method.{method}.no_such_setting"),
+                            ({"hyperparameters": {"n_epochs": 0}}, f"method.{method}.hyperparameters.n_epochs")):
+        error = assert_error(create(client, key, model=registered_tiny_model, training_file=train_file,
+                                    method={"type": method, method: settings}), 400, param.rsplit(".", 1)[-1])
         assert error["param"] == param
     assert _jobs(tenant_id) == 0
 

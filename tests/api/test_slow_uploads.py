@@ -14,10 +14,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app.core.embedded import free_port
 from tests.api.helpers import auth, classification_rows, jsonl, multipart_upload
 from tests.conftest import new_tenant
-from tests.e2e.conftest import Service
+from tests.harness import Service
 
 IDLE_TIMEOUT = 1.0
 MIN_RATE = 200.0
@@ -29,10 +28,10 @@ def server(database, data_dir) -> Iterator[int]:
     """`tuneforge api` with a 1 s idle timeout and 200 B/s minimum rate; yields its port."""
     env = dict(os.environ, TUNEFORGE_BODY_IDLE_TIMEOUT=str(IDLE_TIMEOUT), TUNEFORGE_BODY_MIN_RATE=str(MIN_RATE),
                TUNEFORGE_MAX_UPLOAD_BYTES="4096")
-    api = Service(url=f"http://127.0.0.1:{free_port()}", env=env, processes={})
+    api = Service(env)
     try:
         api.start_api("--no-maintenance")
-        yield int(api.url.rsplit(":", 1)[1])
+        yield api.port
     finally:
         api.stop()
 

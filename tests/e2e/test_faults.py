@@ -10,7 +10,6 @@ import json
 import os
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,8 +21,9 @@ import redis
 
 from app.core.embedded import EmbeddedPostgres, EmbeddedRedis
 from tests.api.helpers import jsonl, multipart_upload
-from tests.e2e.conftest import Service, start_service, wait_for
+from tests.e2e.conftest import wait_for
 from tests.e2e.test_service import FINAL
+from tests.harness import Service, cli, start_service
 from tests.tiny_models import make_classification_rows
 
 LONG_ROWS = make_classification_rows(3000, seed=5)  # 750 steps, ~15 s: faults land mid-training
@@ -44,13 +44,6 @@ class Private:
         return redis.Redis.from_url(self.service.env["TUNEFORGE_REDIS_URL"])
 
 
-def _cli(env: dict[str, str], *args: str) -> str:
-    done = subprocess.run([sys.executable, "-m", "app.cli", *args], env=env, capture_output=True, text=True,
-                          timeout=300)
-    assert done.returncode == 0, done.stderr
-    return done.stdout
-
-
 @pytest.fixture(scope="module")
 def private(tmp_path_factory, tiny_model_dir) -> Iterator[Private]:
     root = tmp_path_factory.mktemp("faults")
@@ -63,9 +56,9 @@ def private(tmp_path_factory, tiny_model_dir) -> Iterator[Private]:
                TUNEFORGE_HEARTBEAT_TIMEOUT="60")
     Path(env["TUNEFORGE_DATA_DIR"]).mkdir()
     try:
-        _cli(env, "migrate")
-        _cli(env, "models", "add", "tiny-bert", str(tiny_model_dir))
-        key = _cli(env, "tenants", "create", "faults").split()[-1]
+        cli(env, "migrate")
+        cli(env, "models", "add", "tiny-bert", str(tiny_model_dir))
+        key = cli(env, "tenants", "create", "faults").split()[-1]
         service = start_service(env)
     except BaseException:
         postgres.stop()
@@ -147,7 +140,7 @@ def test_redis_crash_and_restart(private):
     """Redis SIGKILLed while a job runs: the API keeps serving (its request-rate check fails open)
     and accepts a new job into PostgreSQL; Redis back 2 s later on the same port, the worker
     reconnects and both jobs finish, each once."""
-    _cli(private.service.env, "tenants", "limits", "faults", "--requests-per-second", "100")
+    private.service.cli("tenants", "limits", "faults", "--requests-per-second", "100")
     running = _submit(private.client, LONG_ROWS)
     _wait_training(private.client, running)
     private.redis.crash()
@@ -178,8 +171,7 @@ def test_api_killed_during_upload(private, moment):
     rows = make_classification_rows(200_000 if moment == "writing the bytes" else 20_000, seed=7)
     body, content_type = multipart_upload(jsonl(rows), filename="big.jsonl")
     api, before = private.service.processes["api"], _stored(private)
-    port = int(private.service.url.rsplit(":", 1)[1])
-    with socket.create_connection(("127.0.0.1", port)) as sock:
+    with socket.create_connection(("127.0.0.1", private.service.port)) as sock:
         sock.sendall((f"POST /v1/files HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {private.client.api_key}\r\n"
                       f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n\r\n").encode())
         if moment == "receiving the body":

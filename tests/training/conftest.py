@@ -7,9 +7,21 @@ from typing import Any
 
 import pytest
 
-from app.training.artifacts import directory_sha256
-from app.training.base import BaseModelRef, Hyperparameters, TrainContext
+from app.fsio import directory_sha256
+from app.training.base import BaseModelRef, TrainContext
+from app.training.config import Hyperparameters
+from app.training.methods import parse_method, resolve_method
+from app.training.registry import list_strategies
 from tests.tiny_models import make_classification_rows, write_jsonl
+
+
+# The strategy matrix: every registered task method trains, pauses/resumes and reloads on the tiny
+# model. A method runs with its default settings unless it has a row here (its one test row).
+MATRIX_SETTINGS: dict[str, dict] = {"lora": {"r": 4, "lora_dropout": 0.2}}
+
+
+def task_methods() -> list[str]:
+    return [spec.name for spec in list_strategies() if spec.trains_task]
 
 
 class WorkerDied(Exception):
@@ -80,7 +92,9 @@ def context_factory(base: BaseModelRef, root: Path):
         valid = write_jsonl(root / f"{output}-valid.jsonl", valid_rows) if valid_rows else None
         (root / output).mkdir(exist_ok=True)
         params = {"n_epochs": 1, "batch_size": 8, "learning_rate": 1e-3, "seed": 5, "max_length": 16, **hyper}
-        return TrainContext(job_id="ftjob-test", method=method, settings=settings or {},
+        # the job API's path: parsed and resolved (nested methods included) before anything trains
+        parsed = resolve_method(parse_method({"type": method, method: settings or {}}), len(rows), params["seed"])
+        return TrainContext(job_id="ftjob-test", method=method, settings=parsed.settings,
                             hyperparameters=Hyperparameters(**params), base_model=base, train_file=train,
                             validation_file=valid, output_dir=root / output,
                             checkpoint_dir=root / f"{output}-ckpt", sink=sink or ListSink(), resume_from=resume_from)

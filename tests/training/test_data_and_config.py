@@ -7,7 +7,7 @@ import sys
 import pytest
 from pydantic import ValidationError
 
-from app.training.config import HyperparameterSettings
+from app.training.config import AutoRule, HyperparameterSettings
 from app.training.data import DatasetError, iter_jsonl, load_classification_examples, validate_classification_file
 from app.training.registry import UnknownStrategyError, get_strategy, list_strategies
 
@@ -124,12 +124,13 @@ def test_every_settings_field_has_help_text():
 
 def test_auto_hyperparameters_resolve():
     settings = get_strategy("lora").settings_model.model_validate({"hyperparameters": {"learning_rate_multiplier": 2}})
-    hp = settings.hyperparameters.resolve(n_train=1000, default_lr=5e-4, seed=3)
+    rule = AutoRule(learning_rate=5e-4)
+    hp = settings.hyperparameters.resolve(n_train=1000, rule=rule, seed=3)
     assert (hp.n_epochs, hp.batch_size, hp.learning_rate, hp.seed, hp.max_length) == (3, 20, 1e-3, 3, 128)
-    assert settings.hyperparameters.resolve(n_train=2, default_lr=5e-4, seed=3).batch_size == 2
-    assert settings.hyperparameters.resolve(n_train=100, default_lr=5e-4, seed=3).batch_size == 4
-    assert settings.hyperparameters.resolve(n_train=10**6, default_lr=5e-4, seed=3).batch_size == 32
-    explicit = HyperparameterSettings(n_epochs=2, batch_size=8, learning_rate=0.01).resolve(100, 5e-4, 0)
+    assert settings.hyperparameters.resolve(n_train=2, rule=rule, seed=3).batch_size == 2
+    assert settings.hyperparameters.resolve(n_train=100, rule=rule, seed=3).batch_size == 4
+    assert settings.hyperparameters.resolve(n_train=10**6, rule=rule, seed=3).batch_size == 32
+    explicit = HyperparameterSettings(n_epochs=2, batch_size=8, learning_rate=0.01).resolve(100, rule, 0)
     assert (explicit.n_epochs, explicit.batch_size, explicit.learning_rate) == (2, 8, 0.01)
 
 
@@ -143,12 +144,12 @@ def test_registry_specs_name_papers_and_load_entrypoints_lazily():
     names = [spec.name for spec in list_strategies()]
     assert {"supervised", "lora", "bitfit"} <= set(names)
     for spec in list_strategies():
-        assert spec.paper and spec.default_learning_rate > 0 and spec.task_kinds
+        assert spec.paper and spec.auto.learning_rate > 0 and spec.task_kinds
         assert spec.settings_model.__doc__ and ":" in spec.entrypoint
 
 
 @pytest.mark.parametrize("modules", [
-    "app.training.registry, app.training.data, app.training.config, app.training.artifacts",
+    "app.training.registry, app.training.methods, app.training.data, app.training.config, app.training.artifacts",
 ])
 def test_api_side_training_imports_stay_torch_free(modules):
     code = (f"import sys, {modules}; "

@@ -7,7 +7,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from app.training.base import Hyperparameters, TrainingError
+from app.training.base import TrainingError
+from app.training.config import Hyperparameters
 from app.training.checkpoints import latest_complete_checkpoint
 from app.training.masking import MaskingSettings
 from app.training.mlm import MlmPhase, run_mlm, split_held_out

@@ -9,25 +9,22 @@ from safetensors.torch import load_file
 
 from app.training.base import TrainingError
 from app.training.checkpoints import COMPLETE, latest_complete_checkpoint
-from app.training.registry import run_strategy
-from tests.training.conftest import ListSink, WorkerDied
-
-WEIGHTS = {"supervised": "model/model.safetensors", "lora": "adapter/adapter_model.safetensors",
-           "bitfit": "delta/delta.safetensors"}
-SETTINGS = {"supervised": {}, "lora": {"r": 4, "lora_dropout": 0.2}, "bitfit": {}}
+from app.training.registry import get_strategy, run_strategy
+from tests.training.conftest import MATRIX_SETTINGS, ListSink, WorkerDied, task_methods
 
 
 def _assert_same_weights(a_ctx, b_ctx, method: str) -> None:
-    a, b = load_file(a_ctx.output_dir / WEIGHTS[method]), load_file(b_ctx.output_dir / WEIGHTS[method])
+    weights = get_strategy(method).artifact_files[0]  # the spec lists the weights file first
+    a, b = load_file(a_ctx.output_dir / weights), load_file(b_ctx.output_dir / weights)
     assert a.keys() == b.keys()
     for key in a:
         assert (a[key] - b[key]).abs().max().item() <= 1e-6, key
 
 
-@pytest.mark.parametrize("method", sorted(WEIGHTS))
+@pytest.mark.parametrize("method", task_methods())
 def test_pause_then_resume_matches_uninterrupted_run(method, make_ctx):
     # 24 rows / batch 8 = 3 steps per epoch; pausing after step 4 stops mid-epoch 2 (dropout on)
-    common = dict(settings=SETTINGS[method], n_train=24, n_epochs=2)
+    common = dict(settings=MATRIX_SETTINGS.get(method, {}), n_train=24, n_epochs=2)
     straight = make_ctx(method, output="straight", **common)
     assert run_strategy(straight).status == "succeeded"
 
@@ -53,7 +50,7 @@ def test_pause_then_resume_matches_uninterrupted_run(method, make_ctx):
 
 
 def test_worker_death_resumes_from_the_last_periodic_checkpoint(make_ctx):
-    common = dict(settings=SETTINGS["lora"], n_train=24, n_epochs=2, checkpoint_every=2)
+    common = dict(settings=MATRIX_SETTINGS["lora"], n_train=24, n_epochs=2, checkpoint_every=2)
     straight = make_ctx("lora", output="straight", **common)
     run_strategy(straight)
     dying = make_ctx("lora", output="crashed", sink=ListSink(stop_at_step=5, stop_reason="die"), **common)

@@ -11,15 +11,13 @@ import sys
 import pytest
 from safetensors.torch import load_file
 
-from app.training.artifacts import read_manifest, sha256_file
+from app.fsio import sha256_file
+from app.training.artifacts import read_manifest
 from app.training.base import TrainingError
-from app.training.registry import run_strategy
+from app.training.registry import get_strategy, run_strategy
+from tests.training.conftest import MATRIX_SETTINGS, task_methods
 
-METHODS = {
-    "supervised": ({"model/model.safetensors", "model/config.json", "model/tokenizer.json"}, {}),
-    "lora": ({"adapter/adapter_model.safetensors", "adapter/adapter_config.json"}, {"r": 4}),
-    "bitfit": ({"delta/delta.safetensors"}, {}),
-}
+METHODS = task_methods()
 
 @pytest.fixture(scope="module")
 def trained(base_ref, tmp_path_factory):
@@ -28,15 +26,15 @@ def trained(base_ref, tmp_path_factory):
 
     make = context_factory(base_ref, tmp_path_factory.mktemp("matrix"))
     runs = {}
-    for method, (_, settings) in METHODS.items():
-        ctx = make(method, settings, output=method, n_epochs=2)
+    for method in METHODS:
+        ctx = make(method, MATRIX_SETTINGS.get(method, {}), output=method, n_epochs=2)
         runs[method] = (ctx, run_strategy(ctx))
     return runs
 
 
-@pytest.mark.parametrize("method", sorted(METHODS))
+@pytest.mark.parametrize("method", METHODS)
 def test_method_trains_and_writes_its_artifact(method, trained):
-    files, settings = METHODS[method]
+    files, settings = set(get_strategy(method).artifact_files), MATRIX_SETTINGS.get(method, {})
     ctx, result = trained[method]
     assert result.status == "succeeded" and result.steps == 4
     assert result.trained_tokens > 0 and result.flops > 0
@@ -66,26 +64,27 @@ def test_method_trains_and_writes_its_artifact(method, trained):
 
 
 # One fresh interpreter checks every artifact (importing transformers costs seconds): the native
-# formats with plain transformers / peft only, BitFit (no native format) via load_classifier.
+# formats with plain transformers / peft only, the others (no native format) via load_classifier;
+# each method's spec says which (`reload`).
 RELOAD = """
 import json, sys, torch
 from pathlib import Path
 base = Path(sys.argv[1])
 worst = {}
-for method, art, valid in zip(sys.argv[2::3], map(Path, sys.argv[3::3]), sys.argv[4::3]):
+for method, reload, art, valid in zip(sys.argv[2::4], sys.argv[3::4], map(Path, sys.argv[4::4]), sys.argv[5::4]):
     labels = json.loads((art / "manifest.json").read_text())["labels"]
-    if method == "supervised":
+    if reload == "transformers":
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
         model = AutoModelForSequenceClassification.from_pretrained(art / "model")
         tok = AutoTokenizer.from_pretrained(art / "model")
-    elif method == "lora":
+    elif reload == "peft":
         from peft import PeftModel
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
         base_model = AutoModelForSequenceClassification.from_pretrained(
             base, num_labels=len(labels), id2label={i: str(l) for i, l in enumerate(labels)})
         model, tok = PeftModel.from_pretrained(base_model, art / "adapter"), AutoTokenizer.from_pretrained(base)
-    else:
-        assert "app.training" not in sys.modules  # the native formats needed none of our code
+    else:  # "tuneforge"; the native formats, checked first, needed none of our code
+        assert "app.training" not in sys.modules
         from app.training.artifacts import load_classifier
         model, tok, labels = load_classifier(art, base)
     model.eval()
@@ -104,9 +103,9 @@ print(json.dumps(worst))
 
 def test_artifacts_reproduce_predictions_in_a_fresh_process(trained, tiny_model_dir):
     args = [str(tiny_model_dir)]
-    for method in ("supervised", "lora", "bitfit"):
+    for method in sorted(METHODS, key=lambda m: get_strategy(m).reload == "tuneforge"):
         ctx = trained[method][0]
-        args += [method, str(ctx.output_dir), str(ctx.validation_file)]
+        args += [method, get_strategy(method).reload, str(ctx.output_dir), str(ctx.validation_file)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     out = subprocess.run([sys.executable, "-c", RELOAD, *args], capture_output=True, text=True, env=env, check=False)
     assert out.returncode == 0, out.stderr[-3000:]
@@ -234,3 +233,4 @@ def test_supervised_actually_learns_the_toy_task(make_ctx):
     assert result.metrics["eval_accuracy"] == 1.0 and result.metrics["eval_macro_f1"] == 1.0
     losses = [m["train_loss"] for m in ctx.sink.of("metrics") if "train_loss" in m]
     assert losses[0] > 0.65 and losses[-1] < 0.5
+

@@ -10,10 +10,10 @@ from sqlalchemy import select
 from app.core.config import get_settings
 from app.core.db import session_scope
 from app.core.ids import new_id
+from app.jobs.maintenance import run_once
 from app.models import Job, JobEvent
 from app.models.base import utcnow
 from tests.conftest import REDIS_URL
-from workers.tasks.maintenance import run_once
 
 
 @pytest.fixture(autouse=True)
@@ -24,8 +24,10 @@ def _isolated(quiet_queue):
 def _job(tenant_id: str, **values) -> str:
     job_id = new_id("ftjob-")
     with session_scope() as db:
-        db.add(Job(id=job_id, tenant_id=tenant_id, model="tiny-bert", training_file="file-x", method={"type": "bitfit"},
-                   hyperparameters={"n_epochs": 1, "batch_size": 4, "learning_rate_multiplier": 1.0}, seed=1, **values))
+        db.add(Job(id=job_id, tenant_id=tenant_id, model="tiny-bert", training_file="file-x", seed=1,
+                   method={"type": "bitfit", "bitfit": {"hyperparameters": {"n_epochs": 1, "batch_size": 4,
+                                                                            "learning_rate_multiplier": 1.0}}},
+                   **values))
     return job_id
 
 

@@ -9,22 +9,24 @@ import socket
 from pathlib import Path
 
 from celery import shared_task
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from app.artifacts.service import job_artifact_dir
 from app.base_models.service import register
 from app.core.config import get_settings
 from app.core.queue import RUN_JOB_TASK
-from app.core.storage import fsync_dir, sha256_of
+from app.core.retry import with_db
 from app.files.service import verified_path
+from app.fsio import fsync_dir
+from app.jobs import state
 from app.jobs.dispatch import admit
-from app.jobs.service import record_event
+from app.jobs.events import record_event
 from app.models import Artifact, BaseModel, File, Job
-from app.models.base import utcnow
-from app.training.base import BaseModelRef, Hyperparameters, TrainContext, TrainingError, TrainResult
-from app.training.strategies.adaptive.config import adapted_model_id
+from app.models.job import JobStatus
+from app.training.artifacts import file_records
+from app.training.base import BaseModelRef, TrainContext, TrainingError, TrainResult
+from app.training.methods import MethodError, parse_method, resolve_method
 from workers.progress import DatabaseSink, Heartbeat, LeaseLost
-from workers.retry import with_db
 
 log = logging.getLogger(__name__)
 
@@ -35,24 +37,19 @@ def worker_id() -> str:
 
 def claim(job_id: str, me: str) -> Job | None:
     """Atomically move a queued job to running for this worker; None if someone else has it."""
-    def run(session) -> Job | None:
-        job = session.scalar(update(Job).where(Job.id == job_id, Job.status == "queued").values(
-            status="running", worker_id=me, heartbeat_at=utcnow(), attempt=Job.attempt + 1,
-            started_at=utcnow()).returning(Job))
-        if job is not None:
-            record_event(session, job.id, f"Fine-tuning job started (attempt {job.attempt}, worker {me})")
-        return job
-    return with_db(run)
+    return with_db(lambda session: state.claim(session, job_id, me))
 
 
 def build_context(job: Job, sink: DatabaseSink, output_dir: Path) -> TrainContext:
-    from app.training.loop import latest_complete_checkpoint
-    from app.training.registry import get_strategy
+    from app.training.checkpoints import latest_complete_checkpoint
 
-    method_type = job.method["type"]
-    spec = get_strategy(method_type)
-    settings = {k: v for k, v in job.method[method_type].items() if k != "hyperparameters"}
-    named = {field: settings[field] for field in spec.settings_model.file_fields() if settings.get(field)}
+    try:  # the job stores its method resolved at submission; reading it back resolves nothing new
+        method = resolve_method(parse_method(job.method, resolved=True), None, job.seed)
+    except (MethodError, ValueError) as exc:
+        raise TrainingError(f"The job's stored method is no longer valid: {exc}", code="invalid_method_settings",
+                            param="method") from exc
+    named = {field: getattr(method.settings, field) for field in method.settings.file_fields()
+             if getattr(method.settings, field)}
 
     def load(session):
         wanted = [job.training_file, job.validation_file or "", *named.values()]
@@ -65,12 +62,10 @@ def build_context(job: Job, sink: DatabaseSink, output_dir: Path) -> TrainContex
         if file_id not in files:
             raise TrainingError(f"File {file_id} was deleted before the job ran; upload it again.",
                                 code="file_not_found", param="training_file")
-    hyper_fields = Hyperparameters.__dataclass_fields__
     checkpoint_dir = get_settings().checkpoints_dir / job.id
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     return TrainContext(
-        job_id=job.id, method=spec.name, settings=settings,
-        hyperparameters=Hyperparameters(**{k: v for k, v in job.hyperparameters.items() if k in hyper_fields}),
+        job_id=job.id, method=method.type, settings=method.settings, hyperparameters=method.hyperparameters,
         base_model=BaseModelRef(id=base.id, path=Path(base.path), sha256=base.sha256),
         train_file=verified_path(files[job.training_file]),
         validation_file=verified_path(files[job.validation_file]) if job.validation_file else None,
@@ -87,21 +82,17 @@ def publish(job: Job, me: str, staging: Path, result: TrainResult) -> None:
     final.parent.mkdir(parents=True, exist_ok=True)
     os.replace(staging, final)
     fsync_dir(final.parent)
-    rows = [(p.relative_to(final).as_posix(), p.stat().st_size, sha256_of(p))
-            for p in sorted(final.rglob("*")) if p.is_file()]
+    rows = file_records(final)  # hashes from the strategy's manifest: each file is read once
 
     def commit(session) -> bool:
-        done = session.execute(update(Job).where(Job.id == job.id, Job.status == "running", Job.worker_id == me)
-                               .values(status="succeeded", finished_at=utcnow(), trained_tokens=result.trained_tokens,
-                                       flops=result.flops, result_metrics=result.metrics,
-                                       fine_tuned_model=fine_tuned_name(job)).returning(Job.id)).first()
-        if done is None:
+        if not state.succeed(session, job.id, me, trained_tokens=result.trained_tokens, flops=result.flops,
+                             result_metrics=result.metrics, fine_tuned_model=fine_tuned_name(job)):
             return False
         session.add_all(Artifact(job_id=job.id, name=n, bytes=b, sha256=h) for n, b, h in rows)
-        if (final / "encoder" / "config.json").is_file():  # an adapted encoder: the tenant's own base model
-            model = register(session, adapted_model_id(job.id), final / "encoder", tenant_id=job.tenant_id,
+        if (produced := result.produced_model) is not None:  # e.g. an adapted encoder: the tenant's own base
+            model = register(session, produced.id, final / produced.path, tenant_id=job.tenant_id,
                              owned_by=job.tenant_id)
-            record_event(session, job.id, f"Adapted encoder registered as model {model.id}; name it as `model` "
+            record_event(session, job.id, f"Trained encoder registered as model {model.id}; name it as `model` "
                                           "in later jobs", data={"model": model.id})
         record_event(session, job.id, f"Training FLOPs {result.flops:.3e}, tokens {result.trained_tokens}",
                      type="metrics", data={"step": result.steps, "flops": result.flops,
@@ -121,15 +112,9 @@ def fine_tuned_name(job: Job) -> str:
     return f"ft:{job.model}:{job.tenant_id}:{job.suffix or ''}:{job.id}"
 
 
-def finish(job_id: str, me: str, status: str, message: str, error: dict | None = None, level: str = "info") -> None:
-    def run(session) -> None:
-        done = session.execute(update(Job).where(Job.id == job_id, Job.status.in_(("running", "pausing")),
-                                                 Job.worker_id == me)
-                               .values(status=status, finished_at=utcnow() if status != "paused" else None,
-                                       error=error).returning(Job.id)).first()
-        if done is not None or status == "cancelled":
-            record_event(session, job_id, message, level=level)
-    with_db(run)
+def finish(job_id: str, me: str, status: JobStatus, message: str, error: dict | None = None,
+           level: str = "info") -> None:
+    with_db(lambda session: state.finish(session, job_id, me, status, message, error, level))
 
 
 _NO_SPACE = ("no space left on device", "os error 28", "disk quota exceeded")
@@ -177,23 +162,23 @@ def execute(job_id: str) -> str:
                 publish(job, me, staging, result)
                 shutil.rmtree(settings.checkpoints_dir / job.id, ignore_errors=True)
             elif result.status == "paused":
-                finish(job.id, me, "paused", f"Job paused at step {result.steps}")
+                finish(job.id, me, JobStatus.paused, f"Job paused at step {result.steps}")
             else:
-                finish(job.id, me, "cancelled", f"Training stopped at step {result.steps}: job cancelled")
+                finish(job.id, me, JobStatus.cancelled, f"Training stopped at step {result.steps}: job cancelled")
             return result.status
     except LeaseLost as exc:
         log.warning("%s", exc)
         return "lease_lost"
     except TrainingError as exc:
-        finish(job.id, me, "failed", f"Job failed: {exc.message}",
+        finish(job.id, me, JobStatus.failed, f"Job failed: {exc.message}",
                {"code": exc.code, "message": exc.message, "param": exc.param}, level="error")
-        return "failed"
+        return JobStatus.failed
     except Exception as exc:  # noqa: BLE001 - the worker must survive any one job's failure
         log.exception("job %s crashed", job.id)
         code, message = describe_crash(exc)
-        finish(job.id, me, "failed", f"Job failed: {message}", {"code": code, "message": message, "param": None},
-               level="error")
-        return "failed"
+        finish(job.id, me, JobStatus.failed, f"Job failed: {message}",
+               {"code": code, "message": message, "param": None}, level="error")
+        return JobStatus.failed
     finally:
         shutil.rmtree(staging, ignore_errors=True)
         admit()  # a tenant's active count dropped: its next job may now go

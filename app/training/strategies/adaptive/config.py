@@ -1,11 +1,10 @@
 from __future__ import annotations
 
-from typing import Any
-
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from app.training.config import MethodSettings
 from app.training.masking import MaskingSettings
+from app.training.methods import TaskMethod
 
 
 def adapted_model_id(job_id: str) -> str:
@@ -23,9 +22,9 @@ class AdaptiveSettings(MethodSettings):
         'DAPT: id of an uploaded file (purpose fine-tune) of {"text": "..."} rows; other fields are ignored.'))
     tapt: bool = Field(False, description="TAPT: continue MLM on the training file's texts (labels ignored).")
     mlm: MaskingSettings = Field(default_factory=MaskingSettings, description="Masking of the MLM phases.")
-    then: dict[str, Any] | None = Field(None, description=(
-        'A task method trained on the adapted encoder in the same job, e.g. {"type": "lora", "lora": {"r": 8}}; '
-        "omitted: the job's result is the adapted encoder alone."))
+    then: TaskMethod | None = Field(None, description=(
+        'A task method trained on the adapted encoder in the same job, e.g. {"type": "lora", "lora": {"r": 8}}, '
+        "validated and resolved at submission; omitted: the job's result is the adapted encoder alone."))
 
     @classmethod
     def file_fields(cls) -> tuple[str, ...]:
@@ -36,26 +35,3 @@ class AdaptiveSettings(MethodSettings):
         if self.corpus_file is None and not self.tapt:
             raise ValueError("give corpus_file (domain-adaptive pretraining), tapt: true (task-adaptive), or both")
         return self
-
-    @field_validator("then")
-    @classmethod
-    def _task_method(cls, then: dict[str, Any] | None) -> dict[str, Any] | None:
-        if then is None:
-            return None
-        from app.training.registry import UnknownStrategyError, get_strategy  # the registry imports this module
-
-        kind = then.get("type")
-        if kind == "adaptive" or not isinstance(kind, str):
-            raise ValueError("then.type must name a task method such as 'supervised', 'lora' or 'bitfit'")
-        try:
-            spec = get_strategy(kind)
-        except UnknownStrategyError as exc:
-            raise ValueError(str(exc)) from None
-        if set(then) - {"type", kind}:
-            raise ValueError(f"then may hold only 'type' and '{kind}', got {sorted(then)}")
-        try:
-            settings = spec.settings_model.model_validate(then.get(kind) or {})
-        except ValidationError as exc:  # re-raised flat, so the error names the full path from `then`
-            first = exc.errors()[0]
-            raise ValueError(f"{'.'.join(map(str, (kind, *first['loc'])))}: {first['msg']}") from None
-        return {"type": kind, kind: settings.model_dump(mode="json", exclude_unset=True)}

@@ -13,19 +13,19 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from app.training.artifacts import directory_sha256, write_manifest
-from app.training.base import BaseModelRef, ProgressSink, TrainContext, TrainingError, TrainResult
-from app.training.checkpoints import fsync_tree, latest_complete_checkpoint
+from app.fsio import directory_sha256, fsync_tree, replace_dir
+from app.training.artifacts import write_manifest
+from app.training.base import BaseModelRef, ProducedModel, ProgressSink, TrainContext, TrainingError, TrainResult
+from app.training.checkpoints import latest_complete_checkpoint
 from app.training.data import DatasetError, load_classification_examples, load_texts
 from app.training.masking import MaskingSettings
 from app.training.mlm import MlmPhase, run_mlm
-from app.training.registry import get_strategy, run_strategy
+from app.training.registry import run_strategy
 from app.training.strategies.adaptive.config import AdaptiveSettings, adapted_model_id
 
 PHASE_DONE = "phase.json"
@@ -83,8 +83,7 @@ def _mlm_phase(ctx: TrainContext, name: str, encoder: Path, masking: MaskingSett
         return record
     (staging / PHASE_DONE).write_text(json.dumps(record))
     fsync_tree(staging)
-    shutil.rmtree(done_dir, ignore_errors=True)
-    os.replace(staging, done_dir)  # the phase counts as done only once its encoder is whole
+    replace_dir(staging, done_dir)  # the phase counts as done only once its encoder is whole
     ctx.sink.message(f"{name.upper()}: held-out MLM loss {result.before.get('mlm_loss', float('nan')):.4f} → "
                      f"{result.after.get('mlm_loss', float('nan')):.4f}, masked-token accuracy "
                      f"{result.before.get('mlm_accuracy', 0):.3f} → {result.after.get('mlm_accuracy', 0):.3f}",
@@ -93,22 +92,20 @@ def _mlm_phase(ctx: TrainContext, name: str, encoder: Path, masking: MaskingSett
 
 
 def _task_context(ctx: TrainContext, settings: AdaptiveSettings, encoder: Path, offset: int) -> TrainContext:
-    kind = settings.then["type"]
-    spec = get_strategy(kind)
-    task_settings = spec.settings_model.model_validate(settings.then.get(kind) or {})
-    n_train = len(load_classification_examples(ctx.train_file))
-    hp = task_settings.hyperparameters.resolve(n_train, spec.default_learning_rate, ctx.hyperparameters.seed)
+    then = settings.then
+    if then.hyperparameters is None:  # the job API resolves nested methods at submission
+        raise TypeError("adaptive.then reached the strategy unresolved; pass it through resolve_method")
     checkpoints = ctx.checkpoint_dir / "task"
     return dataclasses.replace(
-        ctx, method=kind, settings=task_settings.model_dump(mode="json", exclude={"hyperparameters"}),
-        hyperparameters=hp, checkpoint_dir=checkpoints, resume_from=latest_complete_checkpoint(checkpoints),
+        ctx, method=then.type, settings=then.settings, hyperparameters=then.hyperparameters,
+        checkpoint_dir=checkpoints, resume_from=latest_complete_checkpoint(checkpoints),
         base_model=BaseModelRef(id=adapted_model_id(ctx.job_id), path=encoder,
                                 sha256=directory_sha256(encoder)),
         sink=OffsetSink(ctx.sink, offset))
 
 
 def train(ctx: TrainContext) -> TrainResult:
-    settings = AdaptiveSettings.model_validate(ctx.settings)
+    settings = ctx.settings_as(AdaptiveSettings)
     phases = (["dapt"] if settings.corpus_file else []) + (["tapt"] if settings.tapt else [])
     encoder, records = ctx.base_model.path, []
     for name in phases:
@@ -124,7 +121,8 @@ def train(ctx: TrainContext) -> TrainResult:
         if task.status != "succeeded":
             shutil.rmtree(ctx.output_dir / "encoder", ignore_errors=True)
             return _result(task.status, records, task)
-    result = _result("succeeded", records, task)
+    result = dataclasses.replace(_result("succeeded", records, task),
+                                 produced_model=ProducedModel(id=adapted_model_id(ctx.job_id), path="encoder"))
     _write_manifest(ctx, settings, records, result)
     return result
 
@@ -148,12 +146,12 @@ def _write_manifest(ctx: TrainContext, settings: AdaptiveSettings, records: list
         manifest = json.loads(path.read_text())
         path.unlink()
         fields = {k: v for k, v in manifest.items() if k not in ("format_version", "files")}
-        write_manifest(ctx.output_dir, **{**fields, "method": "adaptive", "task_method": settings.then["type"],
+        write_manifest(ctx.output_dir, **{**fields, "method": ctx.method, "task_method": settings.then.type,
                                           "trained_tokens": result.trained_tokens, "flops": result.flops,
                                           "steps": result.steps, "adaptive": adaptive})
         return
-    write_manifest(ctx.output_dir, job_id=ctx.job_id, method="adaptive", task="masked_lm",
+    write_manifest(ctx.output_dir, job_id=ctx.job_id, method=ctx.method, task="masked_lm",
                    base_model=adaptive["base_model"], metrics=result.metrics, trained_tokens=result.trained_tokens,
                    flops=result.flops, steps=result.steps, hyperparameters=dataclasses.asdict(ctx.hyperparameters),
-                   settings=ctx.settings, adaptive=adaptive, created_at=datetime.now(UTC).isoformat())
+                   settings=ctx.settings_record(), adaptive=adaptive, created_at=datetime.now(UTC).isoformat())
 

@@ -1,0 +1,9 @@
+"""BitFit (Ben-Zaken et al. 2021): only bias terms train; the artifact is a delta of those tensors."""
+from app.training.config import AutoRule
+from app.training.registry import StrategySpec, register_strategy
+from app.training.strategies.bitfit.config import BitFitSettings
+
+SPEC = register_strategy(StrategySpec(
+    name="bitfit", settings_model=BitFitSettings, entrypoint=f"{__name__}.strategy:train",
+    paper="Ben-Zaken et al. 2021, BitFit", auto=AutoRule(learning_rate=1e-3),
+    artifact_files=("delta/delta.safetensors",), reload="tuneforge"))

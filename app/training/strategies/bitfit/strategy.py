@@ -11,13 +11,14 @@ from safetensors.torch import save_file
 
 from app.training.base import TrainContext, TrainResult
 from app.training.checkpoints import trainable_state
-from app.training.loop import run_classification
+from app.training.classification import run_classification
+from app.training.strategies.bitfit.config import BitFitSettings
 
 HEAD_PREFIXES = ("classifier.", "score.", "pre_classifier.")
 
 
 def _prepare(model, ctx: TrainContext, new_parameters: set[str]):
-    train_head = ctx.settings.get("train_head", True)
+    train_head = ctx.settings_as(BitFitSettings).train_head
     for name, param in model.named_parameters():
         is_new = name in new_parameters or name.startswith(HEAD_PREFIXES)
         param.requires_grad_(name.endswith(".bias") or (train_head and is_new))

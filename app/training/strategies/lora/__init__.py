@@ -1,0 +1,9 @@
+"""LoRA (Hu et al. 2021): low-rank updates of chosen linear layers, a peft adapter as artifact."""
+from app.training.config import AutoRule
+from app.training.registry import StrategySpec, register_strategy
+from app.training.strategies.lora.config import LoraSettings
+
+SPEC = register_strategy(StrategySpec(
+    name="lora", settings_model=LoraSettings, entrypoint=f"{__name__}.strategy:train",
+    paper="Hu et al. 2021, LoRA", auto=AutoRule(learning_rate=5e-4),
+    artifact_files=("adapter/adapter_model.safetensors", "adapter/adapter_config.json"), reload="peft"))

@@ -1,4 +1,4 @@
-"""Sequence classification, the task every classification strategy shares.
+"""Sequence classification, the task every task method (supervised, LoRA, BitFit, …) shares.
 
 A strategy only decides which parameters train (`prepare`) and how the result is saved (`save`);
 data, the per-epoch shuffle (seeded with seed + epoch, so a resumed run sees exactly the batches
@@ -20,7 +20,7 @@ import torch
 from app.training.artifacts import label_kwargs, write_manifest
 from app.training.aux_mlm import attach_aux_mlm
 from app.training.base import TrainContext, TrainingError, TrainResult
-from app.training.checkpoints import latest_complete_checkpoint
+from app.training.config import TaskMethodSettings
 from app.training.data import DatasetError, Example, load_classification_examples, validate_classification_file
 from app.training.engine import Run, batch_seed, epoch_batches, finite, optimize, seed_everything
 from app.training.masking import MaskingSettings, MlmMasker
@@ -33,7 +33,7 @@ Prepare = Callable[[torch.nn.Module, TrainContext, set[str]], torch.nn.Module]
 # save(model, tokenizer, output_dir, ctx, new_parameters)
 Save = Callable[[torch.nn.Module, Any, Path, TrainContext, set[str]], None]
 
-__all__ = ["run_classification", "latest_complete_checkpoint"]
+__all__ = ["run_classification"]
 
 
 @dataclass
@@ -86,7 +86,7 @@ def _evaluate(model, data: Batches, device, batch_size: int = 64) -> tuple[dict[
 
 
 def _aux_masker(ctx: TrainContext, tokenizer: Any, examples: list[Example]) -> MlmMasker:
-    settings = MaskingSettings.model_validate(ctx.settings.get("aux_mlm") or {})
+    settings = ctx.settings_as(TaskMethodSettings).aux_mlm or MaskingSettings()
     vocab = pmi_vocabulary(settings, [e.text for e in examples], tokenizer,
                            param=f"method.{ctx.method}.aux_mlm.pmi_min_count")
     return MlmMasker.from_tokenizer(tokenizer, settings, vocab, generator=torch.Generator())
@@ -116,7 +116,7 @@ def run_classification(ctx: TrainContext, prepare: Prepare, save: Save) -> Train
         hp = dataclasses.replace(hp, max_length=limit)
     new_parameters = set(info["missing_keys"])
     model = prepare(model, ctx, new_parameters).to(device)
-    aux_weight = ctx.settings.get("aux_mlm_weight") or 0.0
+    aux_weight = ctx.settings_as(TaskMethodSettings).aux_mlm_weight
     trained = attach_aux_mlm(model, ctx.base_model.path, aux_weight, ctx.sink) if aux_weight else model
     train = tokenize(tokenizer, train_examples, label_index, hp.max_length)
     valid = tokenize(tokenizer, valid_examples, label_index, hp.max_length) if valid_examples else None
@@ -152,7 +152,7 @@ def run_classification(ctx: TrainContext, prepare: Prepare, save: Save) -> Train
     write_manifest(ctx.output_dir, job_id=ctx.job_id, method=ctx.method, task="sequence_classification",
                    base_model={"id": ctx.base_model.id, "sha256": ctx.base_model.sha256}, labels=labels,
                    metrics=final_metrics, trained_tokens=run.trained_tokens, flops=run.flops, steps=run.step,
-                   hyperparameters=dataclasses.asdict(hp), settings=ctx.settings,
+                   hyperparameters=dataclasses.asdict(hp), settings=ctx.settings_record(),
                    parameters={"total": run.total_parameters, "trainable": run.trainable_parameters},
                    created_at=datetime.now(UTC).isoformat())
     return TrainResult("succeeded", run.step, run.trained_tokens, run.flops, final_metrics)

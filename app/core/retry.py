@@ -1,4 +1,5 @@
-"""Database writes from a worker survive a PostgreSQL restart: retried with backoff."""
+"""Database writes from background work (the worker, the maintenance loop) survive a PostgreSQL
+restart: each runs in its own transaction, retried with backoff on connection failures."""
 from __future__ import annotations
 
 import logging
@@ -7,6 +8,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.orm import Session
 
 from app.core.db import session_scope
 
@@ -14,7 +16,7 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 
-def with_db(fn: Callable, attempts: int = 8, first_delay: float = 0.25) -> T:
+def with_db(fn: Callable[[Session], T], attempts: int = 8, first_delay: float = 0.25) -> T:
     """Run `fn(session)` in its own transaction, retrying connection failures with backoff."""
     delay = first_delay
     for attempt in range(1, attempts + 1):

@@ -13,12 +13,14 @@ from sqlalchemy import select, text
 
 from app.core.config import get_settings
 from app.core.queue import job_ids_held_by_broker
+from app.core.retry import with_db
+from app.files.sweeper import sweep_orphan_files
+from app.jobs import state
 from app.jobs.dispatch import admit
-from app.jobs.service import record_event
+from app.jobs.events import record_event
 from app.models import Job
 from app.models.base import utcnow
-from workers.retry import with_db
-from workers.tasks.sweeper import sweep_orphan_files
+from app.models.job import JobStatus
 
 log = logging.getLogger(__name__)
 LOCK_KEY = 0x7475_6E65  # "tune"
@@ -28,24 +30,10 @@ def reap_stale(session) -> list[str]:
     """Running jobs whose worker stopped beating go back to the queue, or fail after max attempts."""
     settings = get_settings()
     cutoff = utcnow() - timedelta(seconds=settings.heartbeat_timeout)
-    stale = list(session.scalars(select(Job).where(Job.status.in_(("running", "pausing")),
+    stale = list(session.scalars(select(Job).where(Job.status.in_(state.HELD_BY_WORKER),
                                                    Job.heartbeat_at < cutoff).with_for_update(skip_locked=True)))
     for job in stale:
-        silent = int((utcnow() - job.heartbeat_at).total_seconds())
-        if job.status == "pausing":  # it was stopping anyway: keep it paused at its last checkpoint
-            job.status, job.worker_id = "paused", None
-            record_event(session, job.id, f"Worker lost while pausing (no heartbeat for {silent}s); job paused "
-                                          "at its last complete checkpoint", level="warning")
-        elif job.attempt >= settings.max_attempts:
-            message = (f"The worker running this job stopped responding {job.attempt} times "
-                       f"(no heartbeat for {silent}s); giving up after {settings.max_attempts} attempts.")
-            job.status, job.finished_at = "failed", utcnow()
-            job.error = {"code": "worker_lost", "message": message, "param": None}
-            record_event(session, job.id, message, level="error")
-        else:
-            job.status, job.worker_id, job.enqueued_at = "queued", None, None
-            record_event(session, job.id, f"Worker lost (no heartbeat for {silent}s); re-queued for attempt "
-                                          f"{job.attempt + 1} of {settings.max_attempts}", level="warning")
+        state.reap(session, job, int((utcnow() - job.heartbeat_at).total_seconds()), settings.max_attempts)
     return [job.id for job in stale]
 
 
@@ -53,7 +41,7 @@ def lost_messages(session) -> list[str]:
     """Queued jobs sent a while ago whose message the broker no longer holds (Redis flushed or
     restarted without persistence): marked unsent so this pass sends them again."""
     cutoff = utcnow() - timedelta(seconds=get_settings().resend_after)
-    candidates = list(session.scalars(select(Job).where(Job.status == "queued", Job.enqueued_at < cutoff)))
+    candidates = list(session.scalars(select(Job).where(Job.status == JobStatus.queued, Job.enqueued_at < cutoff)))
     if not candidates:
         return []
     held = job_ids_held_by_broker()

@@ -1,0 +1,17 @@
+"""A job's history lines. Its own module so that app.jobs.state (which records an event with
+every transition) and app.jobs.service can both use it without importing each other."""
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from app.core.ids import new_id
+from app.models import JobEvent
+
+
+def record_event(session: Session, job_id: str, message: str, *, type: str = "message",
+                 level: str = "info", data: dict[str, Any] | None = None) -> JobEvent:
+    event = JobEvent(id=new_id("ftevent-"), job_id=job_id, message=message, type=type, level=level, data=data)
+    session.add(event)
+    return event

@@ -1,0 +1,129 @@
+"""The one method parser: `{"type": t, t: {...}}` → a validated, typed `Method`.
+
+The job API, nested methods (`adaptive.then`, later `multitask` and chains) and the worker reading a
+stored job all go through `parse_method`; `resolve_method` turns every "auto" hyper-parameter of a
+method and of the methods nested in it into concrete values once, at submission. The resolved
+method's wire form (`method_wire`) is what the job stores and shows; parsing it again (with
+`resolved=True`) gives the same method back.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from typing import Annotated, Any
+
+from pydantic import PlainSerializer, PlainValidator, ValidationError, ValidationInfo, WithJsonSchema
+
+from app.training.config import RESOLVED, Hyperparameters, MethodSettings
+from app.training.registry import (StrategySpec, UnknownStrategyError, default_strategy, get_strategy,
+                                   list_strategies, task_method_names)
+
+
+class MethodError(ValueError):
+    """A method spec that cannot be used; `param` is the dotted path of the offending field."""
+
+    def __init__(self, message: str, param: str, code: str | None = None):
+        super().__init__(message)
+        self.message, self.param, self.code = message, param, code
+
+
+@dataclass(frozen=True)
+class Method:
+    """A validated method: its spec, its typed settings and, once resolved, its hyper-parameters."""
+
+    spec: StrategySpec
+    settings: MethodSettings
+    hyperparameters: Hyperparameters | None = None
+
+    @property
+    def type(self) -> str:
+        return self.spec.name
+
+
+def _first_error(exc: ValidationError, prefix: str) -> tuple[str, str]:
+    """(param, message) of a pydantic error, the param being the full dotted path from the method."""
+    first = exc.errors()[0]
+    loc = ".".join(str(part) for part in first["loc"])
+    extra = f" ({len(exc.errors()) - 1} more problem(s))" if len(exc.errors()) > 1 else ""
+    return ".".join(p for p in (prefix, loc) if p), f"{first['msg']}{extra}"
+
+
+def parse_method(raw: Any, *, param: str = "method", task_only: bool = False, resolved: bool = False) -> Method:
+    """Validate `{"type": t, t: {...}}` (None: the default method). `task_only` refuses methods that
+    do not train the labelled task (a nested method's place); `resolved` accepts a stored method."""
+    if raw is None:
+        raw = {"type": default_strategy().name}
+    if not isinstance(raw, dict):
+        raise MethodError(f"{param} must be an object such as {{\"type\": \"{default_strategy().name}\"}}.", param)
+    kind = raw.get("type")
+    if not isinstance(kind, str) or len(kind) > 64:
+        raise MethodError(f"{param}.type must name a strategy, one of: {', '.join(_names(task_only))}.",
+                          f"{param}.type")
+    try:
+        spec = get_strategy(kind)
+    except UnknownStrategyError as exc:
+        raise MethodError(str(exc), f"{param}.type", code="unknown_method") from None
+    if task_only and not spec.trains_task:
+        raise MethodError(f"{param}.type must name a task method, one of: {', '.join(_names(True))}; "
+                          f"{kind!r} does not train the labelled task.", f"{param}.type")
+    unknown = set(raw) - {"type", kind}
+    if unknown:
+        raise MethodError(f"Unknown key(s) in {param}: {sorted(unknown)}; settings go in {param}.{kind}.", param)
+    try:
+        settings = spec.settings_model.model_validate(raw.get(kind) or {}, context={RESOLVED: resolved})
+    except ValidationError as exc:
+        where, message = _first_error(exc, f"{param}.{kind}")
+        raise MethodError(f"Invalid {where}: {message}.", where) from None
+    return Method(spec, settings)
+
+
+def _names(task_only: bool) -> list[str]:
+    return task_method_names() if task_only else [s.name for s in list_strategies()]
+
+
+def resolve_method(method: Method, n_train: int | None, seed: int) -> Method:
+    """Every "auto" replaced, in this method and the methods nested in its settings, for a training
+    file of `n_train` examples (None: the method was resolved before; nothing is "auto")."""
+    nested = {name: resolve_method(value, n_train, seed) for name, value in method.settings
+              if isinstance(value, Method)}
+    settings = method.settings.model_copy(update=nested) if nested else method.settings
+    return replace(method, settings=settings,
+                   hyperparameters=method.settings.hyperparameters.resolve(n_train, method.spec.auto, seed))
+
+
+def wire_hyperparameters(method: Method) -> dict[str, Any]:
+    """A resolved method's hyper-parameters as the job shows them (OpenAI's keys first; no seed)."""
+    hp = asdict(method.hyperparameters)
+    hp.pop("seed")
+    multiplier = hp["learning_rate"] / method.spec.auto.learning_rate
+    return {"n_epochs": hp.pop("n_epochs"), "batch_size": hp.pop("batch_size"),
+            "learning_rate": hp.pop("learning_rate"), "learning_rate_multiplier": multiplier, **hp}
+
+
+def method_wire(method: Method) -> dict[str, Any]:
+    """`{"type": t, t: {...}}` (nested methods in this form too). Once resolved: every setting, defaults
+    included, and every concrete hyper-parameter; before: only what was given."""
+    resolved = method.hyperparameters is not None
+    settings = method.settings.model_dump(mode="json", exclude_unset=not resolved, exclude={"hyperparameters"})
+    for name, value in method.settings:
+        if isinstance(value, Method):
+            settings[name] = method_wire(value)
+    if resolved:
+        settings["hyperparameters"] = wire_hyperparameters(method)
+    elif "hyperparameters" in method.settings.model_fields_set:
+        settings["hyperparameters"] = method.settings.hyperparameters.model_dump(mode="json", exclude_unset=True)
+    return {"type": method.type, method.type: settings}
+
+
+def _nested_task_method(value: Any, info: ValidationInfo) -> Method:
+    if isinstance(value, Method):
+        return value
+    resolved = bool(info.context and info.context.get(RESOLVED))
+    try:
+        return parse_method(value, param=info.field_name or "method", task_only=True, resolved=resolved)
+    except MethodError as exc:  # pydantic adds the outer path; the message keeps the inner one
+        raise ValueError(exc.message.removeprefix("Invalid ").rstrip(".")) from None
+
+
+# A settings field holding another task method (e.g. adaptive's `then`), validated by parse_method.
+TaskMethod = Annotated[Method, PlainValidator(_nested_task_method), PlainSerializer(method_wire),
+                       WithJsonSchema({"type": "object", "description": '{"type": "<method>", "<method>": {...}}'})]

@@ -1,0 +1,38 @@
+"""Helpers for every method that wraps the `peft` library (LoRA, IA3, prefix/prompt tuning, …).
+
+A task head (and sometimes a pooler) is missing from the base checkpoint and starts random: it must
+train whole and ship inside the adapter (`modules_to_save`), never be adapted itself.
+"""
+from __future__ import annotations
+
+import torch
+
+from app.training.base import TrainContext, TrainingError
+
+
+def new_module_names(new_parameters: set[str]) -> list[str]:
+    """Modules (paths below the model's base prefix) holding weights the base checkpoint lacked."""
+    return sorted({key.rsplit(".", 1)[0].split(".", 1)[-1] for key in new_parameters})
+
+
+def linear_module_names(model: torch.nn.Module, exclude: set[str] = frozenset()) -> list[str]:
+    """Short names of the model's linear layers (what peft's target_modules matches on)."""
+    return sorted({name.rsplit(".", 1)[-1] for name, m in model.named_modules()
+                   if isinstance(m, torch.nn.Linear) and not any(name.endswith(x) for x in exclude)})
+
+
+def checked_targets(model: torch.nn.Module, ctx: TrainContext, targets: list[str], new_modules: list[str]) -> list[str]:
+    """`targets` if every one names a linear layer of the base (not a new module), else a TrainingError
+    naming the choices, reported on `method.<type>.target_modules`."""
+    available = linear_module_names(model, exclude=set(new_modules))
+    missing = [t for t in targets if t not in available]
+    if missing:
+        raise TrainingError(f"target_modules {missing} are not linear layers of {ctx.base_model.id}; "
+                            f"choose from {available}", code="invalid_method_settings",
+                            param=f"method.{ctx.method}.target_modules")
+    return targets
+
+
+def save_adapter(model, tokenizer, output_dir, ctx: TrainContext, new_parameters: set[str]) -> None:
+    """`adapter/`: peft's adapter_config.json + adapter_model.safetensors, head included."""
+    model.save_pretrained(output_dir / "adapter")
