@@ -10,9 +10,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from app.training.artifacts import directory_sha256
+from app.fsio import directory_sha256
 from app.training.base import BaseModelRef, TrainContext
-from app.training.registry import get_strategy, run_strategy
+from app.training.methods import parse_method, resolve_method
+from app.training.registry import run_strategy
 
 
 class QuietSink:
@@ -35,13 +36,10 @@ def bare_run(method: str, train: Path, out: Path, settings: dict, seed: int = 0,
              base: Path | None = None, validation: Path | None = None,
              input_files: dict[str, Path] | None = None) -> dict:
     base = base or minilm_path()
-    spec = get_strategy(method)
-    parsed = spec.settings_model.model_validate(settings)
     n_train = sum(1 for line in open(train) if line.strip())
-    hyper = parsed.hyperparameters.resolve(n_train, spec.default_learning_rate, seed)
+    parsed = resolve_method(parse_method({"type": method, method: settings}), n_train, seed)
     out.mkdir(parents=True, exist_ok=True)
-    ctx = TrainContext(job_id="bare", method=method, settings=parsed.model_dump(exclude={"hyperparameters"}),
-                       hyperparameters=hyper, base_model=BaseModelRef("minilm-l6", base, directory_sha256(base)),
+    ctx = TrainContext(job_id="bare", method=method, settings=parsed.settings, hyperparameters=parsed.hyperparameters, base_model=BaseModelRef("minilm-l6", base, directory_sha256(base)),
                        train_file=train, validation_file=validation, output_dir=out,
                        checkpoint_dir=Path(tempfile.mkdtemp(prefix="bare-ckpt-")), sink=QuietSink(),
                        input_files=input_files or {})

@@ -93,17 +93,12 @@ def bare_endpoint(dep: Deployment):
     import subprocess
 
     from app.core.embedded import free_port
-    from bench.deployment import ROOT
+    from tests.harness import ROOT, wait_http
 
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "bench.bare_app:app", "--port", str(port),
                              "--log-level", "warning"], env=dep.env, cwd=ROOT)
-    for _ in range(300):
-        try:
-            httpx.get(f"http://127.0.0.1:{port}/docs", timeout=1)
-            break
-        except httpx.HTTPError:
-            time.sleep(0.1)
+    wait_http(f"http://127.0.0.1:{port}/docs", proc, timeout=30, interval=0.1)
     return proc, f"http://127.0.0.1:{port}"
 
 

@@ -27,7 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.bare_run import minilm_path  # noqa: E402
 from bench.data import load_bbc_news, write_jsonl  # noqa: E402
-from bench.deployment import ROOT, Deployment  # noqa: E402
+from bench.deployment import Deployment  # noqa: E402
+from tests.harness import ROOT  # noqa: E402
 
 
 
