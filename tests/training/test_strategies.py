@@ -234,3 +234,17 @@ def test_supervised_actually_learns_the_toy_task(make_ctx):
     losses = [m["train_loss"] for m in ctx.sink.of("metrics") if "train_loss" in m]
     assert losses[0] > 0.65 and losses[-1] < 0.5
 
+
+def test_ia3_rescales_chosen_layers_and_refuses_unknown_ones(make_ctx):
+    from app.training.methods import MethodError, parse_method
+
+    ctx = make_ctx("ia3", {"target_modules": ["key", "value", "dense"], "feedforward_modules": ["dense"]}, n_valid=0)
+    assert run_strategy(ctx).status == "succeeded"
+    config = json.loads((ctx.output_dir / "adapter" / "adapter_config.json").read_text())
+    assert config["peft_type"] == "IA3" and set(config["target_modules"]) == {"key", "value", "dense"}
+    with pytest.raises(TrainingError) as info:
+        run_strategy(make_ctx("ia3", {"target_modules": ["nope"]}, output="bad"))
+    assert info.value.param == "method.ia3.target_modules" and "'query'" in info.value.message
+    with pytest.raises(MethodError) as refused:
+        parse_method({"type": "ia3", "ia3": {"target_modules": ["key"], "feedforward_modules": ["dense"]}})
+    assert "not among target_modules" in refused.value.message
