@@ -4,9 +4,10 @@ Layout of a classification job's output directory:
   manifest.json              format_version, job_id, method, task, base_model {id, sha256}, labels
                              (id2label order), files {name: {bytes, sha256}}, metrics, trained_tokens,
                              flops, steps, hyperparameters, settings
-  model/                     supervised: save_pretrained + tokenizer (plain transformers)
-  adapter/                   lora: adapter_config.json + adapter_model.safetensors (plain peft)
-  delta/delta.safetensors    bitfit: only the changed tensors, by state_dict name
+  model/                     a whole model (supervised): save_pretrained + tokenizer (plain transformers)
+  adapter/                   peft methods (lora, ia3, …): adapter_config.json + adapter_model.safetensors
+  delta/delta.safetensors    delta methods (bitfit, …): only the changed tensors, by state_dict name
+  (each method's StrategySpec names its files and how they apply over the base)
   eval/predictions.jsonl     with a validation file: {"index", "label", "predicted", "logits"} per row
 
 Importing this module does not import torch (reading or checking a manifest needs none).
@@ -20,6 +21,7 @@ from typing import Any
 
 from app.fsio import directory_sha256, sha256_file
 from app.training.base import TrainingError
+from app.training.registry import get_strategy
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
@@ -85,7 +87,8 @@ def verify_files(artifact_dir: Path, manifest: dict[str, Any]) -> None:
 
 
 def load_classifier(artifact_dir: Path, base_model_dir: Path | None = None):
-    """(model in eval mode, tokenizer, labels) for a supervised, LoRA or BitFit artifact.
+    """(model in eval mode, tokenizer, labels) for a task method's artifact: a whole `model/`, or one
+    its method's spec applies over the base (`StrategySpec.apply`).
 
     Refuses (code "base_model_mismatch") when `base_model_dir`'s content hash differs from the
     manifest's. A full `model/` artifact needs no base, so `base_model_dir` is optional there but
@@ -99,42 +102,21 @@ def load_classifier(artifact_dir: Path, base_model_dir: Path | None = None):
     labels = manifest["labels"]
     if base_model_dir is not None:
         check_base(manifest, Path(base_model_dir))
-    if (artifact_dir / "model").is_dir():
+    apply = get_strategy(manifest.get("task_method") or manifest["method"]).load_apply()
+    if apply is None:  # a whole model
         model = AutoModelForSequenceClassification.from_pretrained(artifact_dir / "model")
         tokenizer = AutoTokenizer.from_pretrained(artifact_dir / "model")
     elif base_model_dir is None:
         raise TrainingError("This artifact applies over a base model; pass the base model's directory.",
                             code="base_model_required")
     else:
-        model = AutoModelForSequenceClassification.from_pretrained(base_model_dir, **label_kwargs(labels))
+        model = apply(AutoModelForSequenceClassification.from_pretrained(base_model_dir, **label_kwargs(labels)),
+                      artifact_dir)
         tokenizer = AutoTokenizer.from_pretrained(base_model_dir)
-        if (artifact_dir / "adapter").is_dir():
-            from peft import PeftModel
-
-            model = PeftModel.from_pretrained(model, artifact_dir / "adapter")
-        elif (artifact_dir / "delta").is_dir():
-            _apply_delta(model, artifact_dir / "delta" / "delta.safetensors")
-        else:
-            raise TrainingError(f"{artifact_dir} holds no model/, adapter/ or delta/ directory",
-                                code="invalid_artifact")
     max_length = manifest.get("hyperparameters", {}).get("max_length")
     if max_length:
         tokenizer.model_max_length = max_length
     return model.eval(), tokenizer, labels
-
-
-def _apply_delta(model, path: Path) -> None:
-    import torch
-    from safetensors.torch import load_file
-
-    delta, state = load_file(path), model.state_dict()
-    wrong = [k for k, v in delta.items() if k not in state or state[k].shape != v.shape]
-    if wrong:
-        raise TrainingError(f"the delta names tensors the base model lacks or shapes it differently: "
-                            f"{sorted(wrong)[:5]}", code="base_model_mismatch")
-    with torch.no_grad():
-        for name, tensor in delta.items():
-            state[name].copy_(tensor)
 
 
 def predict(model, tokenizer, examples: list, labels: list | None = None, batch_size: int = 32) -> list[dict[str, Any]]:

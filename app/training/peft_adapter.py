@@ -36,3 +36,10 @@ def checked_targets(model: torch.nn.Module, ctx: TrainContext, targets: list[str
 def save_adapter(model, tokenizer, output_dir, ctx: TrainContext, new_parameters: set[str]) -> None:
     """`adapter/`: peft's adapter_config.json + adapter_model.safetensors, head included."""
     model.save_pretrained(output_dir / "adapter")
+
+
+def apply_adapter(model, artifact_dir):
+    """Load `adapter/` (peft's format) over the base classifier."""
+    from peft import PeftModel
+
+    return PeftModel.from_pretrained(model, artifact_dir / "adapter")

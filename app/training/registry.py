@@ -10,7 +10,8 @@ import importlib
 import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
 
 from app.training.base import TrainContext, TrainResult
 from app.training.config import AutoRule, MethodSettings
@@ -37,6 +38,9 @@ class StrategySpec:
     auto: AutoRule  # what "auto" hyper-parameters resolve to, and where the rule comes from
     artifact_files: tuple[str, ...]  # files every artifact holds besides manifest.json; the weights file first
     reload: Reload
+    # "module:function" applying an artifact over a freshly loaded base classifier,
+    # apply(model, artifact_dir) -> model; None: the artifact's `model/` is a whole model
+    apply: str | None = None
     task_kinds: tuple[str, ...] = ("sequence_classification",)
     base_model_kinds: tuple[str, ...] = ("encoder",)
     default: bool = False  # the method of a job that names none
@@ -47,8 +51,15 @@ class StrategySpec:
         return "sequence_classification" in self.task_kinds
 
     def load(self) -> Callable[[TrainContext], TrainResult]:
-        module, _, function = self.entrypoint.partition(":")
-        return getattr(importlib.import_module(module), function)
+        return _resolve(self.entrypoint)
+
+    def load_apply(self) -> Callable[[Any, Path], Any] | None:
+        return _resolve(self.apply) if self.apply else None
+
+
+def _resolve(reference: str) -> Callable:
+    module, _, function = reference.partition(":")
+    return getattr(importlib.import_module(module), function)
 
 
 _STRATEGIES: dict[str, StrategySpec] = {}

@@ -6,4 +6,5 @@ from app.training.strategies.bitfit.config import BitFitSettings
 SPEC = register_strategy(StrategySpec(
     name="bitfit", settings_model=BitFitSettings, entrypoint=f"{__name__}.strategy:train",
     paper="Ben-Zaken et al. 2021, BitFit", auto=AutoRule(learning_rate=1e-3),
-    artifact_files=("delta/delta.safetensors",), reload="tuneforge"))
+    artifact_files=("delta/delta.safetensors",), reload="tuneforge",
+    apply="app.training.delta:apply_delta"))

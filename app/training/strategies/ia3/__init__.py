@@ -7,4 +7,5 @@ SPEC = register_strategy(StrategySpec(
     name="ia3", settings_model=IA3Settings, entrypoint=f"{__name__}.strategy:train",
     paper="Liu et al. 2022, (IA)³ / T-Few",
     auto=AutoRule(learning_rate=3e-3, source="Liu et al. 2022 (T-Few): lr 3e-3; 3 epochs"),
-    artifact_files=("adapter/adapter_model.safetensors", "adapter/adapter_config.json"), reload="peft"))
+    artifact_files=("adapter/adapter_model.safetensors", "adapter/adapter_config.json"), reload="peft",
+    apply="app.training.peft_adapter:apply_adapter"))

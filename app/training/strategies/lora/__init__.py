@@ -6,4 +6,5 @@ from app.training.strategies.lora.config import LoraSettings
 SPEC = register_strategy(StrategySpec(
     name="lora", settings_model=LoraSettings, entrypoint=f"{__name__}.strategy:train",
     paper="Hu et al. 2021, LoRA", auto=AutoRule(learning_rate=5e-4),
-    artifact_files=("adapter/adapter_model.safetensors", "adapter/adapter_config.json"), reload="peft"))
+    artifact_files=("adapter/adapter_model.safetensors", "adapter/adapter_config.json"), reload="peft",
+    apply="app.training.peft_adapter:apply_adapter"))
