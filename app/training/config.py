@@ -12,18 +12,38 @@ from app.training.masking.settings import MaskingSettings
 Auto = Literal["auto"]
 
 
+Scheduler = Literal["linear", "cosine", "constant"]
+Preset = Literal["quality", "fast"]
+
+
 @dataclass(frozen=True)
 class AutoRule:
     """What "auto" resolves to for one method (declared in its StrategySpec); `source` names where
-    the numbers come from (a paper, the PEFT docs, or a grid in bench/)."""
+    the numbers come from (a paper, the PEFT docs, or bench/peft.py's grid).
+
+    Epochs follow the data size: enough epochs for about `target_steps` optimizer steps, between
+    `min_epochs` and `max_epochs` — small files need many passes (parameter-efficient methods most),
+    large ones few. The "fast" preset caps epochs at `min_epochs` (the quality/time trade-off is
+    measured in bench/peft.py).
+    """
 
     learning_rate: float
-    n_epochs: int = 3
-    source: str = "BERT's fine-tuning recipe (Devlin et al. 2019): 3 epochs"
+    max_epochs: int = 3
+    min_epochs: int = 3
+    target_steps: int = 500
+    warmup_ratio: float = 0.06
+    lr_scheduler: Scheduler = "linear"
+    source: str = "BERT's fine-tuning recipe (Devlin et al. 2019): 3 epochs, linear decay, 6% warm-up"
 
     def batch_size(self, n_train: int) -> int:
         """n_train // 50 clamped to [4, 32]: about 50 steps per epoch on small files."""
         return max(4, min(32, n_train // 50))
+
+    def n_epochs(self, n_train: int, batch_size: int, preset: Preset = "quality") -> int:
+        if preset == "fast":
+            return self.min_epochs
+        steps_per_epoch = math.ceil(n_train / batch_size)
+        return max(self.min_epochs, min(self.max_epochs, math.ceil(self.target_steps / steps_per_epoch)))
 
 
 @dataclass
@@ -39,6 +59,9 @@ class Hyperparameters:
     weight_decay: float = 0.0
     checkpoint_every: int | None = None  # optimizer steps; None = once per epoch
     eval_every: int | None = None  # optimizer steps; None = once per epoch
+    lr_scheduler: Scheduler = "linear"
+    max_grad_norm: float | None = 1.0  # None: no clipping
+    select_best: bool = True  # with a validation file: the artifact is the best evaluated checkpoint
 
 
 # validation context key: the input is a stored, already resolved method (see app.training.methods)
@@ -50,6 +73,7 @@ _RANGES: dict[str, tuple[float, float, bool]] = {
     "batch_size": (1, 1024, True),
     "learning_rate": (0.0, 1.0, False),
     "learning_rate_multiplier": (0.0, 100.0, False),
+    "warmup_ratio": (0.0, 0.5, True),
 }
 
 
@@ -65,12 +89,23 @@ class HyperparameterSettings(BaseModel):
         "auto", description="OpenAI's knob: a multiple (0, 100] of the method's default learning rate."
     )
     max_length: int = Field(128, ge=8, le=2048, description="Tokens per example after truncation.")
-    warmup_ratio: float = Field(0.06, ge=0, le=0.5, description="Fraction of steps with linear warmup.")
+    warmup_ratio: float | Auto = Field("auto", description=(
+        "Fraction of steps with linear warm-up, in [0, 0.5]; auto = the method's rule (usually 0.06)."))
+    lr_scheduler: Scheduler | Auto = Field("auto", description=(
+        "Learning-rate decay after warm-up: linear (to 0), cosine (to 0) or constant; auto = the method's rule."))
+    max_grad_norm: float | None = Field(1.0, gt=0, le=1000, description=(
+        "Clip the gradients' global norm to this (1.0, as the Hugging Face Trainer does); null: no clipping."))
+    select_best: bool = Field(True, description=(
+        "With a validation file: keep the evaluated checkpoint with the best validation accuracy (ties: lower "
+        "loss, then the earlier) as the artifact; the events say which step. Without one: the last step."))
+    preset: Preset = Field("quality", description=(
+        "How 'auto' epochs trade time for accuracy: quality = the method's rule for the data size (up to "
+        "10 epochs on small files for parameter-efficient methods); fast = the rule's minimum (3)."))
     weight_decay: float = Field(0.0, ge=0, le=1, description="AdamW decoupled weight decay.")
     checkpoint_every: int | None = Field(None, ge=1, description="Optimizer steps between checkpoints; default once per epoch.")
     eval_every: int | None = Field(None, ge=1, description="Optimizer steps between evaluations; default once per epoch.")
 
-    @field_validator("n_epochs", "batch_size", "learning_rate", "learning_rate_multiplier")
+    @field_validator("n_epochs", "batch_size", "learning_rate", "learning_rate_multiplier", "warmup_ratio")
     @classmethod
     def _in_range(cls, value: int | float | str, info: ValidationInfo) -> int | float | str:
         # Field(ge=...) cannot constrain an int|"auto" union, so the ranges live here (per field,
@@ -98,21 +133,25 @@ class HyperparameterSettings(BaseModel):
         rate × learning_rate_multiplier (auto = 1). A batch never exceeds the training file.
         `n_train` may be None only when nothing is "auto" (a method resolved at submission).
         """
-        if n_train is None and "auto" in (self.n_epochs, self.batch_size, self.learning_rate):
+        if n_train is None and "auto" in (self.n_epochs, self.batch_size):
             raise ValueError("n_train is needed to resolve 'auto' hyper-parameters")
         batch = self.batch_size if self.batch_size != "auto" else rule.batch_size(n_train)
+        batch = max(1, batch if n_train is None else min(batch, n_train))
         multiplier = 1.0 if self.learning_rate_multiplier == "auto" else self.learning_rate_multiplier
         lr = self.learning_rate if self.learning_rate != "auto" else rule.learning_rate * multiplier
         return Hyperparameters(
-            n_epochs=rule.n_epochs if self.n_epochs == "auto" else self.n_epochs,
-            batch_size=max(1, batch if n_train is None else min(batch, n_train)),
+            n_epochs=rule.n_epochs(n_train, batch, self.preset) if self.n_epochs == "auto" else self.n_epochs,
+            batch_size=batch,
             learning_rate=float(lr),
             seed=seed,
             max_length=self.max_length,
-            warmup_ratio=self.warmup_ratio,
+            warmup_ratio=rule.warmup_ratio if self.warmup_ratio == "auto" else self.warmup_ratio,
             weight_decay=self.weight_decay,
             checkpoint_every=self.checkpoint_every,
             eval_every=self.eval_every,
+            lr_scheduler=rule.lr_scheduler if self.lr_scheduler == "auto" else self.lr_scheduler,
+            max_grad_norm=self.max_grad_norm,
+            select_best=self.select_best,
         )
 
 
@@ -140,6 +179,14 @@ class TaskMethodSettings(MethodSettings):
         "loss = task + λ·MLM; 0 turns it off."))
     aux_mlm: MaskingSettings | None = Field(None, description=(
         "Masking of the auxiliary MLM loss (default: BERT's 15%, 80/10/10, token unit)."))
+    # checked against the base's depth when the job starts (app.training.structure), not here
+    drop_top_layers: int = Field(0, ge=0, le=256, description=(
+        "Remove the top k encoder layers before fine-tuning (Sajjad et al. 2023, On the Effect of Dropping "
+        "Layers of Pre-trained Transformer Models): a shallower, faster model; fewer than the base's depth."))
+    reinit_top_layers: int = Field(0, ge=0, le=256, description=(
+        "Re-initialise the pooler and the top k encoder layers (counted after drop_top_layers; at least one "
+        "pretrained layer must remain) before fine-tuning (Zhang et al. 2021, Revisiting Few-sample BERT "
+        "Fine-tuning); they train fully and ship whole in the artifact, like the head."))
 
     @model_validator(mode="after")
     def _aux_needs_weight(self) -> TaskMethodSettings:

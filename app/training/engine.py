@@ -7,7 +7,9 @@ must return the same batch for the same arguments, which is what makes a resumed
 weights an uninterrupted one reaches. Classification jobs and MLM phases both run through here.
 
 Recipe (Mosbach et al. 2021, "On the Stability of Fine-tuning BERT"): bias-corrected AdamW,
-linear warmup then linear decay to 0.
+linear warmup then linear (or cosine, or no) decay, gradients clipped to a global norm (1.0, as the
+Hugging Face Trainer does). With an evaluation function and `select_best`, the best-scoring
+evaluated weights are kept (see app.training.best) and restored at the end.
 
 Accounting: `trained_tokens` counts non-padding tokens of training batches. `flops` estimates
 training compute per token as 2·N (forward) + 2·N (backward to activations) + 2·N_trainable
@@ -31,6 +33,7 @@ import torch
 
 from app.training.base import ProgressSink, TrainingError
 from app.training.config import Hyperparameters
+from app.training.best import BestCheckpoint
 from app.training.checkpoints import load_checkpoint, save_checkpoint
 
 Batch = dict[str, torch.Tensor]
@@ -60,6 +63,7 @@ class RunResult:
     last_loss: float  # NaN when resumed after the last step
     eval_metrics: dict[str, float] = field(default_factory=dict)
     eval_step: int = -1  # the step eval_metrics belong to
+    selected_step: int | None = None  # the step whose weights the model holds at the end, when not the last
     total_parameters: int = 0
     trainable_parameters: int = 0
 
@@ -107,8 +111,16 @@ def _guard(loss: torch.Tensor, step: int, lr: float) -> None:
             "or check the data for degenerate examples.", code="nan_loss", param="hyperparameters.learning_rate")
 
 
-def _schedule(warmup: int, total: int) -> Callable[[int], float]:
-    return lambda s: (s + 1) / max(1, warmup) if s < warmup else max(0.0, (total - s) / max(1, total - warmup))
+def _schedule(kind: str, warmup: int, total: int) -> Callable[[int], float]:
+    """The LR factor at step s: linear warm-up over `warmup` steps, then `kind` decay to the end."""
+    def decay(s: int) -> float:
+        progress = (s - warmup) / max(1, total - warmup)
+        if kind == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+        if kind == "constant":
+            return 1.0
+        return max(0.0, 1.0 - progress)
+    return lambda s: (s + 1) / max(1, warmup) if s < warmup else decay(s)
 
 
 def optimize(run: Run) -> RunResult:
@@ -119,7 +131,8 @@ def optimize(run: Run) -> RunResult:
     n_trainable = sum(p.numel() for p in params)
     total_steps = run.steps_per_epoch * hp.n_epochs
     optimizer = torch.optim.AdamW(params, lr=hp.learning_rate, weight_decay=hp.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(int(hp.warmup_ratio * total_steps), total_steps))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(hp.lr_scheduler, int(hp.warmup_ratio * total_steps),
+                                                                              total_steps))
     state = {"epoch": 0, "batch_in_epoch": 0, "trained_tokens": 0, "flops": 0.0}
     step = 0
     if run.resume_from is not None:
@@ -149,6 +162,7 @@ def optimize(run: Run) -> RunResult:
         result.trained_tokens, result.flops = state["trained_tokens"], state["flops"]
         return result
 
+    best = BestCheckpoint(run.checkpoint_dir) if run.evaluate is not None and hp.select_best else None
     model.train()
     try:
         while state["epoch"] < hp.n_epochs:
@@ -163,6 +177,8 @@ def optimize(run: Run) -> RunResult:
                 loss = model(**batch).loss
                 _guard(loss, step + 1, hp.learning_rate)
                 loss.backward()
+                if hp.max_grad_norm:
+                    torch.nn.utils.clip_grad_norm_(params, hp.max_grad_norm)
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
@@ -189,6 +205,8 @@ def optimize(run: Run) -> RunResult:
                     result.eval_metrics, result.eval_step = run.evaluate(), step
                     model.train()
                     sink.metrics(step, dict(result.eval_metrics))
+                    if best is not None:
+                        best.offer(step, result.eval_metrics, model)
                 if (hp.checkpoint_every and step % hp.checkpoint_every == 0) or end_of_epoch:
                     checkpoint()
     except (torch.OutOfMemoryError, MemoryError, RuntimeError) as exc:
@@ -196,6 +214,12 @@ def optimize(run: Run) -> RunResult:
             raise
         raise out_of_memory(step, device, hp) from exc
     result.step, result.trained_tokens, result.flops = step, state["trained_tokens"], state["flops"]
+    if best is not None:
+        if result.eval_step != step:  # the last weights compete too, so they are scored first
+            result.eval_metrics, result.eval_step = run.evaluate(), step
+            sink.metrics(step, dict(result.eval_metrics))
+            best.offer(step, result.eval_metrics, model)
+        result.selected_step = best.restore(model, step, sink, run.label)
     return result
 
 

@@ -99,6 +99,28 @@ def wire_hyperparameters(method: Method) -> dict[str, Any]:
             "learning_rate": hp.pop("learning_rate"), "learning_rate_multiplier": multiplier, **hp}
 
 
+_SHOWN = ("n_epochs", "batch_size", "learning_rate", "warmup_ratio", "lr_scheduler")
+
+
+def describe_resolution(method: Method, path: str = "method") -> list[tuple[str, dict[str, Any]]]:
+    """(message, data) per method in the tree: what each schedule value resolved to, which were
+    "auto" and the rule they came from — the job's events say it, so nobody has to guess."""
+    given = method.settings.hyperparameters
+    values = wire_hyperparameters(method)
+    auto = [k for k in _SHOWN if getattr(given, k) == "auto"
+            and not (k == "learning_rate" and given.learning_rate_multiplier != "auto")]
+    shown = ", ".join(f"{k}={values[k]:g}" if isinstance(values[k], float) else f"{k}={values[k]}" for k in _SHOWN)
+    message = (f"{path} ({method.type}) hyper-parameters: {shown}; max_grad_norm={values['max_grad_norm']}, "
+               f"select_best={values['select_best']}")
+    if auto:
+        message += f". From the {method.type} rule ({', '.join(auto)} were auto): {method.spec.auto.source}"
+    out = [(message, {"method": method.type, "path": path, "auto": auto, "hyperparameters": values})]
+    for name, value in method.settings:
+        if isinstance(value, Method):
+            out += describe_resolution(value, f"{path}.{method.type}.{name}")
+    return out
+
+
 def method_wire(method: Method) -> dict[str, Any]:
     """`{"type": t, t: {...}}` (nested methods in this form too). Once resolved: every setting, defaults
     included, and every concrete hyper-parameter; before: only what was given."""

@@ -21,6 +21,12 @@ def linear_module_names(model: torch.nn.Module, exclude: set[str] = frozenset())
                    if isinstance(m, torch.nn.Linear) and not any(name.endswith(x) for x in exclude)})
 
 
+def all_linear_names(model: torch.nn.Module, exclude: set[str]) -> list[str]:
+    """Full names of every linear layer outside the modules in `exclude` (those train whole)."""
+    return sorted(name for name, m in model.named_modules()
+                  if isinstance(m, torch.nn.Linear) and not set(name.split(".")) & exclude)
+
+
 def checked_targets(model: torch.nn.Module, ctx: TrainContext, targets: list[str], new_modules: list[str]) -> list[str]:
     """`targets` if every one names a linear layer of the base (not a new module), else a TrainingError
     naming the choices, reported on `method.<type>.target_modules`."""

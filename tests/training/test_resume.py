@@ -68,7 +68,7 @@ def test_checkpoint_layout_and_retention(make_ctx):
     ctx = make_ctx("bitfit", n_train=24, checkpoint_every=1)
     run_strategy(ctx)
     assert ctx.sink.of("checkpoint") == [1, 2, 3]
-    kept = sorted(p.name for p in ctx.checkpoint_dir.iterdir())
+    kept = sorted(p.name for p in ctx.checkpoint_dir.iterdir() if p.name != "best")  # best: select_best
     assert kept == ["step-00000002", "step-00000003"]  # the newest 2; no .tmp left behind
     newest = ctx.checkpoint_dir / "step-00000003"
     assert {p.name for p in newest.iterdir()} == {"trainable.safetensors", "optimizer.pt", "rng.pt", "rng.json",

@@ -5,6 +5,7 @@ from app.training.strategies.bitfit.config import BitFitSettings
 
 SPEC = register_strategy(StrategySpec(
     name="bitfit", settings_model=BitFitSettings, entrypoint=f"{__name__}.strategy:train",
-    paper="Ben-Zaken et al. 2021, BitFit", auto=AutoRule(learning_rate=1e-3),
+    paper="Ben-Zaken et al. 2021, BitFit", auto=AutoRule(learning_rate=3e-3, max_epochs=10, source=(
+        "bare-script grid of issue 14: 10 epochs at 3e-3 (Ben-Zaken et al. 2021 search 1e-4-1e-3 over 40 epochs)")),
     artifact_files=("delta/delta.safetensors",), reload="tuneforge",
     apply="app.training.delta:apply_delta"))

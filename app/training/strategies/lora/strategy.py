@@ -5,9 +5,9 @@ included, loadable with `PeftModel.from_pretrained`.
 """
 from __future__ import annotations
 
-from app.training.base import TrainContext, TrainResult
+from app.training.base import TrainContext, TrainingError, TrainResult
 from app.training.classification import run_classification
-from app.training.peft_adapter import checked_targets, new_module_names, save_adapter
+from app.training.peft_adapter import all_linear_names, checked_targets, new_module_names, save_adapter
 from app.training.strategies.lora.config import LoraSettings
 
 DEFAULT_TARGETS = {"bert": ["query", "value"], "roberta": ["query", "value"], "distilbert": ["q_lin", "v_lin"]}
@@ -18,10 +18,19 @@ def _prepare(model, ctx: TrainContext, new_parameters: set[str]):
 
     settings = ctx.settings_as(LoraSettings)
     new_modules = new_module_names(new_parameters)
-    targets = settings.target_modules or DEFAULT_TARGETS.get(model.config.model_type, ["query", "value"])
-    config = LoraConfig(task_type=TaskType.SEQ_CLS, modules_to_save=new_modules or None,
-                        target_modules=checked_targets(model, ctx, targets, new_modules), r=settings.r,
-                        lora_alpha=settings.lora_alpha, lora_dropout=settings.lora_dropout, bias=settings.bias)
+    whole = sorted({*new_modules, *(settings.modules_to_save or []), *(["pooler"] if settings.train_pooler else [])})
+    unknown = [m for m in settings.modules_to_save or [] if not any(n.endswith(m) for n, _ in model.named_modules())]
+    if unknown:
+        raise TrainingError(f"modules_to_save {unknown} name no module of {ctx.base_model.id}",
+                            code="invalid_method_settings", param="method.lora.modules_to_save")
+    if settings.target_modules == "all-linear":
+        targets = all_linear_names(model, exclude=set(whole))
+    else:
+        targets = settings.target_modules or DEFAULT_TARGETS.get(model.config.model_type, ["query", "value"])
+        targets = checked_targets(model, ctx, targets, whole)
+    config = LoraConfig(task_type=TaskType.SEQ_CLS, modules_to_save=whole or None, target_modules=targets,
+                        r=settings.r, lora_alpha=settings.lora_alpha, lora_dropout=settings.lora_dropout,
+                        bias=settings.bias, use_rslora=settings.use_rslora, use_dora=settings.use_dora)
     return get_peft_model(model, config)
 
 

@@ -1,0 +1,20 @@
+from pydantic import Field
+
+from app.training.config import TaskMethodSettings
+
+
+class PartialSettings(TaskMethodSettings):
+    """Partial fine-tuning: only the top k encoder layers, the head and (optionally) the pooler train
+    (Donahue et al. 2014, DeCAF; for transformers Lee et al. 2019, "What Would Elsa Do? Freezing Layers
+    During Transformer Fine-Tuning"); k = 0 is a linear probe."""
+
+    # the base's depth is known only once its config loads: a k beyond it is refused when the job starts
+    top_layers: int = Field(2, ge=0, le=256, description=(
+        "How many of the top encoder layers train (counted after drop_top_layers); 0 = a linear probe "
+        "(head, plus the pooler if train_pooler). Lee et al. 2019: the top quarter of BERT's layers recovers "
+        "~90% of full fine-tuning quality. At most the base's depth. auto's learning rate (1e-3) suits a few "
+        "layers; when most of the encoder trains, give learning_rate_multiplier 0.05-0.1 (BERT's recipe)."))
+    train_pooler: bool = Field(True, description=(
+        "Also train the pooler (the dense layer over [CLS] feeding the head); a frozen pooler is a known "
+        "weak spot of sentence-embedding bases such as minilm-l6, whose training never used it. A pooler the "
+        "base lacks, or one re-initialised by reinit_top_layers, starts random and always trains."))
