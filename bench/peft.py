@@ -71,6 +71,12 @@ def one(spec: dict, data: Path) -> dict:
             "artifact_fraction": weights / base, "hyperparameters": manifest["hyperparameters"]}
 
 
+def _minilm() -> Path:
+    from bench.bare_run import minilm_path
+
+    return minilm_path()
+
+
 def spawn(module: str, spec: dict, data: Path) -> dict:
     out = subprocess.run([sys.executable, "-m", module, "--one", json.dumps(spec), "--data", str(data)],
                          cwd=ROOT, capture_output=True, text=True)
@@ -131,6 +137,12 @@ def report(path: Path, task: str) -> None:
         rss = f"{max(r.get('peak_rss_mb', 0) for r in rs):.0f}"
         print(f"{column:44} {len(rs):>5} {mean_std(acc):>12} {mean_std([r['test_macro_f1'] for r in rs]):>12} "
               f"{gap:>8} {statistics.median(r['seconds'] for r in rs):>8.0f} {trainable:>9} {artifact:>9} {rss:>7}")
+    base_mb = sum(p.stat().st_size for p in _minilm().iterdir() if p.suffix == ".safetensors") / 1e6
+    for column, rs in runs.items():
+        if column.endswith(" auto") and "artifact_fraction" in rs[0]:
+            each = rs[0]["artifact_fraction"] * base_mb
+            print(f"  100 {column.removesuffix(' auto')} jobs on disk: one base {base_mb:.1f} MB + 100 × {each:.2f} MB = "
+                  f"{base_mb + 100 * each:.1f} MB (100 full copies: {100 * base_mb / 1e3:.1f} GB)")
     for column, rs in runs.items():
         if column.endswith(" auto"):
             hp = rs[0]["hyperparameters"]
