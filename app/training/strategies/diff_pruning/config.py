@@ -21,14 +21,15 @@ class DiffPruningSettings(TaskMethodSettings):
 
     variant: Variant = Field("l0", description=(
         "'l0': Guo et al.'s method, δ = z ⊙ w with hard-concrete gates z trained under an expected-L0 "
-        "penalty, then magnitude-projected to the target. 'magnitude': a cheaper baseline, a dense δ (no gates, "
-        "half the trainable tensors) of which the largest |δ| entries are kept."))
+        "penalty, then magnitude-projected to the target. 'magnitude': a cheaper baseline, a dense δ without "
+        "gates (no sampling or penalty, 2 instead of 3 trainable tensors per base tensor) of which the largest "
+        "|δ| entries are kept."))
     target_sparsity: float = Field(0.005, description=(
         "Fraction of the targeted base parameters KEPT in the delta, in (0, 1): 0.005 keeps 0.5% (Guo et al.'s "
         "setting). Targeted = the encoder's weights (the embeddings too with include_embeddings); the artifact "
         "grows linearly with it."))
     include_embeddings: bool = Field(False, description=(
-        "Also diff the embedding tables (on minilm-l6 they are half the encoder's parameters); off by default, "
+        "Also diff the embedding tables (about half of minilm-l6's parameters); off by default, "
         "so the kept budget goes to the transformer layers."))
     finetune_fraction: float = Field(0.5, ge=0, le=0.9, description=(
         "Fraction of the training steps, at the end, in which the mask is fixed and only the kept entries "
