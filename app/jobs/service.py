@@ -22,16 +22,13 @@ from app.models.job import JobStatus
 from app.tenants import limits
 from app.models.base import utcnow
 from app.training.data import DatasetError, DatasetSummary, validate_classification_file, validate_texts
-from app.training.methods import (Method, MethodError, describe_resolution, method_wire, parse_method,
+from app.training.methods import (Method, MethodError, describe_resolution, first_error, method_wire, parse_method,
                                   resolve_method)
 from app.training.registry import default_strategy
 
 def _pydantic_error(exc: ValidationError, prefix: str) -> BadRequest:
-    first = exc.errors()[0]
-    loc = ".".join(str(p) for p in first["loc"])
-    param = ".".join(part for part in (prefix, loc) if part) or None
-    extra = f" ({len(exc.errors()) - 1} more problem(s))" if len(exc.errors()) > 1 else ""
-    return BadRequest(f"Invalid {param or 'request body'}: {first['msg']}{extra}.", param=param)
+    param, message = first_error(exc, prefix)
+    return BadRequest(f"Invalid {param or 'request body'}: {message}.", param=param or None)
 
 
 def _check_file(session: Session, tenant_id: str, file_id: str, param: str) -> DatasetSummary:

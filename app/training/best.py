@@ -15,7 +15,7 @@ from safetensors.torch import load_file, save_file
 
 from app.fsio import fsync_tree, replace_dir
 from app.training.base import ProgressSink
-from app.training.checkpoints import trainable_state
+from app.training.checkpoints import copy_into, trainable_state
 
 BEST = "best"
 
@@ -47,12 +47,7 @@ class BestCheckpoint:
         """Load the best weights into `model` unless the last step is the best; says which in an event."""
         if self.record is None or self.record["step"] == last_step:
             return None
-        weights = load_file(self.path / "trainable.safetensors")
-        device = next(model.parameters()).device
-        with torch.no_grad():
-            params = dict(model.named_parameters())
-            for name, tensor in weights.items():
-                params[name].copy_(tensor.to(device))
+        copy_into(model, load_file(self.path / "trainable.safetensors"))
         step, metrics = self.record["step"], self.record["metrics"]
         sink.message(f"{label}Selected the checkpoint of step {step} (validation accuracy "
                      f"{metrics.get('eval_accuracy', float('nan')):.4f}, loss {metrics.get('eval_loss', float('nan')):.4f}) "

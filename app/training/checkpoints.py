@@ -33,6 +33,15 @@ def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {name: p.detach().cpu().contiguous() for name, p in model.named_parameters() if p.requires_grad}
 
 
+def copy_into(model: torch.nn.Module, weights: dict[str, torch.Tensor]) -> None:
+    """Put saved trainable weights (by parameter name) back into `model`, on its device."""
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        params = dict(model.named_parameters())
+        for name, tensor in weights.items():
+            params[name].copy_(tensor.to(device))
+
+
 def _torch_save(obj: Any, path: Path) -> None:
     """torch.save through a Python file, so a full disk surfaces as OSError(ENOSPC) in the error's
     context (given a path, torch reports only "unexpected pos")."""
@@ -95,11 +104,8 @@ def load_checkpoint(path: Path, model: torch.nn.Module, optimizer, scheduler) ->
     expected = trainable_state(model)
     if set(weights) != set(expected) or any(weights[k].shape != v.shape for k, v in expected.items()):
         raise ValueError(f"checkpoint {path.name} does not match the model's trainable parameters")
+    copy_into(model, weights)
     device = next(model.parameters()).device
-    with torch.no_grad():
-        params = dict(model.named_parameters())
-        for name, tensor in weights.items():
-            params[name].copy_(tensor.to(device))
     opt = torch.load(path / "optimizer.pt", map_location=device, weights_only=True)
     optimizer.load_state_dict(opt["optimizer"])
     scheduler.load_state_dict(opt["scheduler"])

@@ -39,8 +39,9 @@ class Method:
         return self.spec.name
 
 
-def _first_error(exc: ValidationError, prefix: str) -> tuple[str, str]:
-    """(param, message) of a pydantic error, the param being the full dotted path from the method."""
+def first_error(exc: ValidationError, prefix: str) -> tuple[str, str]:
+    """(param, message) of a pydantic error's first problem, the param being the dotted path under
+    `prefix` ("" when neither names a field); the message counts the other problems."""
     first = exc.errors()[0]
     loc = ".".join(str(part) for part in first["loc"])
     extra = f" ({len(exc.errors()) - 1} more problem(s))" if len(exc.errors()) > 1 else ""
@@ -71,7 +72,7 @@ def parse_method(raw: Any, *, param: str = "method", task_only: bool = False, re
     try:
         settings = spec.settings_model.model_validate(raw.get(kind) or {}, context={RESOLVED: resolved})
     except ValidationError as exc:
-        where, message = _first_error(exc, f"{param}.{kind}")
+        where, message = first_error(exc, f"{param}.{kind}")
         raise MethodError(f"Invalid {where}: {message}.", where) from None
     return Method(spec, settings)
 

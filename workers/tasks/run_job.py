@@ -17,7 +17,7 @@ from app.core.config import get_settings
 from app.core.queue import RUN_JOB_TASK
 from app.core.retry import with_db
 from app.files.service import verified_path
-from app.fsio import fsync_dir
+from app.fsio import replace_dir
 from app.jobs import state
 from app.jobs.dispatch import admit
 from app.jobs.events import record_event
@@ -78,10 +78,7 @@ def build_context(job: Job, sink: DatabaseSink, output_dir: Path) -> TrainContex
 def publish(job: Job, me: str, staging: Path, result: TrainResult) -> None:
     """Rename the complete artifact dir into place, then record rows and success in one transaction."""
     final = job_artifact_dir(job)
-    shutil.rmtree(final, ignore_errors=True)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(staging, final)
-    fsync_dir(final.parent)
+    replace_dir(staging, final)
     rows = file_records(final)  # hashes from the strategy's manifest: each file is read once
 
     def commit(session) -> bool:
