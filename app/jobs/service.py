@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import secrets
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -17,13 +18,14 @@ from app.idempotency import service as idempotency
 from app.jobs import state
 from app.jobs.events import record_event
 from app.jobs.schemas import CreateJobRequest
-from app.models import Job, JobCheckpoint, JobEvent
+from app.models import BaseModel, Job, JobCheckpoint, JobEvent
 from app.models.job import JobStatus
 from app.tenants import limits
 from app.models.base import utcnow
+from app.training.base_facts import base_facts
 from app.training.data import DatasetError, DatasetSummary, validate_classification_file, validate_texts
-from app.training.methods import (Method, MethodError, describe_resolution, first_error, method_wire, parse_method,
-                                  resolve_method)
+from app.training.methods import (Method, MethodError, base_problems, describe_resolution, first_error, method_wire,
+                                  parse_method, resolve_method)
 from app.training.registry import default_strategy
 
 def _pydantic_error(exc: ValidationError, prefix: str) -> BadRequest:
@@ -78,6 +80,17 @@ def _method(request: CreateJobRequest) -> Method:
         raise BadRequest(exc.message, param=exc.param, code=exc.code) from exc
 
 
+def _check_against_base(method: Method, base: BaseModel) -> None:
+    """Settings the chosen base cannot take (layers it lacks, unknown modules, …): a 400 now rather than
+    a job that fails once a worker loads the model. Unreadable facts skip this; training checks again."""
+    facts = base_facts(Path(base.path), base.id)
+    problems = base_problems(method, facts) if facts else []
+    if problems:
+        (param, message), more = problems[0], len(problems) - 1
+        extra = f" ({more} more problem(s))" if more else ""
+        raise BadRequest(f"Invalid {param}: {message}{extra}.", param=param, code="invalid_method_settings")
+
+
 RETRY_WINDOW = timedelta(minutes=2)
 
 
@@ -97,7 +110,7 @@ def create_job(session: Session, tenant_id: str, body: dict[str, Any], request_f
         raise _pydantic_error(exc, "") from exc
     limits.check_queued(session, tenant_id)
     method = _method(request)
-    base_models.get_visible(session, tenant_id, request.model)
+    _check_against_base(method, base_models.get_visible(session, tenant_id, request.model))
     train = _check_file(session, tenant_id, request.training_file, "training_file")
     if request.validation_file:
         valid = _check_file(session, tenant_id, request.validation_file, "validation_file")

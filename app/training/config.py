@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from app.training.base_facts import BaseFacts, BaseProblem
 from app.training.masking.settings import MaskingSettings
 
 Auto = Literal["auto"]
@@ -170,6 +171,11 @@ class MethodSettings(BaseModel):
         readable, and the worker hands their paths to the strategy as `ctx.input_files`."""
         return ()
 
+    def check_base(self, facts: BaseFacts) -> list[BaseProblem]:
+        """Settings the chosen base model cannot take, as (field, what to change): the API refuses them
+        with a 400 at submission instead of a job failing later; the strategy checks again when it runs."""
+        return []
+
 
 class TaskMethodSettings(MethodSettings):
     """Base of the methods that fine-tune on the labelled task (supervised, lora, bitfit, …)."""
@@ -179,7 +185,7 @@ class TaskMethodSettings(MethodSettings):
         "loss = task + λ·MLM; 0 turns it off."))
     aux_mlm: MaskingSettings | None = Field(None, description=(
         "Masking of the auxiliary MLM loss (default: BERT's 15%, 80/10/10, token unit)."))
-    # checked against the base's depth when the job starts (app.training.structure), not here
+    # checked against the base's depth at submission (check_base) and when the job starts (app.training.structure)
     drop_top_layers: int = Field(0, ge=0, le=256, description=(
         "Remove the top k encoder layers before fine-tuning (Sajjad et al. 2023, On the Effect of Dropping "
         "Layers of Pre-trained Transformer Models): a shallower, faster model; fewer than the base's depth."))
@@ -193,3 +199,21 @@ class TaskMethodSettings(MethodSettings):
         if self.aux_mlm is not None and self.aux_mlm_weight == 0:
             raise ValueError("aux_mlm is set but aux_mlm_weight is 0; give aux_mlm_weight > 0 to use it")
         return self
+
+    def check_base(self, facts: BaseFacts) -> list[BaseProblem]:
+        """drop_top_layers must leave a layer, and reinit_top_layers a pretrained one."""
+        depth, drop, reinit = facts.depth, self.drop_top_layers, self.reinit_top_layers
+        if depth is None:
+            return []
+        if drop >= depth:
+            return [("drop_top_layers", f"{facts.name} has {depth} encoder layers and drop_top_layers={drop} would "
+                                        f"leave none; choose drop_top_layers ≤ {depth - 1}")]
+        if reinit >= depth - drop:
+            return [("reinit_top_layers", f"{self.depth_phrase(facts)}, and reinit_top_layers={reinit} would leave "
+                                          f"none pretrained; choose reinit_top_layers ≤ {depth - drop - 1}")]
+        return []
+
+    def depth_phrase(self, facts: BaseFacts) -> str:
+        """"<base> has N encoder layers[, M after drop_top_layers=k]", for the messages of check_base."""
+        after = f", {facts.depth - self.drop_top_layers} after drop_top_layers={self.drop_top_layers}"
+        return f"{facts.name} has {facts.depth} encoder layers{after if self.drop_top_layers else ''}"

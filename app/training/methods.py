@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 from pydantic import PlainSerializer, PlainValidator, ValidationError, ValidationInfo, WithJsonSchema
 
+from app.training.base_facts import BaseFacts
 from app.training.config import RESOLVED, Hyperparameters, MethodSettings
 from app.training.registry import (StrategySpec, UnknownStrategyError, default_strategy, get_strategy,
                                    list_strategies, task_method_names)
@@ -89,6 +90,17 @@ def resolve_method(method: Method, n_train: int | None, seed: int) -> Method:
     settings = method.settings.model_copy(update=nested) if nested else method.settings
     return replace(method, settings=settings,
                    hyperparameters=method.settings.hyperparameters.resolve(n_train, method.spec.auto, seed))
+
+
+def base_problems(method: Method, facts: BaseFacts, path: str = "method") -> list[tuple[str, str]]:
+    """(param, message) for each setting of this method, or of a method nested in it (an adapted encoder
+    keeps its base's shape), that the base model cannot take; see MethodSettings.check_base."""
+    where = f"{path}.{method.type}"
+    problems = [(f"{where}.{field}", message) for field, message in method.settings.check_base(facts)]
+    for name, value in method.settings:
+        if isinstance(value, Method):
+            problems += base_problems(value, facts, f"{where}.{name}")
+    return problems
 
 
 def wire_hyperparameters(method: Method) -> dict[str, Any]:

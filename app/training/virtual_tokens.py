@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from pydantic import Field, field_validator
 
 from app.training.base import TrainContext, TrainingError
+from app.training.base_facts import BaseFacts, BaseProblem
 from app.training.config import TaskMethodSettings
 
 if TYPE_CHECKING:
@@ -20,7 +21,7 @@ class VirtualTokenSettings(TaskMethodSettings):
 
     num_virtual_tokens: int = Field(20, ge=1, le=512, description=(
         "Learned virtual tokens. They take position embeddings: hyperparameters.max_length + num_virtual_tokens "
-        "must fit the base model's positions (512 for BERT), checked when the job starts."))
+        "must fit the base model's positions (512 for BERT), checked at submission."))
 
     @field_validator("aux_mlm_weight")
     @classmethod
@@ -31,6 +32,21 @@ class VirtualTokenSettings(TaskMethodSettings):
             raise ValueError("aux_mlm_weight must be 0 here: the auxiliary MLM loss runs on the frozen encoder "
                              "without the virtual tokens, so it cannot train them; leave it out")
         return value
+
+    def check_base(self, facts: BaseFacts) -> list[BaseProblem]:
+        """max_length + num_virtual_tokens within the base's positions, max_length clamped as training
+        clamps it (to the tokenizer's limit and the positions); check_room refuses it again at train time."""
+        problems, usable, n = super().check_base(facts), facts.usable_positions, self.num_virtual_tokens
+        if usable is None:
+            return problems
+        max_length = min(self.hyperparameters.max_length, usable, facts.tokenizer_max_length or usable)
+        if max_length + n > usable:
+            fixes = [f"num_virtual_tokens to at most {usable - max_length}"] if usable > max_length else []
+            fixes += [f"hyperparameters.max_length to at most {usable - n}"] if usable - n >= 8 else []
+            problems.append(("num_virtual_tokens", f"num_virtual_tokens {n} + max_length {max_length} = "
+                                                   f"{max_length + n} exceeds the {usable} positions of {facts.name}; "
+                                                   f"lower {' or '.join(fixes) or 'both'}"))
+        return problems
 
 
 def usable_positions(model: torch.nn.Module) -> int | None:

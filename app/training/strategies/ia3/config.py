@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
+from app.training.base_facts import BaseFacts, BaseProblem, target_problems
 from app.training.config import TaskMethodSettings
 
 
@@ -25,3 +26,7 @@ class IA3Settings(TaskMethodSettings):
             if stray := sorted(set(self.feedforward_modules) - set(self.target_modules)):
                 raise ValueError(f"feedforward_modules {stray} are not among target_modules")
         return self
+
+    def check_base(self, facts: BaseFacts) -> list[BaseProblem]:
+        """target_modules must name linear layers of the base (peft would fail on them)."""
+        return super().check_base(facts) + target_problems(facts, self.target_modules or [])

@@ -4,6 +4,7 @@ from typing import Literal
 
 from pydantic import Field
 
+from app.training.base_facts import BaseFacts, BaseProblem, target_problems
 from app.training.config import TaskMethodSettings
 
 
@@ -26,3 +27,17 @@ class LoraSettings(TaskMethodSettings):
         "pooler is a known weak spot of sentence-embedding bases such as minilm-l6."))
     modules_to_save: list[str] | None = Field(None, min_length=1, description=(
         "Further base modules (by name, e.g. 'pooler') trained whole and shipped inside the adapter."))
+
+    def check_base(self, facts: BaseFacts) -> list[BaseProblem]:
+        """modules_to_save and target_modules must name modules of the base (peft would fail on them)."""
+        problems = super().check_base(facts)
+        if facts.tensors is None:
+            return problems
+        if unknown := [m for m in self.modules_to_save or [] if not facts.has_module(m)]:
+            top = sorted(m for m in facts.modules if "." not in m)
+            problems.append(("modules_to_save", f"{unknown} name no module of {facts.name}; name modules it has, "
+                                                f"such as {top} or a path below them"))
+        if isinstance(self.target_modules, list):
+            whole = {*(self.modules_to_save or []), *(["pooler"] if self.train_pooler else [])}
+            problems += target_problems(facts, self.target_modules, whole)
+        return problems

@@ -1,5 +1,6 @@
 from pydantic import Field
 
+from app.training.base_facts import BaseFacts, BaseProblem
 from app.training.config import TaskMethodSettings
 
 
@@ -8,7 +9,7 @@ class PartialSettings(TaskMethodSettings):
     (Donahue et al. 2014, DeCAF; for transformers Lee et al. 2019, "What Would Elsa Do? Freezing Layers
     During Transformer Fine-Tuning"); k = 0 is a linear probe."""
 
-    # the base's depth is known only once its config loads: a k beyond it is refused when the job starts
+    # a k beyond the base's depth is refused at submission (check_base) and again when the job starts
     top_layers: int = Field(2, ge=0, le=256, description=(
         "How many of the top encoder layers train (counted after drop_top_layers); 0 = a linear probe "
         "(head, plus the pooler if train_pooler). Lee et al. 2019: the top quarter of BERT's layers recovers "
@@ -18,3 +19,13 @@ class PartialSettings(TaskMethodSettings):
         "Also train the pooler (the dense layer over [CLS] feeding the head); a frozen pooler is a known "
         "weak spot of sentence-embedding bases such as minilm-l6, whose training never used it. A pooler the "
         "base lacks, or one re-initialised by reinit_top_layers, starts random and always trains."))
+
+    def check_base(self, facts: BaseFacts) -> list[BaseProblem]:
+        """top_layers within the layers the base has left after drop_top_layers."""
+        problems = super().check_base(facts)
+        if problems or facts.depth is None:
+            return problems
+        left = facts.depth - self.drop_top_layers
+        if self.top_layers > left:
+            return [("top_layers", f"{self.depth_phrase(facts)}; choose top_layers ≤ {left}")]
+        return []

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
+from app.training.base_facts import BaseFacts, BaseProblem, is_embedding, numel
 from app.training.config import TaskMethodSettings
 
 MAX_D = 100_000_000  # beyond this a dense delta of a supported base is smaller than θ_d
@@ -16,7 +17,7 @@ class SaidSettings(TaskMethodSettings):
     d: int = Field(1000, ge=1, le=MAX_D, description=(
         "Intrinsic dimension: the number of trained numbers besides the head (SAID: d - m shared "
         "coordinates + one λ per projected tensor). At most the number of projected base parameters, "
-        "checked against the model when the job starts."))
+        "checked against the model at submission."))
     said: bool = Field(True, description=(
         "Structure-aware (SAID): one trained scale λ_i per base tensor; false gives plain DID."))
     include_embeddings: bool = Field(False, description=(
@@ -36,3 +37,21 @@ class SaidSettings(TaskMethodSettings):
                              "head ties its output layer to the word embeddings, which SAID would reparametrize; "
                              "turn one off")
         return self
+
+    def check_base(self, facts: BaseFacts) -> list[BaseProblem]:
+        """d within the projected parameters of the base (and above their tensor count under SAID),
+        counted as the strategy's select_targets does: the pretrained tensors left after
+        drop/reinit_top_layers, embedding tables only with include_embeddings."""
+        problems = super().check_base(facts)
+        if problems or facts.tensors is None:
+            return problems
+        shapes = [shape for name, shape in facts.pretrained_tensors(self.drop_top_layers, self.reinit_top_layers).items()
+                  if self.include_embeddings or not is_embedding(name)]
+        total, scope = sum(map(numel, shapes)), "including" if self.include_embeddings else "excluding"
+        if self.d > total:
+            return [("d", f"d={self.d} exceeds the {total:,} parameters of {facts.name} that are projected "
+                          f"({len(shapes)} tensors, {scope} embeddings); choose d ≤ {total}")]
+        if self.said and self.d <= len(shapes):
+            return [("d", f"d={self.d} leaves no shared dimension: SAID spends one of d on the scale of each of the "
+                          f"{len(shapes)} projected tensors of {facts.name}; choose d > {len(shapes)} or said: false")]
+        return []
