@@ -13,8 +13,11 @@ from app.base_models.endpoints import router as models_router
 from app.core.db import get_engine
 from app.core.errors import error_body
 from app.core.queue import broker_ping
+from app.exports.endpoints import router as exports_router
 from app.files.endpoints import router as files_router
 from app.jobs.endpoints import router as jobs_router
+from app.storage.endpoints import admin_router as admin_storage_router
+from app.storage.endpoints import router as storage_router
 from app.tenants.auth import AuthMiddleware
 
 
@@ -22,7 +25,8 @@ def create_app() -> FastAPI:
     app = FastAPI(title="tuneforge", version="0.1.0",
                   description="Multi-tenant fine-tuning service with an OpenAI-compatible API.")
     install_error_handlers(app)
-    for router in (files_router, jobs_router, artifacts_router, models_router, admin_router):
+    for router in (files_router, jobs_router, artifacts_router, exports_router, models_router, storage_router,
+                   admin_router, admin_storage_router):
         app.include_router(router, responses=ERROR_RESPONSES)
 
     @app.get("/healthz", tags=["health"], responses={503: ERROR_RESPONSES[503]})

@@ -9,7 +9,7 @@ from app.core.queue import celery_config
 
 
 def create_celery() -> Celery:
-    celery = Celery("tuneforge", include=["workers.tasks.run_job"])
+    celery = Celery("tuneforge", include=["workers.tasks.run_job", "workers.tasks.export_job"])
     celery.conf.update(celery_config(get_settings().require_redis_url()))
     celery.conf.update(worker_hijack_root_logger=False)
     return celery

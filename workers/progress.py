@@ -65,15 +65,17 @@ class DatabaseSink:
 
 
 class Heartbeat:
-    """Refreshes `jobs.heartbeat_at` from a thread, so model loading and eval count as alive."""
+    """Refreshes `heartbeat_at` of a job (or of another row a worker holds, e.g. a JobExport: `table`
+    needs id, worker_id and heartbeat_at) from a thread, so model loading and eval count as alive."""
 
-    def __init__(self, job_id: str, worker_id: str, interval: float):
-        self.job_id, self.worker_id, self.interval = job_id, worker_id, interval
+    def __init__(self, job_id: str, worker_id: str, interval: float, table: type = Job):
+        self.job_id, self.worker_id, self.interval, self.table = job_id, worker_id, interval, table
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"heartbeat-{job_id}", daemon=True)
 
     def _beat(self) -> None:
-        with_db(lambda s: s.execute(update(Job).where(Job.id == self.job_id, Job.worker_id == self.worker_id)
+        row = self.table
+        with_db(lambda s: s.execute(update(row).where(row.id == self.job_id, row.worker_id == self.worker_id)
                                     .values(heartbeat_at=utcnow())), attempts=3)
 
     def _run(self) -> None:

@@ -11,6 +11,7 @@ from celery import Celery
 from app.core.config import get_settings
 
 RUN_JOB_TASK = "tuneforge.run_job"
+EXPORT_TASK = "tuneforge.export_job"
 
 
 def celery_config(redis_url: str) -> dict:
@@ -42,6 +43,11 @@ def get_redis() -> redis.Redis:
 def enqueue_job(job_id: str) -> None:
     """Send only the job id; the worker reads everything else from PostgreSQL."""
     get_producer().send_task(RUN_JOB_TASK, args=[job_id], queue=get_settings().queue_name)
+
+
+def enqueue_export(export_id: str) -> None:
+    """Send only the export id (not a job id: the reconciler's scan for held jobs must not see it)."""
+    get_producer().send_task(EXPORT_TASK, args=[export_id], queue=get_settings().queue_name)
 
 
 JOB_ID = re.compile(rb"ftjob-[A-Za-z0-9]{24}")

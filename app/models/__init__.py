@@ -9,7 +9,8 @@ from app.models.idempotency_key import IdempotencyKey
 from app.models.job import Job
 from app.models.job_checkpoint import JobCheckpoint
 from app.models.job_event import JobEvent
+from app.models.job_export import ExportStatus, JobExport
 from app.models.tenant import Tenant
 from app.models.tenant_limits import TenantLimits
 
-__all__ = ["ApiKey", "Artifact", "AuditEvent", "Base", "BaseModel", "File", "IdempotencyKey", "Job", "JobCheckpoint", "JobEvent", "Tenant", "TenantLimits"]
+__all__ = ["ApiKey", "Artifact", "AuditEvent", "Base", "BaseModel", "File", "IdempotencyKey", "Job", "JobCheckpoint", "ExportStatus", "JobEvent", "JobExport", "Tenant", "TenantLimits"]

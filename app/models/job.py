@@ -1,14 +1,13 @@
 from __future__ import annotations
 
-from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, Float, ForeignKey, Integer, String
+from sqlalchemy import BigInteger, Float, ForeignKey, String
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.models.base import Base, OrderedMixin, TimestampedMixin
+from app.models.base import Base, OrderedMixin, TimestampedMixin, WorkerLeaseMixin
 
 
 class JobStatus(StrEnum):
@@ -29,7 +28,7 @@ ACTIVE_STATUSES = (JobStatus.validating_files, JobStatus.queued, JobStatus.runni
 FINAL_STATUSES = (JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled)
 
 
-class Job(TimestampedMixin, OrderedMixin, Base):
+class Job(TimestampedMixin, OrderedMixin, WorkerLeaseMixin, Base):
     """A fine-tuning job. PostgreSQL, not the broker, is the truth about its state."""
 
     __tablename__ = "jobs"
@@ -49,11 +48,5 @@ class Job(TimestampedMixin, OrderedMixin, Base):
     trained_tokens: Mapped[int | None] = mapped_column(BigInteger)
     flops: Mapped[float | None] = mapped_column(Float)
     result_metrics: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
-    attempt: Mapped[int] = mapped_column(Integer, default=0)
-    worker_id: Mapped[str | None] = mapped_column(String(256))
-    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    enqueued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # sha256 of the canonical create body: retries without an Idempotency-Key find the first job
     request_fingerprint: Mapped[str | None] = mapped_column(String(64), index=True)
