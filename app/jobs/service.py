@@ -17,6 +17,7 @@ from app.files import service as files
 from app.idempotency import service as idempotency
 from app.jobs import state
 from app.jobs.events import record_event
+from app.jobs.stacking import check_stack
 from app.jobs.schemas import CreateJobRequest
 from app.models import BaseModel, Job, JobCheckpoint, JobEvent
 from app.models.job import JobStatus
@@ -119,6 +120,7 @@ def create_job(session: Session, tenant_id: str, body: dict[str, Any], request_f
             raise BadRequest(f"validation_file has labels the training file lacks: {sorted(map(str, unseen))[:10]}.",
                              param="validation_file")
     _check_input_files(session, tenant_id, method.type, method.settings)
+    check_stack(session, tenant_id, method, request.model)  # MAD-X: stacked adapters are the tenant's, on this base
     seed = request.seed if request.seed is not None else secrets.randbelow(2**31)
     resolved = resolve_method(method, train.n_examples, seed)  # nested methods too: nothing is left to the worker
     job = Job(

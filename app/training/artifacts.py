@@ -14,6 +14,7 @@ Importing this module does not import torch (reading or checking a manifest need
 """
 from __future__ import annotations
 
+import inspect
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -86,9 +87,13 @@ def verify_files(artifact_dir: Path, manifest: dict[str, Any]) -> None:
                                 "changed); download the artifact again.", code="artifact_corrupted")
 
 
-def load_classifier(artifact_dir: Path, base_model_dir: Path | None = None):
+def load_classifier(artifact_dir: Path, base_model_dir: Path | None = None, swap: dict[str, Path] | None = None):
     """(model in eval mode, tokenizer, labels) for a task method's artifact: a whole `model/`, or one
     its method's spec applies over the base (`StrategySpec.apply`).
+
+    `swap` ({stacked job id: adapter dir}) replaces adapters a stacked bottleneck artifact loads under
+    its task adapter with other ones trained on the same base, e.g. another language's adapter for
+    zero-shot cross-lingual transfer (MAD-X, Pfeiffer et al. 2020); the artifact's files stay as they are.
 
     Refuses (code "base_model_mismatch") when `base_model_dir`'s content hash differs from the
     manifest's. A full `model/` artifact needs no base, so `base_model_dir` is optional there but
@@ -103,6 +108,9 @@ def load_classifier(artifact_dir: Path, base_model_dir: Path | None = None):
     if base_model_dir is not None:
         check_base(manifest, Path(base_model_dir))
     apply = get_strategy(manifest.get("task_method") or manifest["method"]).load_apply()
+    if swap and (apply is None or "swap" not in inspect.signature(apply).parameters):
+        raise TrainingError("swap replaces stacked adapters, and this artifact stacks none; only bottleneck "
+                            "adapters (method adapter with stack) can swap.", code="invalid_swap", param="swap")
     if apply is None:  # a whole model
         model = AutoModelForSequenceClassification.from_pretrained(artifact_dir / "model")
         tokenizer = AutoTokenizer.from_pretrained(artifact_dir / "model")
@@ -113,7 +121,8 @@ def load_classifier(artifact_dir: Path, base_model_dir: Path | None = None):
         model = AutoModelForSequenceClassification.from_pretrained(base_model_dir, **label_kwargs(labels))
         # structural settings (drop_top_layers) rebuild the trained shape before the artifact applies
         from app.training.structure import restore_structure
-        model = apply(restore_structure(model, manifest.get("settings") or {}), artifact_dir)
+        model = apply(restore_structure(model, manifest.get("settings") or {}), artifact_dir,
+                      **({"swap": swap} if swap else {}))
         tokenizer = AutoTokenizer.from_pretrained(base_model_dir)
     max_length = manifest.get("hyperparameters", {}).get("max_length")
     if max_length:

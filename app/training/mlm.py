@@ -9,7 +9,9 @@ encoder before and after (MLM loss and masked-token accuracy), so the two figure
 """
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,11 @@ class MlmPhase:
     resume_from: Path | None = None
     held_out: float = 0.05  # share of texts kept for the before/after score (at least one text)
     label: str = "MLM: "
+    # a parameter-efficient phase (a MAD-X language adapter, Pfeiffer et al. 2020): prepare(model,
+    # missing_keys) adds modules and chooses what trains; save(model, tokenizer, output_dir) writes
+    # only that. None: the whole encoder trains and is saved with save_pretrained.
+    prepare: Callable[[torch.nn.Module, set[str]], None] | None = None
+    save: Callable[[torch.nn.Module, Any, Path], None] | None = None
 
 
 @dataclass
@@ -133,6 +140,8 @@ def run_mlm(phase: MlmPhase) -> MlmResult:
         phase.sink.message(f"{phase.label}The base model lacks {len(info['missing_keys'])} MLM-head weights "
                            f"({', '.join(sorted(info['missing_keys'])[:4])}…); they start random and are learned",
                            level="warning", data={"missing_keys": sorted(info["missing_keys"])})
+    if phase.prepare is not None:
+        phase.prepare(model, set(info["missing_keys"]))
     model.to(device)
     trained = PredictedPositionsOnly(model)
     train_texts, held_texts = split_held_out(phase.texts, phase.held_out, hp.seed)
@@ -162,6 +171,9 @@ def run_mlm(phase: MlmPhase) -> MlmResult:
     def batch(epoch: int, b: int) -> dict[str, torch.Tensor]:
         return masked([features[i] for i in rows_of(epoch, b)], batch_seed(hp.seed, epoch, b))
 
+    # select_best ranks by validation accuracy on the labelled task, which an MLM phase has not: every
+    # held-out score would tie and the first evaluated checkpoint would win; the phase ends on its last step
+    hp = dataclasses.replace(hp, select_best=False)
     run = optimize(Run(model=trained, hyperparameters=hp, steps_per_epoch=math.ceil(len(features) / hp.batch_size),
                        batch=batch, sink=phase.sink, checkpoint_dir=phase.checkpoint_dir,
                        resume_from=phase.resume_from, evaluate=lambda: _score(trained, held_batches),
@@ -171,6 +183,9 @@ def run_mlm(phase: MlmPhase) -> MlmResult:
     after = _score(trained, held_batches)
     phase.sink.metrics(run.step, {f"after_{k}": v for k, v in after.items()})
     phase.output_dir.mkdir(parents=True, exist_ok=True)
+    if phase.save is not None:
+        phase.save(model, tokenizer, phase.output_dir)
+        return MlmResult(run, before, after)
     model.save_pretrained(phase.output_dir)
     tokenizer.save_pretrained(phase.output_dir)
     _carry_encoder_weights(phase, model, info["unexpected_keys"])

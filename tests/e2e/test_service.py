@@ -75,6 +75,15 @@ LOAD_AND_PREDICT = textwrap.dedent("""
 """)
 
 
+def reload_in_fresh_process(artifact_dir: Path, base_dir: Path, valid_rows: list[dict]) -> dict:
+    """LOAD_AND_PREDICT in a new interpreter: {"max_abs_diff" from the job's predictions, "n"}."""
+    valid_path = artifact_dir / "valid.jsonl"
+    valid_path.write_bytes(jsonl(valid_rows))
+    out = subprocess.run([sys.executable, "-c", LOAD_AND_PREDICT, str(artifact_dir), str(base_dir), str(valid_path)],
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 @pytest.mark.parametrize("method", [
     {"type": "lora", "lora": {"r": 4, "hyperparameters": {"n_epochs": 2, "batch_size": 8}}},
     {"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 1, "batch_size": 8}}},
@@ -97,11 +106,7 @@ def test_job_runs_to_success_and_artifact_loads_in_fresh_process(service, openai
     assert "manifest.json" in names and "eval/predictions.jsonl" in names
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     assert manifest["base_model"]["id"] == "tiny-bert" and len(manifest["base_model"]["sha256"]) == 64
-    valid_path = tmp_path / "valid.jsonl"
-    valid_path.write_bytes(jsonl(valid_rows))
-    out = subprocess.run([sys.executable, "-c", LOAD_AND_PREDICT, str(tmp_path), str(tiny_model_dir), str(valid_path)],
-                         capture_output=True, text=True, check=True)
-    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result = reload_in_fresh_process(tmp_path, tiny_model_dir, valid_rows)
     assert result["n"] == len(valid_rows) and result["max_abs_diff"] < 1e-4
     assert job.fine_tuned_model in [m.id for m in openai_client.models.list().data]
 

@@ -50,12 +50,15 @@ def build_context(job: Job, sink: DatabaseSink, output_dir: Path) -> TrainContex
                             param="method") from exc
     named = {field: getattr(method.settings, field) for field in method.settings.file_fields()
              if getattr(method.settings, field)}
+    stack = getattr(method.settings, "stack", None) or []  # MAD-X: jobs whose adapters load under this one
 
     def load(session):
         wanted = [job.training_file, job.validation_file or "", *named.values()]
         files = {f.id: f for f in session.scalars(select(File).where(File.id.in_(wanted)))}
-        return files, session.get(BaseModel, job.model)
-    files, base = with_db(load)
+        stacked = session.scalars(select(Job).where(Job.id.in_(stack), Job.tenant_id == job.tenant_id,
+                                                    Job.status == JobStatus.succeeded)).all() if stack else []
+        return files, session.get(BaseModel, job.model), {j.id: job_artifact_dir(j) for j in stacked}
+    files, base, stacked = with_db(load)
     if base is None:
         raise TrainingError(f"Base model {job.model!r} is no longer registered.", code="model_not_found", param="model")
     for file_id in filter(None, (job.training_file, job.validation_file, *named.values())):
@@ -72,6 +75,7 @@ def build_context(job: Job, sink: DatabaseSink, output_dir: Path) -> TrainContex
         output_dir=output_dir, checkpoint_dir=checkpoint_dir, sink=sink,
         resume_from=latest_complete_checkpoint(checkpoint_dir),
         input_files={field: verified_path(files[file_id]) for field, file_id in named.items()},
+        extra={"stack": stacked} if stack else {},  # the strategy refuses a stacked job missing here
     )
 
 

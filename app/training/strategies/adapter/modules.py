@@ -77,6 +77,16 @@ def _is_site(layer: nn.Module, path: str) -> bool:
                                                                                nn.LayerNorm)
 
 
+def bottleneck_size(model: torch.nn.Module, factor: int, base_id: str, param: str) -> int:
+    """hidden // reduction_factor, refused (naming `param`) when that leaves no width."""
+    hidden = model.config.hidden_size
+    if hidden // factor < 1:
+        raise TrainingError(f"reduction_factor {factor} leaves no bottleneck: {base_id} has hidden size "
+                            f"{hidden}, and {hidden} // {factor} = 0; choose reduction_factor <= {hidden}.",
+                            code="invalid_method_settings", param=param)
+    return hidden // factor
+
+
 def insert_adapters(model: nn.Module, name: str, placement: str, size: int, non_linearity: str,
                     init_scale: float) -> list[str]:
     """Add bottleneck `name` at every site of `placement`; returns the sites' module paths."""

@@ -2,9 +2,11 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
+from app.training.base_facts import BaseFacts, BaseProblem
 from app.training.config import MethodSettings
 from app.training.masking import MaskingSettings
 from app.training.methods import TaskMethod
+from app.training.strategies.adapter.config import LanguageAdapterSettings, width_problem
 
 
 def adapted_model_id(job_id: str) -> str:
@@ -22,6 +24,11 @@ class AdaptiveSettings(MethodSettings):
         'DAPT: id of an uploaded file (purpose fine-tune) of {"text": "..."} rows; other fields are ignored.'))
     tapt: bool = Field(False, description="TAPT: continue MLM on the training file's texts (labels ignored).")
     mlm: MaskingSettings = Field(default_factory=MaskingSettings, description="Masking of the MLM phases.")
+    adapter: LanguageAdapterSettings | None = Field(None, description=(
+        "Train a language adapter instead of the encoder (MAD-X, Pfeiffer et al. 2020): the MLM phases train "
+        "only a bottleneck adapter (and MLM-head weights the base lacks, which are not shipped), the base "
+        "stays frozen; the artifact is bottleneck/ (adapter weights + config). Stack it under task adapters "
+        'with {"type": "adapter", "adapter": {"stack": ["<this job id>"]}}. Cannot combine with then.'))
     then: TaskMethod | None = Field(None, description=(
         'A task method trained on the adapted encoder in the same job, e.g. {"type": "lora", "lora": {"r": 8}}, '
         "validated and resolved at submission; omitted: the job's result is the adapted encoder alone."))
@@ -35,3 +42,20 @@ class AdaptiveSettings(MethodSettings):
         if self.corpus_file is None and not self.tapt:
             raise ValueError("give corpus_file (domain-adaptive pretraining), tapt: true (task-adaptive), or both")
         return self
+
+    @model_validator(mode="after")
+    def _language_adapter_trains_alone(self) -> AdaptiveSettings:
+        if self.adapter is not None and self.then is not None:
+            raise ValueError("adapter (a language adapter) cannot combine with then; train the task in a later "
+                             'job: {"type": "adapter", "adapter": {"stack": ["<this job id>"]}}')
+        if self.then is not None and getattr(self.then.settings, "stack", None):
+            raise ValueError("then cannot stack adapters: it trains on the adapted encoder, not on the base the "
+                             "stacked adapters were trained on; submit the stacked adapter as its own job")
+        return self
+
+    def check_base(self, facts: BaseFacts) -> list[BaseProblem]:
+        """A language adapter's bottleneck must keep at least one unit on this base (MAD-X)."""
+        problems = super().check_base(facts)
+        if self.adapter is not None and (problem := width_problem(facts, self.adapter.reduction_factor)):
+            problems.append(("adapter.reduction_factor", problem))
+        return problems

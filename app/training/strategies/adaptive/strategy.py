@@ -7,7 +7,8 @@ checkpoints. Step numbers continue across phases, so events and checkpoints neve
 
 Artifact: `encoder/` (the adapted encoder with its MLM head, `save_pretrained` + tokenizer),
 plus the task method's own artifact when `then` is given; `manifest.json` records every phase's
-held-out MLM loss/accuracy before and after.
+held-out MLM loss/accuracy before and after. With `adapter`, the phases train a MAD-X language
+adapter over the frozen base instead (language_adapter.py) and the artifact is its `bottleneck/`.
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from app.training.masking import MaskingSettings
 from app.training.mlm import MlmPhase, run_mlm
 from app.training.registry import run_strategy
 from app.training.strategies.adaptive.config import AdaptiveSettings, adapted_model_id
+from app.training.strategies.adaptive.language_adapter import language_adapter_hooks
 
 PHASE_DONE = "phase.json"
 
@@ -62,8 +64,10 @@ def _corpus(ctx: TrainContext, name: str) -> list[str]:
         raise TrainingError(f"{param}: {exc}", code="invalid_corpus", param=param) from exc
 
 
-def _mlm_phase(ctx: TrainContext, name: str, encoder: Path, masking: MaskingSettings, offset: int) -> dict[str, Any]:
-    """Run (or resume) one MLM phase; returns its record, or {"status": "paused"|"cancelled", …}."""
+def _mlm_phase(ctx: TrainContext, name: str, encoder: Path, masking: MaskingSettings, offset: int,
+               hooks: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Run (or resume) one MLM phase; returns its record, or {"status": "paused"|"cancelled", …}.
+    `hooks`: MlmPhase's prepare/save when the phase trains a language adapter, not the encoder."""
     done_dir = ctx.checkpoint_dir / f"{name}-encoder"
     if (done_dir / PHASE_DONE).exists():
         record = json.loads((done_dir / PHASE_DONE).read_text())
@@ -75,7 +79,7 @@ def _mlm_phase(ctx: TrainContext, name: str, encoder: Path, masking: MaskingSett
     result = run_mlm(MlmPhase(texts=_corpus(ctx, name), masking=masking, hyperparameters=ctx.hyperparameters,
                               base_path=encoder, output_dir=staging, checkpoint_dir=checkpoints,
                               sink=OffsetSink(ctx.sink, offset), resume_from=latest_complete_checkpoint(checkpoints),
-                              label=f"{name.upper()}: "))
+                              label=f"{name.upper()}: ", **(hooks or {})))
     run = result.run
     record = {"phase": name, "status": run.status, "steps": run.step, "trained_tokens": run.trained_tokens,
               "flops": run.flops, "before": result.before, "after": result.after}
@@ -107,13 +111,19 @@ def _task_context(ctx: TrainContext, settings: AdaptiveSettings, encoder: Path, 
 def train(ctx: TrainContext) -> TrainResult:
     settings = ctx.settings_as(AdaptiveSettings)
     phases = (["dapt"] if settings.corpus_file else []) + (["tapt"] if settings.tapt else [])
-    encoder, records = ctx.base_model.path, []
+    encoder, records, adapter = ctx.base_model.path, [], None
     for name in phases:
-        record = _mlm_phase(ctx, name, encoder, settings.mlm, offset=sum(r["steps"] for r in records))
+        hooks = language_adapter_hooks(ctx, settings.adapter, adapter) if settings.adapter else None
+        record = _mlm_phase(ctx, name, encoder, settings.mlm, offset=sum(r["steps"] for r in records), hooks=hooks)
         records.append(record)
         if record["status"] != "succeeded":
             return _result(record["status"], records, None)
-        encoder = ctx.checkpoint_dir / f"{name}-encoder"
+        if settings.adapter:  # the base stays as it is; the next phase continues this phase's adapter
+            adapter = ctx.checkpoint_dir / f"{name}-encoder"
+        else:
+            encoder = ctx.checkpoint_dir / f"{name}-encoder"
+    if settings.adapter:
+        return _language_adapter_result(ctx, settings, records, adapter)
     shutil.copytree(encoder, ctx.output_dir / "encoder", ignore=shutil.ignore_patterns(PHASE_DONE))
     task = None
     if settings.then:
@@ -124,6 +134,17 @@ def train(ctx: TrainContext) -> TrainResult:
     result = dataclasses.replace(_result("succeeded", records, task),
                                  produced_model=ProducedModel(id=adapted_model_id(ctx.job_id), path="encoder"))
     _write_manifest(ctx, settings, records, result)
+    return result
+
+
+def _language_adapter_result(ctx: TrainContext, settings: AdaptiveSettings, records: list[dict[str, Any]],
+                             phase_dir: Path) -> TrainResult:
+    """The last phase's `bottleneck/` is the artifact: no encoder, no registered model (MAD-X)."""
+    shutil.copytree(phase_dir / "bottleneck", ctx.output_dir / "bottleneck")
+    result = _result("succeeded", records, None)
+    _write_manifest(ctx, settings, records, result)
+    ctx.sink.message(f'Language adapter trained (bottleneck/); stack it under a task adapter with {{"type": "adapter", '
+                     f'"adapter": {{"stack": ["{ctx.job_id}"]}}}}', data={"stack": [ctx.job_id]})
     return result
 
 
