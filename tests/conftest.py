@@ -129,15 +129,16 @@ def client(database):
 
 
 def quiesce_jobs() -> None:
-    """Cancel jobs earlier tests left queued and empty the test queues, so the next test's
-    dispatcher and workers see only their own jobs."""
+    """Cancel jobs (and fail exports) earlier tests left waiting and empty the test queues, so the
+    next test's dispatcher, maintenance pass and workers see only their own."""
     from sqlalchemy import update
 
     from app.core.db import session_scope
-    from app.models import Job
+    from app.models import Job, JobExport
 
     with session_scope() as db:
         db.execute(update(Job).where(Job.status.in_(("queued", "validating_files"))).values(status="cancelled"))
+        db.execute(update(JobExport).where(JobExport.status.in_(("queued", "running"))).values(status="failed"))
     _purge_test_queues()
 
 

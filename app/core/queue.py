@@ -51,13 +51,15 @@ def enqueue_export(export_id: str) -> None:
 
 
 JOB_ID = re.compile(rb"ftjob-[A-Za-z0-9]{24}")
+EXPORT_ID = re.compile(rb"ftexp-[A-Za-z0-9]{24}")
 
 
-def job_ids_held_by_broker() -> set[str]:
-    """Job ids in messages Redis still holds: waiting in our queue or delivered but unacknowledged."""
+def held_by_broker(ids: re.Pattern[bytes]) -> set[str]:
+    """The ids `ids` matches (JOB_ID, EXPORT_ID) in messages Redis still holds: waiting in our queue or
+    delivered but unacknowledged."""
     client = get_redis()
     raw = client.lrange(get_settings().queue_name, 0, -1) + list(client.hvals("unacked"))
-    return {match.decode() for message in raw for match in JOB_ID.findall(message)}
+    return {match.decode() for message in raw for match in ids.findall(message)}
 
 
 def waiting_messages() -> int:

@@ -23,10 +23,9 @@ def create_export(job_id: str, session: SessionDep, tenant: TenantDep, response:
     if send:
         try:
             enqueue_export(export.id)
-        except Exception as exc:  # broker down: the export stays queued and unsent; asking again re-sends it
+        except Exception as exc:  # broker down: the export stays queued, unsent; the maintenance pass sends it
             log.warning("export %s not sent to the broker: %s", export.id, exc)
-        else:
-            service.mark_sent(session, export.id)
+            service.mark_unsent(session, export.id)
             session.commit()
     if export.status == ExportStatus.succeeded:
         response.status_code = 200

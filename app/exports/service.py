@@ -5,18 +5,18 @@ worker claims the row with a conditional UPDATE, writes `merged/` in a staging d
 the job's artifact dir and records its files as `merged/…` artifact rows in the same transaction
 that marks the export succeeded. A repeated request returns the same row; it re-sends a queued
 export the broker may have lost, and re-queues a failed one or one whose worker stopped beating.
+Without a request, the maintenance pass does the same for a lost or abandoned one (recovery.py).
 """
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
+from app import leases
 from app.artifacts.service import job_artifact_dir
-from app.core.config import get_settings
 from app.core.errors import BadRequest, Conflict, NotFound
 from app.core.ids import new_id
 from app.jobs.service import get_job
@@ -44,20 +44,17 @@ def _check_exportable(session: Session, tenant_id: str, job_id: str) -> None:
 
 def _needs_sending(export: JobExport) -> bool:
     """A new, failed or abandoned export, or a queued one not sent for `resend_after` seconds."""
-    settings, now = get_settings(), utcnow()
     if export.status == ExportStatus.failed:
         return True
     if export.status == ExportStatus.queued:
-        return export.enqueued_at is None or export.enqueued_at < now - timedelta(seconds=settings.resend_after)
-    if export.status == ExportStatus.running:
-        beat = export.heartbeat_at or export.started_at
-        return beat is None or beat < now - timedelta(seconds=settings.heartbeat_timeout)
-    return False
+        return export.enqueued_at is None or export.enqueued_at < leases.resend_cutoff()
+    return export.status == ExportStatus.running and leases.beat_is_stale(export)
 
 
 def request_export(session: Session, tenant_id: str, job_id: str) -> tuple[JobExport, bool]:
     """The job's export (created on the first request) and whether it must be sent to a worker now;
-    the caller commits, then sends (`mark_sent`)."""
+    the caller commits, then sends. It is recorded as sent already, so the maintenance pass does not
+    send it too; the caller calls `mark_unsent` if the broker refuses it, and the pass sends it later."""
     _check_exportable(session, tenant_id, job_id)
     session.execute(insert(JobExport).values(id=new_id("ftexp-"), job_id=job_id, tenant_id=tenant_id,
                                              status=ExportStatus.queued, attempt=0)
@@ -65,14 +62,15 @@ def request_export(session: Session, tenant_id: str, job_id: str) -> tuple[JobEx
     export = session.scalar(select(JobExport).where(JobExport.job_id == job_id).with_for_update())
     send = _needs_sending(export)
     if send:
-        export.status, export.error, export.worker_id, export.enqueued_at = ExportStatus.queued, None, None, None
+        export.status, export.error, export.worker_id, export.enqueued_at = ExportStatus.queued, None, None, utcnow()
     session.flush()
     return export, send
 
 
-def mark_sent(session: Session, export_id: str) -> None:
+def mark_unsent(session: Session, export_id: str) -> None:
+    """The broker refused the export's message: the maintenance pass sends it (app/exports/recovery.py)."""
     session.execute(update(JobExport).where(JobExport.id == export_id, JobExport.status == ExportStatus.queued)
-                    .values(enqueued_at=utcnow()))
+                    .values(enqueued_at=None))
 
 
 def get_export(session: Session, tenant_id: str, job_id: str) -> JobExport:

@@ -1,4 +1,5 @@
-"""Reaper and reconciler: the database is the truth, the broker is only a delivery mechanism.
+"""Reaper and reconciler of jobs and exports: the database is the truth, the broker is only a delivery
+mechanism (app/leases.py finds what a dead worker or a lost message left behind).
 
 One pass runs under a PostgreSQL advisory lock, so any number of api/worker processes can run the
 loop and only one acts at a time.
@@ -7,19 +8,19 @@ from __future__ import annotations
 
 import logging
 import threading
-from datetime import timedelta
 
-from sqlalchemy import select, text
+from sqlalchemy import text
 
+from app import leases
 from app.core.config import get_settings
-from app.core.queue import job_ids_held_by_broker
+from app.core.queue import JOB_ID
 from app.core.retry import with_db
+from app.exports import recovery as exports
 from app.files.sweeper import sweep_orphan_files
 from app.jobs import state
 from app.jobs.dispatch import admit
 from app.jobs.events import record_event
 from app.models import Job
-from app.models.base import utcnow
 from app.models.job import JobStatus
 
 log = logging.getLogger(__name__)
@@ -28,38 +29,33 @@ LOCK_KEY = 0x7475_6E65  # "tune"
 
 def reap_stale(session) -> list[str]:
     """Running jobs whose worker stopped beating go back to the queue, or fail after max attempts."""
-    settings = get_settings()
-    cutoff = utcnow() - timedelta(seconds=settings.heartbeat_timeout)
-    stale = list(session.scalars(select(Job).where(Job.status.in_(state.HELD_BY_WORKER),
-                                                   Job.heartbeat_at < cutoff).with_for_update(skip_locked=True)))
+    stale = leases.stale(session, Job, state.HELD_BY_WORKER)
     for job in stale:
-        state.reap(session, job, int((utcnow() - job.heartbeat_at).total_seconds()), settings.max_attempts)
+        state.reap(session, job, leases.silence(job), get_settings().max_attempts)
     return [job.id for job in stale]
 
 
 def lost_messages(session) -> list[str]:
-    """Queued jobs sent a while ago whose message the broker no longer holds (Redis flushed or
-    restarted without persistence): marked unsent so this pass sends them again."""
-    cutoff = utcnow() - timedelta(seconds=get_settings().resend_after)
-    candidates = list(session.scalars(select(Job).where(Job.status == JobStatus.queued, Job.enqueued_at < cutoff)))
-    if not candidates:
-        return []
-    held = job_ids_held_by_broker()
-    lost = [job for job in candidates if job.id not in held]
+    """Queued jobs whose message the broker lost: marked unsent, so this pass sends them again."""
+    lost = leases.lost(session, Job, JobStatus.queued, JOB_ID)
     for job in lost:
-        job.enqueued_at = None
         record_event(session, job.id, "The broker lost this job's message; sending it again", level="warning")
     return [job.id for job in lost]
 
 
+NOTHING = {"reaped": [], "lost": [], "swept": [], "exports_reaped": [], "exports_lost": []}
+
+
 def run_once() -> dict[str, list[str]]:
-    """One pass; returns what it did (for tests and logs)."""
+    """One pass; returns what it did (for tests and logs). Exports recover like jobs, and are sent
+    after the jobs' fair share (they skip the dispatcher: one is sent as soon as it is queued)."""
     def locked_pass(session) -> dict[str, list[str]] | None:
         if not session.scalar(text("select pg_try_advisory_xact_lock(:k)"), {"k": LOCK_KEY}):
             return None
-        return {"reaped": reap_stale(session), "lost": lost_messages(session), "swept": sweep_orphan_files(session)}
-    done = with_db(locked_pass) or {"reaped": [], "lost": [], "swept": []}
-    return {**done, "sent": admit()}
+        return {"reaped": reap_stale(session), "lost": lost_messages(session), "swept": sweep_orphan_files(session),
+                "exports_reaped": exports.reap_stale(session), "exports_lost": exports.lost_messages(session)}
+    done = with_db(locked_pass) or NOTHING
+    return {**done, "sent": admit(), "exports_sent": exports.send_unsent()}
 
 
 class MaintenanceLoop:

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from app.core.errors import Conflict
 from app.jobs.events import record_event
+from app.leases import worker_lost_error
 from app.models import Job
 from app.models.base import utcnow
 from app.models.job import JobStatus
@@ -149,11 +150,9 @@ def reap(session: Session, job: Job, silent: int, max_attempts: int) -> None:
         record_event(session, job.id, f"Worker lost while pausing (no heartbeat for {silent}s); job paused "
                                       "at its last complete checkpoint", level="warning")
     elif job.attempt >= max_attempts:
-        message = (f"The worker running this job stopped responding {job.attempt} times "
-                   f"(no heartbeat for {silent}s); giving up after {max_attempts} attempts.")
-        move(session, job.id, S.running, S.failed, finished_at=utcnow(),
-             error={"code": "worker_lost", "message": message, "param": None})
-        record_event(session, job.id, message, level="error")
+        error = worker_lost_error("job", job.attempt, silent, max_attempts)
+        move(session, job.id, S.running, S.failed, finished_at=utcnow(), error=error)
+        record_event(session, job.id, error["message"], level="error")
     else:
         move(session, job.id, S.running, S.queued, worker_id=None, enqueued_at=None)
         record_event(session, job.id, f"Worker lost (no heartbeat for {silent}s); re-queued for attempt "

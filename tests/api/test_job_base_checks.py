@@ -75,3 +75,40 @@ def test_settings_at_the_base_limits_are_accepted(client, tenant, train_file, re
                       method={"type": method, method: settings})
     assert response.status_code == 200, response.text
     client.post(f"/v1/fine_tuning/jobs/{response.json()['id']}/cancel", headers=auth(key))
+
+
+@pytest.fixture(scope="module")
+def registered_tiny_deberta(database, tmp_path_factory) -> str:
+    """A tiny random DeBERTa-v2: its model_type has no LoRA default and its attention names
+    query_proj/key_proj/value_proj, so LoRA's fallback `query`/`value` matches nothing."""
+    from transformers import DebertaV2Config, DebertaV2Model
+
+    from app.base_models.service import register
+    from app.core.db import session_scope
+
+    path = tmp_path_factory.mktemp("tiny-deberta")
+    DebertaV2Model(DebertaV2Config(vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                   intermediate_size=64, max_position_embeddings=128)).save_pretrained(path)
+    with session_scope() as db:
+        register(db, "tiny-deberta", path)
+    return "tiny-deberta"
+
+
+def test_lora_defaults_the_base_lacks_are_refused_and_say_what_to_set(client, tenant, train_file,
+                                                                       registered_tiny_deberta):
+    tenant_id, key = tenant
+    response = create(client, key, model=registered_tiny_deberta, training_file=train_file,
+                      method={"type": "lora", "lora": {"r": 4}})
+    error = assert_error(response, 400, "not given", "['query', 'value']", "'deberta-v2', which has no default",
+                         "set target_modules", "'query_proj'", "'value_proj'", '"all-linear"',
+                         param="method.lora.target_modules")
+    assert error["code"] == "invalid_method_settings"
+    assert _jobs(tenant_id) == 0
+    nested = create(client, key, model=registered_tiny_deberta, training_file=train_file, method={
+        "type": "adaptive", "adaptive": {"tapt": True, "then": {"type": "lora", "lora": {}}}})
+    assert_error(nested, 400, "set target_modules", param="method.adaptive.then.lora.target_modules")
+    for settings in ({"target_modules": ["query_proj", "value_proj"]}, {"target_modules": "all-linear"}):
+        accepted = create(client, key, model=registered_tiny_deberta, training_file=train_file,
+                          method={"type": "lora", "lora": settings})
+        assert accepted.status_code == 200, accepted.text
+        client.post(f"/v1/fine_tuning/jobs/{accepted.json()['id']}/cancel", headers=auth(key))

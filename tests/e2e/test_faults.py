@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
 import redis
 
@@ -134,6 +135,30 @@ def test_redis_flushed_with_running_and_queued_jobs(private):
         assert _starts(private.client, job_id) == 1
     resent = [job_id for job_id in jobs[1:] if any("broker lost" in m for m in _messages(private.client, job_id))]
     assert resent, "the flushed queue held the waiting jobs' messages; the reconciler must have re-sent them"
+
+
+def test_redis_flushed_with_a_queued_export(private):
+    """FLUSHALL while an export waits for a worker (stopped here): with no request after, the
+    reconciler re-sends it from PostgreSQL, and the export runs once and succeeds."""
+    job_id = _submit(private.client, SHORT_ROWS)
+    assert _final(private.client, job_id).status == "succeeded"
+    private.service.processes["worker"].terminate()
+    private.service.processes["worker"].wait()
+    url = f"{private.service.url}/v1/fine_tuning/jobs/{job_id}/export"
+    headers = {"Authorization": f"Bearer {private.client.api_key}"}
+    export = httpx.post(url, headers=headers)
+    assert export.status_code == 202, export.text
+    assert export.json()["id"].encode() in b"".join(private.broker().lrange("tuneforge.faults", 0, -1))
+    private.broker().flushall()
+    flushed_at = time.time()
+    private.service.start_worker()
+    done = wait_for(lambda: httpx.get(url, headers=headers).json(), lambda e: e["status"] in ("succeeded", "failed"),
+                    timeout=180)
+    assert done["status"] == "succeeded", done["error"]
+    assert done["finished_at"] >= int(flushed_at) and done["files"]
+    with psycopg.connect(private.service.env["TUNEFORGE_DATABASE_URL"]) as db:
+        row = db.execute("select attempt from job_exports where id = %s", (export.json()["id"],)).fetchone()
+    assert row == (1,)
 
 
 def test_redis_crash_and_restart(private):

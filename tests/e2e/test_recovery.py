@@ -1,14 +1,20 @@
-"""Jobs survive a SIGKILLed worker and pause/resume, and end where an uninterrupted run ends."""
+"""Jobs survive a SIGKILLed worker and pause/resume, and end where an uninterrupted run ends; an export
+survives a SIGKILLed worker too."""
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 
+import httpx
 import pytest
 from safetensors.torch import load_file
 
+from app.artifacts.service import job_artifact_dir
+from app.core.db import session_scope
+from app.models import Job, JobExport
 from tests.e2e.conftest import wait_for
-from tests.e2e.test_service import FINAL, download_artifacts
+from tests.e2e.test_service import FINAL, download_artifacts, run_job
 from tests.tiny_models import make_classification_rows
 
 ROWS = make_classification_rows(1200, seed=11)
@@ -78,3 +84,43 @@ def test_pause_then_resume_continues_from_checkpoint(service, openai_client, ref
     done = _finish(openai_client, job_id)
     assert done.status == "succeeded", done.error
     _assert_same(reference, _adapter(service, openai_client, job_id, tmp_path))
+
+
+def _export_row(export_id: str) -> JobExport:
+    with session_scope() as db:
+        export = db.get(JobExport, export_id)
+        db.expunge(export)
+        return export
+
+
+def test_export_whose_worker_was_killed_is_requeued_and_succeeds(service, openai_client):
+    """A worker SIGKILLed while it holds an export, with no request after: the reaper re-queues the
+    export once its heartbeat is stale and the next worker merges it. The job's manifest is a FIFO
+    while the first worker claims, so that worker blocks mid-export and the kill lands there."""
+    job = run_job(openai_client, "tiny-bert", METHOD, valid_rows=False)
+    assert job.status == "succeeded", job.error
+    url = f"{service.url}/v1/fine_tuning/jobs/{job.id}/export"
+    headers = {"Authorization": f"Bearer {openai_client.api_key}"}
+    service.processes["worker"].terminate()
+    service.processes["worker"].wait()
+    export_id = httpx.post(url, headers=headers).json()["id"]  # its message waits for a worker
+    with session_scope() as db:
+        manifest = job_artifact_dir(db.get(Job, job.id)) / "manifest.json"
+    saved = manifest.read_bytes()
+    manifest.unlink()
+    os.mkfifo(manifest)
+    try:
+        stuck = service.start_worker()
+        held = wait_for(lambda: _export_row(export_id), lambda e: e.status == "running", timeout=120, interval=0.1)
+        stuck.kill()
+        stuck.wait()
+    finally:
+        manifest.unlink()
+        manifest.write_bytes(saved)
+    service.start_worker()
+    done = wait_for(lambda: httpx.get(url, headers=headers).json(), lambda e: e["status"] in ("succeeded", "failed"),
+                    timeout=180)
+    assert done["status"] == "succeeded", done["error"]
+    assert {"merged/config.json", "merged/model.safetensors"} <= {f["name"] for f in done["files"]}
+    export = _export_row(export_id)
+    assert export.attempt == 2 and export.worker_id != held.worker_id

@@ -8,9 +8,7 @@ from __future__ import annotations
 from app.training.base import TrainContext, TrainingError, TrainResult
 from app.training.classification import run_classification
 from app.training.peft_adapter import all_linear_names, checked_targets, new_module_names, save_adapter
-from app.training.strategies.lora.config import LoraSettings
-
-DEFAULT_TARGETS = {"bert": ["query", "value"], "roberta": ["query", "value"], "distilbert": ["q_lin", "v_lin"]}
+from app.training.strategies.lora.config import LoraSettings, default_targets
 
 
 def _prepare(model, ctx: TrainContext, new_parameters: set[str]):
@@ -26,7 +24,7 @@ def _prepare(model, ctx: TrainContext, new_parameters: set[str]):
     if settings.target_modules == "all-linear":
         targets = all_linear_names(model, exclude=set(whole))
     else:
-        targets = settings.target_modules or DEFAULT_TARGETS.get(model.config.model_type, ["query", "value"])
+        targets = settings.target_modules or default_targets(model.config.model_type)
         targets = checked_targets(model, ctx, targets, whole)
     config = LoraConfig(task_type=TaskType.SEQ_CLS, modules_to_save=whole or None, target_modules=targets,
                         r=settings.r, lora_alpha=settings.lora_alpha, lora_dropout=settings.lora_dropout,
