@@ -23,7 +23,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -32,13 +34,14 @@ from bench.data import splits, write_jsonl  # noqa: E402
 from bench.hf_reference import GRID as REFERENCE_GRID, mean_std  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-METHODS = ["supervised", "lora", "bitfit", "ia3"]
+METHODS = ["supervised", "lora", "bitfit", "ia3", "adapter"]
 # The grid each method's "grid" column is the best of (chosen on validation accuracy, mean over seeds).
 GRIDS: dict[str, list[dict]] = {
     "supervised": [{"learning_rate": lr, "n_epochs": e} for lr in (5e-5, 1e-4) for e in (3, 10)],
     "lora": [{"learning_rate": lr, "n_epochs": 10} for lr in (5e-4, 1e-3, 2e-3)],
     "bitfit": [{"learning_rate": lr, "n_epochs": 10} for lr in (1e-3, 3e-3, 1e-2)],
     "ia3": [{"learning_rate": lr, "n_epochs": 10} for lr in (3e-3, 1e-2, 3e-2)],
+    "adapter": [{"learning_rate": lr, "n_epochs": 10} for lr in (3e-4, 1e-3, 3e-3)],
 }
 
 
@@ -85,9 +88,11 @@ def spawn(module: str, spec: dict, data: Path) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def columns(methods: list[str], grid: bool) -> list[tuple[str, str, dict]]:
-    """(column, method, hyper-parameters): the reference grid, each method on auto, then the grids."""
-    cols = [(f"reference {json.dumps(h)}", "hf_reference", h) for h in REFERENCE_GRID]
+def columns(methods: list[str], grid: bool, reference: str = "all") -> list[tuple[str, str, dict]]:
+    """(column, method, hyper-parameters): the reference grid (or the points of it named by
+    `reference`, e.g. "1" for the second), each method on auto, then the grids."""
+    points = range(len(REFERENCE_GRID)) if reference == "all" else [int(i) for i in reference.split(",") if i]
+    cols = [(f"reference {json.dumps(REFERENCE_GRID[i])}", "hf_reference", REFERENCE_GRID[i]) for i in points]
     cols += [(f"{m} auto", m, {}) for m in methods]
     if grid:
         cols += [(f"{m} {json.dumps(h)}", m, h) for m in methods for h in GRIDS.get(m, [])]
@@ -95,20 +100,31 @@ def columns(methods: list[str], grid: bool) -> list[tuple[str, str, dict]]:
 
 
 def run_all(args: argparse.Namespace) -> None:
-    """Seeds outermost, so an interrupted run still has every column for the seeds it finished."""
+    """Seeds outermost, so an interrupted run still has every column for the seeds it finished.
+
+    With --parallel N, N runs go at once with one thread each: on a small CPU two one-thread runs
+    finish about twice as fast as one two-thread run (small matrices scale badly across threads)."""
     data = Path(tempfile.mkdtemp(prefix="peft-data-"))
     for name, rows in splits(args.task, args.n_train, 500, 2000).items():
         write_jsonl(data / f"{name}.jsonl", rows)
-    with open(args.log, "a") as log:
-        for seed in [int(s) for s in args.seeds.split(",")]:
-            for column, method, hyper in columns(args.methods.split(","), args.grid):
-                if method == "hf_reference":
-                    result = spawn("bench.hf_reference", {**hyper, "seed": seed}, data)
-                else:
-                    result = spawn("bench.peft", {"method": method, "hyperparameters": hyper, "seed": seed}, data)
-                log.write(json.dumps({"task": args.task, "n_train": args.n_train, "column": column, "method": method,
-                                      "seed": seed, "time": time.time(), **result}) + "\n")
-                log.flush()
+    threads = 1 if args.parallel > 1 else 2
+    runs = [(seed, column, method, hyper) for seed in [int(s) for s in args.seeds.split(",")]
+            for column, method, hyper in columns(args.methods.split(","), args.grid, args.reference)]
+    lock = threading.Lock()
+
+    def go(seed: int, column: str, method: str, hyper: dict) -> None:
+        if method == "hf_reference":
+            result = spawn("bench.hf_reference", {**hyper, "seed": seed, "threads": threads}, data)
+        else:
+            result = spawn("bench.peft", {"method": method, "hyperparameters": hyper, "seed": seed,
+                                          "threads": threads}, data)
+        with lock, open(args.log, "a") as log:
+            log.write(json.dumps({"task": args.task, "n_train": args.n_train, "column": column, "method": method,
+                                  "seed": seed, "time": time.time(), "threads": threads, **result}) + "\n")
+
+    with ThreadPoolExecutor(max_workers=args.parallel) as pool:
+        for future in [pool.submit(go, *run) for run in runs]:
+            future.result()
     report(args.log, args.task)
 
 
@@ -158,6 +174,9 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--task", default="tweets")
     parser.add_argument("--n-train", type=int, default=1000)
+    parser.add_argument("--parallel", type=int, default=1, help="runs at once, one thread each when > 1")
+    parser.add_argument("--reference", default="all",
+                        help='which reference grid points to run: "all", or indices such as "1" ("" for none)')
     parser.add_argument("--grid", action="store_true", help="also run every method's grid (hours on a CPU)")
     parser.add_argument("--report", action="store_true", help="print the table from --log and exit")
     parser.add_argument("--log", type=Path, default=Path("bench-peft.jsonl"))
