@@ -1,23 +1,45 @@
-"""The `tuneforge` command: up, api, worker, migrate, tenants, models."""
+"""The `tuneforge` command: up, api, worker, migrate, tenants, models.
+
+Without TUNEFORGE_DATABASE_URL / TUNEFORGE_REDIS_URL, every command but `up` uses the servers of the
+`tuneforge up` running on the data directory (its state file). Any failure is one line on stderr and
+exit status 1 (TUNEFORGE_DEBUG=1 shows the traceback).
+"""
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import typer
 
+from app.core import instance
+
 WORKER_APP = "workers.celery_app:celery_app"  # loaded by Celery's own `-A` loader, as `celery -A` does
-app = typer.Typer(help="tuneforge: fine-tuning as a service.", no_args_is_help=True)
+app = typer.Typer(help="tuneforge: fine-tuning as a service.", no_args_is_help=True, pretty_exceptions_enable=False)
 tenants = typer.Typer(help="Manage tenants and their API keys.", no_args_is_help=True)
 models = typer.Typer(help="Manage base models.", no_args_is_help=True)
 app.add_typer(tenants, name="tenants")
 admin = typer.Typer(help="Operator commands.", no_args_is_help=True)
 app.add_typer(models, name="models")
 app.add_typer(admin, name="admin")
+DATA_DIR_HELP = "Data directory (default: TUNEFORGE_DATA_DIR, else the per-user data dir)."
+
+
+@app.callback()
+def use_data_dir(ctx: typer.Context, data_dir: Path | None = typer.Option(None, "--data-dir", help=DATA_DIR_HELP)) -> None:
+    """Fine-tuning as a service: `tuneforge up` runs everything on this machine."""
+    if data_dir is not None:
+        os.environ["TUNEFORGE_DATA_DIR"] = str(data_dir.expanduser().resolve())
+    if ctx.invoked_subcommand == "up":
+        return
+    from app.core.config import get_settings
+
+    state = instance.read_state(get_settings().data_dir.expanduser().resolve())
+    for name, url in (("TUNEFORGE_DATABASE_URL", state and state.database_url),
+                      ("TUNEFORGE_REDIS_URL", state and state.redis_url)):
+        if url and not os.environ.get(name):
+            os.environ[name] = url
+    get_settings.cache_clear()
 
 
 @admin.command("create-key")
@@ -140,62 +162,16 @@ def worker(maintenance: bool = True, loglevel: str = "INFO") -> None:
                 prog_name="tuneforge worker")
 
 
-def _wait_healthy(url: str, timeout: float = 60.0) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise typer.Exit(code=1)
-
-
 @app.command()
-def up(host: str = "127.0.0.1", port: int = 8000, tenant: str = "default") -> None:
+def up(host: str = "127.0.0.1",
+       port: int | None = typer.Option(None, help="API port (default 8000, or a free one if 8000 is taken)."),
+       data_dir: Path | None = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
+       tenant: str = "default") -> None:
     """Everything on one machine: embedded PostgreSQL/Redis unless URLs are set, API and one worker."""
-    from contextlib import ExitStack
-
     from app.core.config import get_settings
+    from app.up import run_up
 
-    settings = get_settings()
-    data_dir = settings.data_dir.resolve()
-    env = dict(os.environ, TUNEFORGE_DATA_DIR=str(data_dir))
-    with ExitStack() as stack:
-        if not settings.database_url:
-            from app.core.embedded import EmbeddedPostgres
-
-            env["TUNEFORGE_DATABASE_URL"] = stack.enter_context(EmbeddedPostgres(data_dir / "postgres"))
-        if not settings.redis_url:
-            from app.core.embedded import EmbeddedRedis
-
-            env["TUNEFORGE_REDIS_URL"] = stack.enter_context(EmbeddedRedis(data_dir / "redis"))
-        tf = [sys.executable, "-m", "app.cli"]
-        subprocess.run([*tf, "migrate"], env=env, check=True)
-        key = _default_key(env, tenant)
-        procs = [subprocess.Popen([*tf, "api", "--host", host, "--port", str(port)], env=env),
-                 subprocess.Popen([*tf, "worker"], env=env)]
-        stack.callback(_terminate, procs)
-        url = f"http://{host}:{port}"
-        _wait_healthy(url)
-        typer.echo(f"tuneforge is up: API URL {url}  (OpenAI base_url {url}/v1, health {url}/healthz)")
-        typer.echo(f"API key for tenant {tenant!r} (shown once): {key}")
-        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-        try:
-            while all(p.poll() is None for p in procs):
-                time.sleep(1)
-        except KeyboardInterrupt:
-            pass
-
-
-def _default_key(env: dict[str, str], tenant: str) -> str:
-    """Create the tenant on first run; on later runs issue it a fresh key (keys are never stored)."""
-    out = subprocess.run([sys.executable, "-m", "app.cli", "tenants", "issue-key", tenant, "--create"],
-                         env=env, check=True, capture_output=True, text=True).stdout
-    return out.strip().split()[-1]
+    run_up(host, port, data_dir or get_settings().data_dir, tenant)
 
 
 @tenants.command("issue-key")
@@ -216,16 +192,57 @@ def tenants_issue_key(name: str, create: bool = False) -> None:
     typer.echo(f"API key (shown once): {key}")
 
 
-def _terminate(procs: list[subprocess.Popen]) -> None:
-    for proc in procs:
-        if proc.poll() is None:
-            proc.terminate()
-    for proc in procs:
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+@tenants.command("default-key", hidden=True)
+def tenants_default_key(name: str) -> None:
+    """For `up`: reads the saved key on stdin; prints "saved KEY" if it is still NAME's active key, else
+    "issued KEY" (a new key) or "created KEY" (NAME did not exist)."""
+    from sqlalchemy import select
+
+    from app.core.db import session_scope
+    from app.models import Tenant
+    from app.tenants.service import authenticate_key, create_api_key, create_tenant
+
+    saved = sys.stdin.read().strip() if not sys.stdin.isatty() else ""
+    with session_scope() as session:
+        row = session.scalar(select(Tenant).where(Tenant.name == name))
+        key_row = authenticate_key(session, saved) if saved and row else None
+        if row is None:
+            status, key = "created", create_tenant(session, name)[1]
+        elif key_row is not None and key_row.tenant_id == row.id:
+            status, key = "saved", saved
+        else:
+            status, key = "issued", create_api_key(session, row.id)
+    typer.echo(f"{status} {key}")
+
+
+def describe(exc: BaseException) -> str:
+    """One line saying what went wrong, for any exception a command lets out."""
+    from app.core.errors import AppError
+    from app.up import UpError
+
+    if isinstance(exc, (AppError, UpError, RuntimeError)):
+        text = getattr(exc, "message", None) or str(exc)
+    elif type(exc).__module__.split(".")[0] in ("psycopg", "sqlalchemy"):
+        text = f"database error: {getattr(exc, 'orig', None) or exc}"
+    elif type(exc).__module__.split(".")[0] in ("redis", "kombu"):
+        text = f"cannot reach Redis: {exc}"
+    else:
+        text = f"{type(exc).__name__}: {exc}"
+    return " ".join(text.split()) or type(exc).__name__
+
+
+def main() -> None:
+    """The console script: run the command; a failure is one line on stderr and exit status 1."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as exc:  # every command's failure, reported in one line
+        if os.environ.get("TUNEFORGE_DEBUG"):
+            raise
+        typer.echo(f"tuneforge: error: {describe(exc)}", err=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":
-    app()
+    main()

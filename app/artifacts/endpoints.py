@@ -1,4 +1,5 @@
-"""/v1/fine_tuning/jobs/{id}/artifacts: list with size and sha256, stream one by relative name."""
+"""/v1/fine_tuning/jobs/{id}/artifacts: list with size and sha256, stream one by relative name, or all of
+them as one ready folder (`artifacts.tar`)."""
 from __future__ import annotations
 
 from fastapi import APIRouter
@@ -6,6 +7,7 @@ from fastapi.responses import StreamingResponse
 
 from app.api.deps import SessionDep, TenantDep
 from app.artifacts import service
+from app.artifacts.archive import entry, tar_length, tar_stream
 from app.fsio import iter_file
 from app.jobs.service import get_job
 
@@ -21,6 +23,20 @@ def list_artifacts(job_id: str, session: SessionDep, tenant: TenantDep) -> dict:
                  for a in service.list_artifacts(session, job)],
         "has_more": False,
     }
+
+
+@router.get("/{job_id}/artifacts.tar", response_class=StreamingResponse, responses={200: {
+    "description": "A tar of the folder `<job id>/` holding every artifact file (model card README.md, "
+                   "config.json, manifest.json, the method's weights): `curl … | tar x`.",
+    "content": {"application/x-tar": {"schema": {"type": "string", "format": "binary"}}}}})
+def download_artifact_folder(job_id: str, session: SessionDep, tenant: TenantDep) -> StreamingResponse:
+    """Every artifact of a job as one uncompressed tar, unpacking to the folder `<job id>/`."""
+    job = get_job(session, tenant.id, job_id)
+    entries = [entry(f"{job.id}/{row.name}", path, row.bytes, row.created_at.timestamp())
+               for row, path in service.artifact_files(session, job)]
+    return StreamingResponse(tar_stream(entries), media_type="application/x-tar", headers={
+        "Content-Length": str(tar_length(entries)),
+        "Content-Disposition": f'attachment; filename="{job.id}.tar"'})
 
 
 @router.get("/{job_id}/artifacts/{name:path}")

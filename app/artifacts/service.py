@@ -26,3 +26,13 @@ def get_artifact(session: Session, job: Job, name: str) -> tuple[Artifact, Path]
     if artifact is None or path is None or not path.is_relative_to(root) or not path.is_file():
         raise NotFound(f"Job {job.id} has no artifact named {shown(name)}.", param="name")
     return artifact, path
+
+
+def artifact_files(session: Session, job: Job) -> list[tuple[Artifact, Path]]:
+    """Every artifact of `job` with its file, for the whole-folder download; 404 before it has any."""
+    rows = list_artifacts(session, job)
+    if not rows:
+        raise NotFound(f"Job {job.id} has no artifacts yet (status {job.status}); they appear when it succeeds.",
+                       param="job_id")
+    root = job_artifact_dir(job).resolve()
+    return [(row, (root / row.name).resolve()) for row in rows]

@@ -7,13 +7,16 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.core.instance import default_data_dir
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TUNEFORGE_", extra="ignore")
 
     database_url: str | None = Field(None, description="PostgreSQL URL; unset means embedded (tuneforge up).")
     redis_url: str | None = Field(None, description="Redis URL of the Celery broker; unset means embedded.")
-    data_dir: Path = Field(Path(".data"), description="Uploaded files, base models and artifacts live here.")
+    data_dir: Path = Field(default_factory=default_data_dir, description="Uploaded files, base models and artifacts "
+                           "live here; default: the per-user data dir (~/.local/share/tuneforge on Linux).")
     artifact_url: str | None = Field(None, description="Optional s3://… artifact store (not yet used).")
     max_upload_bytes: int = Field(512 * 1024 * 1024, description="Largest accepted file upload.")
     max_header_bytes: int = Field(64 * 1024, description="Largest accepted request header block.")
@@ -56,12 +59,15 @@ class Settings(BaseSettings):
 
     def require_database_url(self) -> str:
         if not self.database_url:
-            raise RuntimeError("TUNEFORGE_DATABASE_URL is not set (tuneforge up sets it for you).")
+            raise RuntimeError(f"TUNEFORGE_DATABASE_URL is not set and no `tuneforge up` runs on data directory "
+                               f"{self.data_dir}: start `tuneforge up` (operator commands then use its database), "
+                               "pass its --data-dir, or set TUNEFORGE_DATABASE_URL.")
         return self.database_url
 
     def require_redis_url(self) -> str:
         if not self.redis_url:
-            raise RuntimeError("TUNEFORGE_REDIS_URL is not set (tuneforge up sets it for you).")
+            raise RuntimeError(f"TUNEFORGE_REDIS_URL is not set and no `tuneforge up` runs on data directory "
+                               f"{self.data_dir}: start `tuneforge up`, pass its --data-dir, or set TUNEFORGE_REDIS_URL.")
         return self.redis_url
 
 

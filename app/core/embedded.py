@@ -110,6 +110,10 @@ class _Server:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
 
+    def poll(self) -> int | None:
+        """None while the server runs (or before it starts), else the status it exited with."""
+        return None if self._proc is None else self._proc.poll()
+
     def crash(self) -> None:
         """SIGKILL the server and every process it started, as a power cut would (fault tests);
         `start()` then recovers it on the same port."""

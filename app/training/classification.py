@@ -153,6 +153,7 @@ def run_classification(ctx: TrainContext, prepare: Prepare, save: Save) -> Train
             ctx.sink.metrics(run.step, dict(eval_metrics))
         _write_predictions(ctx.output_dir, valid_examples, labels, logits)
     save(model, tokenizer, ctx.output_dir, ctx, new_parameters)
+    _write_ready_folder(ctx, model, labels, len(train_examples), len(valid_examples), final_metrics, run)
     write_manifest(ctx.output_dir, job_id=ctx.job_id, method=ctx.method, task="sequence_classification",
                    base_model={"id": ctx.base_model.id, "sha256": ctx.base_model.sha256}, labels=labels,
                    metrics=final_metrics, trained_tokens=run.trained_tokens, flops=run.flops, steps=run.step,
@@ -160,6 +161,19 @@ def run_classification(ctx: TrainContext, prepare: Prepare, save: Save) -> Train
                    parameters={"total": run.total_parameters, "trainable": run.trainable_parameters},
                    created_at=datetime.now(UTC).isoformat())
     return TrainResult("succeeded", run.step, run.trained_tokens, run.flops, final_metrics)
+
+
+def _write_ready_folder(ctx: TrainContext, model, labels: list, n_train: int, n_valid: int,
+                        metrics: dict[str, float], run) -> None:
+    """config.json (labels) and README.md (the model card) beside the method's files."""
+    from app.training.model_card import write_config, write_model_card
+    from app.training.registry import get_strategy
+
+    spec = get_strategy(ctx.method)
+    write_config(ctx.output_dir, model)
+    write_model_card(ctx, reload=spec.reload, paper=spec.paper, labels=labels, train_examples=n_train,
+                     valid_examples=n_valid, metrics=metrics, steps=run.step,
+                     parameters={"total": run.total_parameters, "trainable": run.trainable_parameters})
 
 
 def _load_data(ctx: TrainContext) -> tuple[list[Example], list[Example], list]:

@@ -40,8 +40,12 @@ def checked_targets(model: torch.nn.Module, ctx: TrainContext, targets: list[str
 
 
 def save_adapter(model, tokenizer, output_dir, ctx: TrainContext, new_parameters: set[str]) -> None:
-    """`adapter/`: peft's adapter_config.json + adapter_model.safetensors, head included."""
+    """`adapter/`: peft's adapter_config.json (naming the base's public name) + adapter_model.safetensors,
+    head included."""
+    from app.training.model_card import publish_adapter_config
+
     model.save_pretrained(output_dir / "adapter")
+    publish_adapter_config(output_dir / "adapter", ctx)
 
 
 def apply_adapter(model, artifact_dir):
