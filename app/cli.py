@@ -140,26 +140,41 @@ def api(host: str = "127.0.0.1", port: int = 8000, maintenance: bool = True) -> 
         from app.jobs.maintenance import MaintenanceLoop
 
         MaintenanceLoop().start()
+    log_options: dict = {}
+    if get_settings().log_format == "json":  # one JSON handler on the root logger; uvicorn's loggers go through it
+        from app.observability.logging import configure_logging
+
+        configure_logging("json")
+        log_options = {"log_config": None}
     # h11, not httptools: only h11 bounds what it buffers of a header block that never ends
     uvicorn.run("app.main:app", host=host, port=port, log_level="info", http="h11",
-                h11_max_incomplete_event_size=4 * get_settings().max_header_bytes)
+                h11_max_incomplete_event_size=4 * get_settings().max_header_bytes, **log_options)
 
 
 @app.command()
-def worker(maintenance: bool = True, loglevel: str = "INFO") -> None:
-    """Run one Celery worker that trains one job at a time (solo pool: no fork after threads start)."""
+def worker(maintenance: bool = True, loglevel: str = "INFO",
+           webhooks: bool = typer.Option(True, help="Also run the webhook delivery worker (a second process)."),
+           ) -> None:
+    """Run one Celery worker that trains one job at a time (solo pool: no fork after threads start), and
+    beside it a small one that delivers webhooks, so a long job never holds them up."""
     from celery.bin.celery import celery
 
     from app.core.config import get_settings
+    from app.webhooks.worker_process import start_delivery_worker, stop
 
+    deliveries = start_delivery_worker(WORKER_APP, loglevel) if webhooks else None  # before any thread starts
     if maintenance:
         from app.jobs.maintenance import MaintenanceLoop
 
         MaintenanceLoop().start()
     # `celery -A WORKER_APP worker …` in this process: app/ names the worker package, never imports it
-    celery.main(args=["-A", WORKER_APP, "worker", f"--loglevel={loglevel}", "--concurrency=1", "--pool=solo",
-                      "-Q", get_settings().queue_name, "--without-gossip", "--without-mingle"],
-                prog_name="tuneforge worker")
+    try:
+        quiet = ["--quiet"] if get_settings().log_format == "json" else []  # no banner among the JSON lines
+        celery.main(args=["-A", WORKER_APP, *quiet, "worker", f"--loglevel={loglevel}", "--concurrency=1",
+                          "--pool=solo", "-Q", get_settings().queue_name, "--without-gossip", "--without-mingle"],
+                    prog_name="tuneforge worker")
+    finally:
+        stop(deliveries)
 
 
 @app.command()

@@ -51,14 +51,15 @@ def stale(session: Session, model: type[L], held: Iterable[str]) -> list[L]:
                                 .with_for_update(skip_locked=True)))
 
 
-def lost(session: Session, model: type[L], queued: str, ids: re.Pattern[bytes]) -> list[L]:
+def lost(session: Session, model: type[L], queued: str, ids: re.Pattern[bytes], queue: str | None = None) -> list[L]:
     """Queued rows sent over `resend_after` seconds ago whose message (matched by `ids`) the broker no
-    longer holds, e.g. Redis flushed or restarted without persistence: marked unsent, to be sent again."""
+    longer holds in `queue` (default: the training queue), e.g. Redis flushed or restarted without
+    persistence: marked unsent, to be sent again."""
     candidates = list(session.scalars(select(model).where(model.status == queued,  # type: ignore[attr-defined]
                                                           model.enqueued_at < resend_cutoff())))
     if not candidates:
         return []
-    held = held_by_broker(ids)
+    held = held_by_broker(ids, queue)
     missing = [row for row in candidates if row.id not in held]  # type: ignore[attr-defined]
     for row in missing:
         row.enqueued_at = None

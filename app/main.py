@@ -16,9 +16,12 @@ from app.core.queue import broker_ping
 from app.exports.endpoints import router as exports_router
 from app.files.endpoints import router as files_router
 from app.jobs.endpoints import router as jobs_router
+from app.observability.endpoints import router as metrics_router
+from app.observability.http import ObservabilityMiddleware
 from app.storage.endpoints import admin_router as admin_storage_router
 from app.storage.endpoints import router as storage_router
 from app.tenants.auth import AuthMiddleware
+from app.webhooks.endpoints import router as webhooks_router
 
 
 def create_app() -> FastAPI:
@@ -28,6 +31,9 @@ def create_app() -> FastAPI:
     for router in (files_router, jobs_router, artifacts_router, exports_router, models_router, storage_router,
                    admin_router, admin_storage_router):
         app.include_router(router, responses=ERROR_RESPONSES)
+    app.include_router(webhooks_router, prefix="/v1/webhook_endpoints", responses=ERROR_RESPONSES)
+    app.include_router(webhooks_router, prefix="/v1/webhooks", responses=ERROR_RESPONSES, include_in_schema=False)
+    app.include_router(metrics_router)
 
     @app.get("/healthz", tags=["health"], responses={503: ERROR_RESPONSES[503]})
     def healthz() -> JSONResponse:
@@ -36,9 +42,10 @@ def create_app() -> FastAPI:
             return JSONResponse({"status": "ok", **checks})
         return JSONResponse({**error_body("Dependency unavailable.", "server_error"), **checks}, status_code=503)
 
-    # Outermost first: size limits, then authentication, then routing.
+    # Outermost first: metrics and log context, size limits, then authentication, then routing.
     app.add_middleware(AuthMiddleware)
     app.add_middleware(LimitsMiddleware)
+    app.add_middleware(ObservabilityMiddleware)
     return app
 
 

@@ -1,7 +1,9 @@
 """OpenAI-style cursor pagination: `after` an id, `limit`, `has_more`, newest first."""
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
+
+from fastapi import Query
 
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
@@ -10,6 +12,7 @@ from app.core.errors import BadRequest
 
 T = TypeVar("T")
 MAX_LIMIT = 100
+Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description=f"Objects per page, 1-{MAX_LIMIT}.")]
 
 
 def check_limit(limit: int) -> int:
@@ -40,4 +43,4 @@ def list_body(data: list[dict[str, Any]], has_more: bool) -> dict[str, Any]:
     }
 
 
-__all__ = ["paginate", "list_body", "check_limit", "select"]
+__all__ = ["paginate", "list_body", "check_limit", "select", "Limit"]

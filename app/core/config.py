@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -40,6 +41,28 @@ class Settings(BaseSettings):
     stop_poll_interval: float = Field(0.5, description="Seconds between a worker's cancel/pause checks.")
     queue_name: str = Field("tuneforge.train", description="Celery queue the training tasks use.")
     default_base_model: str = Field("minilm-l6", description="Base model registered by `tuneforge migrate`.")
+    log_format: Literal["text", "json"] = Field("text", description="`json`: one JSON object per log line, with "
+                                                "job_id and tenant_id where known.")
+    events_poll_interval: float = Field(1.0, gt=0, description="Seconds between database reads of a streamed "
+                                        "(SSE) job's new events.")
+    sse_keepalive: float = Field(15.0, gt=0, description="Seconds of silence after which an event stream sends a "
+                                 "comment line, so proxies keep the connection open.")
+    sse_max_duration: float | None = Field(None, gt=0, description="Most seconds one event stream stays open (then "
+                                           "it ends and clients reconnect with Last-Event-ID); unset: until the "
+                                           "job ends.")
+    webhook_allow_private: bool = Field(False, description="Allow webhook URLs on loopback, private and link-local "
+                                        "addresses (a receiver on this machine or LAN; tests set it).")
+    webhook_timeout: float = Field(10.0, gt=0, description="Seconds a webhook receiver has to answer one attempt.")
+    webhook_max_attempts: int = Field(12, ge=1, description="Attempts before a webhook delivery is given up.")
+    webhook_retry_base: float = Field(30.0, gt=0, description="Seconds before the first retry; each later retry "
+                                      "waits twice as long as the one before (exponential backoff).")
+    webhook_retry_max: float = Field(6 * 3600.0, gt=0, description="Longest wait between two webhook attempts.")
+    webhook_concurrency: int = Field(4, ge=1, description="Webhook deliveries one `tuneforge worker` sends at once.")
+
+    @property
+    def webhook_queue(self) -> str:
+        """The Celery queue of webhook deliveries: apart from training, so a long job never delays one."""
+        return f"{self.queue_name}.webhooks"
 
     @property
     def files_dir(self) -> Path:

@@ -12,6 +12,7 @@ from app.core.config import get_settings
 
 RUN_JOB_TASK = "tuneforge.run_job"
 EXPORT_TASK = "tuneforge.export_job"
+WEBHOOK_TASK = "tuneforge.deliver_webhook"
 
 
 def celery_config(redis_url: str) -> dict:
@@ -50,15 +51,21 @@ def enqueue_export(export_id: str) -> None:
     get_producer().send_task(EXPORT_TASK, args=[export_id], queue=get_settings().queue_name)
 
 
+def enqueue_webhook(delivery_id: str) -> None:
+    """Send a webhook delivery's id to the webhook queue (never behind a training job)."""
+    get_producer().send_task(WEBHOOK_TASK, args=[delivery_id], queue=get_settings().webhook_queue)
+
+
 JOB_ID = re.compile(rb"ftjob-[A-Za-z0-9]{24}")
 EXPORT_ID = re.compile(rb"ftexp-[A-Za-z0-9]{24}")
+WEBHOOK_ID = re.compile(rb"whmsg_[A-Za-z0-9]{24}")
 
 
-def held_by_broker(ids: re.Pattern[bytes]) -> set[str]:
-    """The ids `ids` matches (JOB_ID, EXPORT_ID) in messages Redis still holds: waiting in our queue or
-    delivered but unacknowledged."""
+def held_by_broker(ids: re.Pattern[bytes], queue: str | None = None) -> set[str]:
+    """The ids `ids` matches (JOB_ID, EXPORT_ID, WEBHOOK_ID) in messages Redis still holds: waiting in
+    `queue` (default: the training queue) or delivered but unacknowledged."""
     client = get_redis()
-    raw = client.lrange(get_settings().queue_name, 0, -1) + list(client.hvals("unacked"))
+    raw = client.lrange(queue or get_settings().queue_name, 0, -1) + list(client.hvals("unacked"))
     return {match.decode() for message in raw for match in ids.findall(message)}
 
 

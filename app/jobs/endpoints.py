@@ -4,7 +4,9 @@ from __future__ import annotations
 import json
 import logging
 
-from fastapi import APIRouter, Request
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Request
 from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import SessionDep, TenantDep
@@ -14,6 +16,7 @@ from app.core.text import all_storable
 from app.idempotency import service as idempotency
 from app.jobs import dispatch, service
 from app.jobs.schemas import checkpoint_object, event_object, job_object
+from app.jobs.stream import STREAM_RESPONSES, stream_events
 from app.models import Job, JobCheckpoint, JobEvent
 
 router = APIRouter(prefix="/v1/fine_tuning/jobs", tags=["fine-tuning"])
@@ -107,10 +110,14 @@ def resume_job(job_id: str, session: SessionDep, tenant: TenantDep) -> dict:
     return response
 
 
-@router.get("/{job_id}/events")
+@router.get("/{job_id}/events", responses=STREAM_RESPONSES)
 def list_events(job_id: str, session: SessionDep, tenant: TenantDep, after: str | None = None,
-                limit: int = 20) -> dict:
+                limit: int = 20, stream: bool = False,
+                last_event_id: Annotated[str | None, Header(max_length=64)] = None) -> dict:
+    """A page of events, newest first; with `stream=true` Server-Sent Events instead (app/jobs/stream.py)."""
     job = service.get_job(session, tenant.id, job_id)
+    if stream:
+        return stream_events(session, job, last_event_id)
     rows, has_more = paginate(session, service.events_query(job), JobEvent, after, limit)
     return list_body([event_object(e) for e in rows], has_more)
 

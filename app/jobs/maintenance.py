@@ -22,6 +22,7 @@ from app.jobs.dispatch import admit
 from app.jobs.events import record_event
 from app.models import Job
 from app.models.job import JobStatus
+from app.webhooks import recovery as webhooks
 
 log = logging.getLogger(__name__)
 LOCK_KEY = 0x7475_6E65  # "tune"
@@ -43,19 +44,22 @@ def lost_messages(session) -> list[str]:
     return [job.id for job in lost]
 
 
-NOTHING = {"reaped": [], "lost": [], "swept": [], "exports_reaped": [], "exports_lost": []}
+NOTHING = {"reaped": [], "lost": [], "swept": [], "exports_reaped": [], "exports_lost": [], "webhooks_reaped": [],
+           "webhooks_lost": []}
 
 
 def run_once() -> dict[str, list[str]]:
     """One pass; returns what it did (for tests and logs). Exports recover like jobs, and are sent
-    after the jobs' fair share (they skip the dispatcher: one is sent as soon as it is queued)."""
+    after the jobs' fair share (they skip the dispatcher: one is sent as soon as it is queued);
+    webhook deliveries recover the same way, and those due are sent (app/webhooks/recovery.py)."""
     def locked_pass(session) -> dict[str, list[str]] | None:
         if not session.scalar(text("select pg_try_advisory_xact_lock(:k)"), {"k": LOCK_KEY}):
             return None
         return {"reaped": reap_stale(session), "lost": lost_messages(session), "swept": sweep_orphan_files(session),
-                "exports_reaped": exports.reap_stale(session), "exports_lost": exports.lost_messages(session)}
+                "exports_reaped": exports.reap_stale(session), "exports_lost": exports.lost_messages(session),
+                "webhooks_reaped": webhooks.reap_stale(session), "webhooks_lost": webhooks.lost_messages(session)}
     done = with_db(locked_pass) or NOTHING
-    return {**done, "sent": admit(), "exports_sent": exports.send_unsent()}
+    return {**done, "sent": admit(), "exports_sent": exports.send_unsent(), "webhooks_sent": webhooks.send_due()}
 
 
 class MaintenanceLoop:

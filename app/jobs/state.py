@@ -19,6 +19,7 @@ from app.leases import worker_lost_error
 from app.models import Job
 from app.models.base import utcnow
 from app.models.job import JobStatus
+from app.webhooks import outbox as webhooks
 
 S = JobStatus
 TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
@@ -50,7 +51,8 @@ def check(source: str, target: str) -> None:
 def move(session: Session, job_id: str, sources: str | Iterable[str], target: JobStatus, *,
          owner: str | None = None, **values: Any) -> Job | None:
     """Set `target` (and `values`) if the job is still in one of `sources` (and held by worker
-    `owner`, when given); the updated job, or None when another writer changed it first."""
+    `owner`, when given); the updated job, or None when another writer changed it first. A move to
+    an ending writes the job's webhook deliveries (the outbox) in the same transaction."""
     sources = (sources,) if isinstance(sources, str) else tuple(sources)
     for source in sources:
         check(source, target)
@@ -59,8 +61,11 @@ def move(session: Session, job_id: str, sources: str | Iterable[str], target: Jo
         query = query.where(Job.worker_id == owner)
     # "fetch": only the row the UPDATE really matched is refreshed in the session, so a lost race
     # leaves the caller's loaded job as it was (the default "evaluate" would move it anyway)
-    return session.scalar(query.values(status=target, **values).returning(Job)
-                          .execution_options(synchronize_session="fetch"))
+    job = session.scalar(query.values(status=target, **values).returning(Job)
+                         .execution_options(synchronize_session="fetch"))
+    if job is not None and not TRANSITIONS[target]:  # an ending: its webhooks commit (or not) with it
+        webhooks.job_ended(session, job)
+    return job
 
 
 # --- the API (a user's request; refusals are 409 Conflict) -------------------------------------

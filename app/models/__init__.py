@@ -12,5 +12,9 @@ from app.models.job_event import JobEvent
 from app.models.job_export import ExportStatus, JobExport
 from app.models.tenant import Tenant
 from app.models.tenant_limits import TenantLimits
+from app.models.webhook_attempt import WebhookAttempt
+from app.models.webhook_delivery import DeliveryStatus, WebhookDelivery
+from app.models.webhook_endpoint import WebhookEndpoint
 
-__all__ = ["ApiKey", "Artifact", "AuditEvent", "Base", "BaseModel", "File", "IdempotencyKey", "Job", "JobCheckpoint", "ExportStatus", "JobEvent", "JobExport", "Tenant", "TenantLimits"]
+__all__ = ["ApiKey", "Artifact", "AuditEvent", "Base", "BaseModel", "File", "IdempotencyKey", "Job", "JobCheckpoint", "ExportStatus", "JobEvent", "JobExport", "Tenant", "TenantLimits",
+           "DeliveryStatus", "WebhookAttempt", "WebhookDelivery", "WebhookEndpoint"]

@@ -152,6 +152,7 @@ def optimize(run: Run) -> RunResult:
     result = RunResult("succeeded", step, state["trained_tokens"], state["flops"], float("nan"),
                        total_parameters=n_total, trainable_parameters=n_trainable)
     window_loss, window_n, window_start, window_samples = 0.0, 0, time.perf_counter(), 0
+    window_tokens = 0
 
     def checkpoint() -> None:
         path = save_checkpoint(run.checkpoint_dir, step, model, optimizer, scheduler, state)
@@ -190,6 +191,7 @@ def optimize(run: Run) -> RunResult:
                 result.last_loss = loss.item()
                 window_loss, window_n = window_loss + result.last_loss, window_n + 1
                 window_samples += batch["input_ids"].shape[0]
+                window_tokens += tokens
                 end_of_epoch = b + 1 == run.steps_per_epoch
                 if end_of_epoch:
                     state["epoch"], state["batch_in_epoch"] = state["epoch"] + 1, 0
@@ -198,8 +200,10 @@ def optimize(run: Run) -> RunResult:
                     sink.metrics(step, {"train_loss": window_loss / window_n, "learning_rate": scheduler.get_last_lr()[0],
                                         "epoch": step / run.steps_per_epoch,
                                         "samples_per_second": window_samples / max(elapsed, 1e-9),
+                                        "tokens_per_second": window_tokens / max(elapsed, 1e-9),
                                         "trained_tokens": state["trained_tokens"], "flops": state["flops"]})
                     window_loss, window_n, window_start, window_samples = 0.0, 0, time.perf_counter(), 0
+                    window_tokens = 0
                 due = (hp.eval_every and step % hp.eval_every == 0) or (not hp.eval_every and end_of_epoch)
                 if run.evaluate is not None and due:
                     result.eval_metrics, result.eval_step = run.evaluate(), step

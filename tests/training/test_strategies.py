@@ -57,7 +57,7 @@ def test_method_trains_and_writes_its_artifact(method, trained):
     assert all(set(p) == {"index", "label", "predicted", "logits"} and len(p["logits"]) == 2 for p in predictions)
     metrics = ctx.sink.of("metrics")
     assert metrics[0]["step"] == 1 and {"train_loss", "learning_rate", "epoch", "samples_per_second",
-                                        "trained_tokens", "flops"} <= set(metrics[0])
+                                        "tokens_per_second", "trained_tokens", "flops"} <= set(metrics[0])
     assert [m["step"] for m in metrics if "eval_macro_f1" in m] == [2, 4]
     assert ctx.sink.of("checkpoint") == [2, 4]
     kept = sorted(p.name for p in ctx.checkpoint_dir.iterdir())
