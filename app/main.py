@@ -8,6 +8,7 @@ from sqlalchemy import text
 from app.admin.endpoints import router as admin_router
 from app.api.errors import ERROR_RESPONSES, install_error_handlers
 from app.api.limits import LimitsMiddleware
+from app.api.openapi import install_openapi
 from app.artifacts.endpoints import router as artifacts_router
 from app.base_models.endpoints import router as models_router
 from app.core.db import get_engine
@@ -16,6 +17,7 @@ from app.core.queue import broker_ping
 from app.exports.endpoints import router as exports_router
 from app.files.endpoints import router as files_router
 from app.jobs.endpoints import router as jobs_router
+from app.jobs.openapi import document_create_job
 from app.observability.endpoints import router as metrics_router
 from app.observability.http import ObservabilityMiddleware
 from app.storage.endpoints import admin_router as admin_storage_router
@@ -46,6 +48,7 @@ def create_app() -> FastAPI:
     app.add_middleware(AuthMiddleware)
     app.add_middleware(LimitsMiddleware)
     app.add_middleware(ObservabilityMiddleware)
+    install_openapi(app, document_create_job)
     return app
 
 

@@ -1,14 +1,15 @@
 """/v1/admin: operator endpoints, reachable only with an admin key (never a tenant's)."""
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import select
 
 from app.api.deps import SessionDep
-from app.api.pagination import list_body, paginate
+from app.api.pagination import Limit, list_body, paginate
 from app.core.errors import BadRequest, NotFound, shown
 from app.core.text import storable
 from app.models import ApiKey, AuditEvent, Tenant
@@ -26,15 +27,21 @@ def admin_actor(request: Request) -> str:
 AdminDep = Annotated[str, Depends(admin_actor)]
 
 
+# no control, invisible-formatting, bidi-override or separator characters; the schema states the same
+# pattern, so what it allows the server accepts (lone surrogates, which JSON can escape, are refused too)
+NAME_PATTERN = "^[^\\x00-\\x1f\\x7f-\\x9f\\u200b-\\u200f\\u2028-\\u202e\\u2060-\\u206f\\ufeff]+$"
+
+
 class CreateTenant(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(min_length=1, max_length=200)
+    name: str = Field(min_length=1, max_length=200, json_schema_extra={"pattern": NAME_PATTERN})
 
     @field_validator("name")
     @classmethod
-    def _storable(cls, value: str) -> str:
-        if not storable(value) or not value.isprintable():
-            raise ValueError("use printable characters only")
+    def _printable(cls, value: str) -> str:
+        if not (storable(value) and re.match(NAME_PATTERN, value)):
+            raise ValueError("use printable characters only (no control, invisible formatting or bidi-override "
+                             "characters)")
         return value
 
 
@@ -120,18 +127,22 @@ class _AuditOrder:
     seq = AuditEvent.id
 
 
+AUDIT_CURSOR = "[0-9]{1,18}"  # an audit event's id (a bigint: 18 digits always fit)
+
+
 def _audit_cursor(after: str | None) -> int | None:
     """Audit ids are integers (compared as such in SQL): anything else is an unknown cursor, not a 500."""
     if not after:
         return None
-    if not (after.isascii() and after.isdigit() and int(after) < 2**63):
+    if not re.fullmatch(AUDIT_CURSOR, after):
         raise BadRequest(f"Unknown cursor after={shown(after)}.", param="after")
     return int(after)
 
 
 @router.get("/audit")
-def audit_events(session: SessionDep, actor: AdminDep, target: str | None = None, after: str | None = None,
-                 limit: int = 50) -> dict:
+def audit_events(session: SessionDep, actor: AdminDep, target: str | None = None,
+                 after: Annotated[str | None, Query(json_schema_extra={"pattern": f"^(|{AUDIT_CURSOR})$"})] = None,
+                 limit: Limit = 50) -> dict:
     """Newest first; page on with `after` = the previous page's `last_id`."""
     query = select(AuditEvent)
     if target:

@@ -1,17 +1,17 @@
-"""OpenAI-style cursor pagination: `after` an id, `limit`, `has_more`, newest first."""
+"""OpenAI-style cursor pagination: `after` an id, `limit`, `has_more`, newest first (or `order=asc`)."""
 from __future__ import annotations
 
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import Query
-
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
-from app.core.errors import BadRequest
+from app.core.errors import BadRequest, NotFound, shown
 
 T = TypeVar("T")
 MAX_LIMIT = 100
+Order = Literal["asc", "desc"]
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description=f"Objects per page, 1-{MAX_LIMIT}.")]
 
 
@@ -21,15 +21,19 @@ def check_limit(limit: int) -> int:
     return limit
 
 
-def paginate(session: Session, query: Select[Any], model: Any, after: str | None, limit: int) -> tuple[list[Any], bool]:
-    """Rows of `query` (already filtered to the tenant) after cursor `after`, newest first."""
+def paginate(session: Session, query: Select[Any], model: Any, after: str | None, limit: int,
+             order: Order = "desc") -> tuple[list[Any], bool]:
+    """Rows of `query` (already filtered to the tenant) after cursor `after`, newest first unless
+    `order` is "asc" (creation order)."""
     check_limit(limit)
     if after:
         cursor = session.scalar(query.with_only_columns(model.seq).where(model.id == after))
-        if cursor is None:
-            raise BadRequest(f"Unknown cursor 'after={after}'.", param="after")
-        query = query.where(model.seq < cursor)
-    rows = list(session.scalars(query.order_by(model.seq.desc()).limit(limit + 1)))
+        if cursor is None:  # like an unknown id in a path: the object it names does not exist (here)
+            raise NotFound(f"Unknown cursor 'after={shown(after)}': no such object in this list; page on "
+                           "with the previous page's last_id.", param="after")
+        query = query.where(model.seq > cursor if order == "asc" else model.seq < cursor)
+    ordering = model.seq.asc() if order == "asc" else model.seq.desc()
+    rows = list(session.scalars(query.order_by(ordering).limit(limit + 1)))
     return rows[:limit], len(rows) > limit
 
 
@@ -43,4 +47,4 @@ def list_body(data: list[dict[str, Any]], has_more: bool) -> dict[str, Any]:
     }
 
 
-__all__ = ["paginate", "list_body", "check_limit", "select", "Limit"]
+__all__ = ["paginate", "list_body", "check_limit", "select", "Limit", "Order"]

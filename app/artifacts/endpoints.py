@@ -3,12 +3,12 @@ them as one ready folder (`artifacts.tar`)."""
 from __future__ import annotations
 
 from fastapi import APIRouter
-from fastapi.responses import StreamingResponse
+from fastapi.responses import FileResponse, StreamingResponse
 
 from app.api.deps import SessionDep, TenantDep
+from app.api.openapi import DOWNLOAD_RESPONSES
 from app.artifacts import service
 from app.artifacts.archive import entry, tar_length, tar_stream
-from app.fsio import iter_file
 from app.jobs.service import get_job
 
 router = APIRouter(prefix="/v1/fine_tuning/jobs", tags=["artifacts"])
@@ -39,12 +39,10 @@ def download_artifact_folder(job_id: str, session: SessionDep, tenant: TenantDep
         "Content-Disposition": f'attachment; filename="{job.id}.tar"'})
 
 
-@router.get("/{job_id}/artifacts/{name:path}")
-def download_artifact(job_id: str, name: str, session: SessionDep, tenant: TenantDep) -> StreamingResponse:
+@router.get("/{job_id}/artifacts/{name:path}", response_class=FileResponse, responses=DOWNLOAD_RESPONSES)
+def download_artifact(job_id: str, name: str, session: SessionDep, tenant: TenantDep) -> FileResponse:
+    """One artifact file; honours `Range` (206), so a broken download resumes where it stopped."""
     job = get_job(session, tenant.id, job_id)
     artifact, path = service.get_artifact(session, job, name)
-    filename = name.rsplit("/", 1)[-1]
-    return StreamingResponse(iter_file(path), media_type="application/octet-stream", headers={
-        "Content-Length": str(artifact.bytes), "X-Checksum-SHA256": artifact.sha256,
-        "Content-Disposition": f'attachment; filename="{filename}"',
-    })
+    return FileResponse(path, media_type="application/octet-stream", filename=name.rsplit("/", 1)[-1],
+                        headers={"X-Checksum-SHA256": artifact.sha256})

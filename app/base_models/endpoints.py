@@ -14,12 +14,12 @@ router = APIRouter(prefix="/v1/models", tags=["models"])
 
 
 def _models(session, tenant_id: str) -> list[dict]:
-    data = [{"id": m.id, "object": "model", "created": int(m.created_at.timestamp()), "owned_by": m.owned_by}
-            for m in session.scalars(visible(tenant_id).order_by("created_at"))]
+    data = [{"id": m.id, "object": "model", "created": int(m.created_at.timestamp()), "owned_by": m.owned_by,
+             "shutdown_date": None} for m in session.scalars(visible(tenant_id).order_by("created_at"))]
     jobs = session.scalars(select(Job).where(Job.tenant_id == tenant_id, Job.status == JobStatus.succeeded,
                                              Job.fine_tuned_model.is_not(None)).order_by(Job.seq))
     data += [{"id": j.fine_tuned_model, "object": "model", "created": int(j.finished_at.timestamp()),
-              "owned_by": j.tenant_id} for j in jobs]
+              "owned_by": j.tenant_id, "shutdown_date": None} for j in jobs]
     return data
 
 

@@ -7,7 +7,8 @@ from pathlib import Path
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from app.core.errors import BadRequest, shown
+from app.core.errors import BadRequest, NotFound, shown
+from app.core.text import storable
 from app.fsio import directory_sha256
 from app.models import BaseModel
 
@@ -55,9 +56,10 @@ def visible(tenant_id: str):
 
 
 def get_visible(session: Session, tenant_id: str, model_id: str) -> BaseModel:
-    row = session.scalar(visible(tenant_id).where(BaseModel.id == model_id))
+    """A base model the tenant may use; a missing one is a 404 naming those it may."""
+    row = session.scalar(visible(tenant_id).where(BaseModel.id == model_id)) if storable(model_id) else None
     if row is None:
         known = ", ".join(session.scalars(visible(tenant_id).with_only_columns(BaseModel.id))) or "none"
-        raise BadRequest(f"Unknown base model {shown(model_id)}. Available: {known}.", param="model",
-                         code="model_not_found")
+        raise NotFound(f"Unknown base model {shown(model_id)}. Available: {known}.", param="model",
+                       code="model_not_found")
     return row

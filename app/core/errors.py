@@ -66,6 +66,15 @@ class Conflict(AppError):
     code = "conflict"
 
 
+class StateConflict(Conflict):
+    """A request the resource's state refuses (cancel a finished job, resume a running one): retrying
+    the same request cannot help, so it says `x-should-retry: false` (the official client retries 409s)."""
+
+    def __init__(self, message: str, **kwargs: Any):
+        super().__init__(message, **kwargs)
+        self.headers = {"x-should-retry": "false", **self.headers}
+
+
 class PayloadTooLarge(AppError):
     status_code = 413
     code = "payload_too_large"

@@ -4,7 +4,27 @@ from typing import Any
 
 from app.models import File
 
-PURPOSES = ("fine-tune",)
+PURPOSES = ("fine-tune",)  # what a tenant may upload
+RESULTS_PURPOSE = "fine-tune-results"  # files the service writes (a job's metrics CSV)
+JSONL = "application/jsonl"
+
+# POST /v1/files as the endpoint parses it (app.files.endpoints reads the form itself, to word its errors)
+UPLOAD_BODY: dict[str, Any] = {
+    "required": True,
+    "content": {"multipart/form-data": {
+        "schema": {
+            "type": "object",
+            "required": ["file", "purpose"],
+            "properties": {
+                "file": {"type": "string", "format": "binary", "contentMediaType": JSONL, "description": (
+                    "A file part (with a filename): UTF-8 JSONL, one JSON object per line, e.g. "
+                    '{"text": "great match", "label": "sport"}; blank lines are skipped.')},
+                "purpose": {"type": "string", "enum": list(PURPOSES), "description": "Use 'fine-tune'."},
+            },
+        },
+        "encoding": {"file": {"contentType": JSONL}},
+    }},
+}
 
 
 def file_object(file: File) -> dict[str, Any]:

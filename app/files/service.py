@@ -12,6 +12,7 @@ from app.core.config import get_settings
 from app.core.errors import AppError, BadRequest, NotFound, shown
 from app.core.ids import new_id
 from app.core.storage import write_atomic
+from app.core.text import storable
 from app.files.schemas import PURPOSES
 from app.fsio import sha256_file
 from app.models import File
@@ -68,7 +69,8 @@ def check_jsonl(path: Path, size: int) -> None:
 
 def get_file(session: Session, tenant_id: str, file_id: str, param: str | None = None) -> File:
     """A tenant's file; another tenant's id is indistinguishable from a missing one."""
-    file = session.scalar(select(File).where(File.id == file_id, File.tenant_id == tenant_id))
+    file = session.scalar(select(File).where(File.id == file_id, File.tenant_id == tenant_id)) \
+        if storable(file_id) else None
     if file is None:
         raise NotFound(f"No such file: {shown(file_id)}.", param=param)
     return file

@@ -10,12 +10,12 @@ from fastapi import APIRouter, Header, Request
 from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import SessionDep, TenantDep
-from app.api.pagination import list_body, paginate
+from app.api.pagination import Limit, list_body, paginate
 from app.core.errors import BadRequest
-from app.core.text import all_storable
 from app.idempotency import service as idempotency
 from app.jobs import dispatch, service
-from app.jobs.schemas import checkpoint_object, event_object, job_object
+from app.jobs.estimate import estimated_finish
+from app.jobs.schemas import METADATA_FILTER, checkpoint_object, event_object, job_object, metadata_filter
 from app.jobs.stream import STREAM_RESPONSES, stream_events
 from app.models import Job, JobCheckpoint, JobEvent
 
@@ -34,10 +34,7 @@ async def json_body(request: Request) -> dict:
         raise BadRequest("Request body is nested too deeply.") from exc
     if not isinstance(body, dict):
         raise BadRequest("Request body must be a JSON object.")
-    if not all_storable(body):
-        raise BadRequest("Strings in the request body may not contain NUL (\\u0000) characters or lone "
-                         "surrogates (\\ud800-\\udfff).")
-    return body
+    return body  # NUL characters and lone surrogates: refused by the service, once what the body names exists
 
 
 @router.post("")
@@ -66,25 +63,18 @@ async def create_job(request: Request, session: SessionDep, tenant: TenantDep) -
     return await run_in_threadpool(create)
 
 
-@router.get("")
-def list_jobs(session: SessionDep, tenant: TenantDep, after: str | None = None, limit: int = 20,
-              metadata: str | None = None) -> dict:
-    filters = None
-    if metadata:
-        try:
-            filters = json.loads(metadata)
-        except (json.JSONDecodeError, RecursionError):
-            filters = None
-        if not isinstance(filters, dict) or not all(isinstance(v, str) for v in filters.values()):
-            raise BadRequest("metadata filter must be a JSON object of strings, e.g. {\"team\": \"nlp\"}.",
-                             param="metadata")
+@router.get("", openapi_extra={"parameters": [METADATA_FILTER]})
+def list_jobs(request: Request, session: SessionDep, tenant: TenantDep, after: str | None = None,
+              limit: Limit = 20) -> dict:
+    filters = metadata_filter(request.query_params)
     rows, has_more = paginate(session, service.list_jobs(tenant.id, filters), Job, after, limit)
-    return list_body([job_object(j) for j in rows], has_more)
+    return list_body([job_object(j, estimated_finish(session, j)) for j in rows], has_more)
 
 
 @router.get("/{job_id}")
 def retrieve_job(job_id: str, session: SessionDep, tenant: TenantDep) -> dict:
-    return job_object(service.get_job(session, tenant.id, job_id))
+    job = service.get_job(session, tenant.id, job_id)
+    return job_object(job, estimated_finish(session, job))
 
 
 @router.post("/{job_id}/cancel")
@@ -112,7 +102,7 @@ def resume_job(job_id: str, session: SessionDep, tenant: TenantDep) -> dict:
 
 @router.get("/{job_id}/events", responses=STREAM_RESPONSES)
 def list_events(job_id: str, session: SessionDep, tenant: TenantDep, after: str | None = None,
-                limit: int = 20, stream: bool = False,
+                limit: Limit = 20, stream: bool = False,
                 last_event_id: Annotated[str | None, Header(max_length=64)] = None) -> dict:
     """A page of events, newest first; with `stream=true` Server-Sent Events instead (app/jobs/stream.py)."""
     job = service.get_job(session, tenant.id, job_id)
@@ -124,7 +114,7 @@ def list_events(job_id: str, session: SessionDep, tenant: TenantDep, after: str 
 
 @router.get("/{job_id}/checkpoints")
 def list_checkpoints(job_id: str, session: SessionDep, tenant: TenantDep, after: str | None = None,
-                     limit: int = 10) -> dict:
+                     limit: Limit = 10) -> dict:
     job = service.get_job(session, tenant.id, job_id)
     rows, has_more = paginate(session, service.checkpoints_query(job), JobCheckpoint, after, limit)
     return list_body([checkpoint_object(c, job) for c in rows], has_more)

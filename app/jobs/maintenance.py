@@ -40,7 +40,7 @@ def lost_messages(session) -> list[str]:
     """Queued jobs whose message the broker lost: marked unsent, so this pass sends them again."""
     lost = leases.lost(session, Job, JobStatus.queued, JOB_ID)
     for job in lost:
-        record_event(session, job.id, "The broker lost this job's message; sending it again", level="warning")
+        record_event(session, job.id, "The broker lost this job's message; sending it again", level="warn")
     return [job.id for job in lost]
 
 

@@ -1,11 +1,19 @@
 """Request body and wire objects of /v1/fine_tuning/jobs (OpenAI's shapes plus `method.<type>`)."""
 from __future__ import annotations
 
-from typing import Any
+import json
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from starlette.datastructures import QueryParams
 
+from app.core.errors import BadRequest
+from app.jobs.events import wire_level
+from app.jobs.results import result_files
 from app.models import Job, JobCheckpoint, JobEvent
+
+MetadataKey = Annotated[str, Field(max_length=64)]
+MetadataValue = Annotated[str, Field(max_length=512)]
 
 
 class CreateJobRequest(BaseModel):
@@ -21,20 +29,10 @@ class CreateJobRequest(BaseModel):
     seed: int | None = Field(None, ge=0, le=2**31 - 1, description="Seed for data order, init and masking.")
     suffix: str | None = Field(None, max_length=64, pattern=r"^[A-Za-z0-9_.-]*$",
                                description="Up to 64 characters added to the fine-tuned model name.")
-    metadata: dict[str, str] | None = Field(None, description="Up to 16 string pairs kept with the job.")
-    integrations: list[Any] | None = Field(None, description="Not supported; must be empty.")
-
-    @field_validator("metadata")
-    @classmethod
-    def _metadata_bounds(cls, value: dict[str, str] | None) -> dict[str, str] | None:
-        if value is None:
-            return value
-        if len(value) > 16:
-            raise ValueError("metadata holds at most 16 pairs")
-        for key, item in value.items():
-            if len(key) > 64 or len(item) > 512:
-                raise ValueError("metadata keys are at most 64 characters and values at most 512")
-        return value
+    metadata: dict[MetadataKey, MetadataValue] | None = Field(
+        None, max_length=16, description="Up to 16 string pairs kept with the job (keys ≤ 64, values ≤ 512 characters).")
+    integrations: list[Any] | None = Field(None, description="Not supported; must be empty.",
+                                           json_schema_extra={"maxItems": 0})
 
     @field_validator("integrations")
     @classmethod
@@ -44,11 +42,39 @@ class CreateJobRequest(BaseModel):
         return value
 
 
+METADATA_FILTER: dict[str, Any] = {  # GET /v1/fine_tuning/jobs, as the official client sends it
+    "name": "metadata", "in": "query", "style": "deepObject", "explode": True, "required": False,
+    "description": "Only jobs whose metadata has these pairs: metadata[team]=nlp (the official client's form; "
+                   '`metadata={"team": "nlp"}`, JSON, is accepted too).',
+    "schema": {"type": "object", "additionalProperties": {"type": "string"}},
+}
+
+
+def metadata_filter(params: QueryParams) -> dict[str, str] | None:
+    """The jobs list's metadata filter from `metadata[k]=v` pairs and/or a JSON `metadata={...}`."""
+    filters: dict[str, str] = {}
+    for name, value in params.multi_items():
+        if name == "metadata":
+            try:
+                given = json.loads(value)
+            except (json.JSONDecodeError, RecursionError):
+                given = None
+            if not isinstance(given, dict) or not all(isinstance(v, str) for v in given.values()):
+                raise BadRequest("metadata filter must be metadata[key]=value pairs or a JSON object of strings, "
+                                 'e.g. metadata[team]=nlp or metadata={"team": "nlp"}.', param="metadata")
+            filters.update(given)
+        elif name.startswith("metadata[") and name.endswith("]"):
+            filters[name[len("metadata["):-1]] = value
+    return filters or None
+
+
 def _ts(value) -> int | None:
     return int(value.timestamp()) if value else None
 
 
-def job_object(job: Job) -> dict[str, Any]:
+def job_object(job: Job, estimated_finish: int | None = None) -> dict[str, Any]:
+    """OpenAI's FineTuningJob; `status` adds `pausing`/`paused`, and `attempt`, `training_flops` and
+    `metrics` are our extensions (see README "OpenAI compatibility")."""
     return {
         "id": job.id,
         "object": "fine_tuning.job",
@@ -63,14 +89,14 @@ def job_object(job: Job) -> dict[str, Any]:
         "hyperparameters": {k: job.method[job.method["type"]]["hyperparameters"][k]
                             for k in ("n_epochs", "batch_size", "learning_rate_multiplier")},
         "method": job.method,
-        "result_files": [],
+        "result_files": result_files(job),
         "trained_tokens": job.trained_tokens,
         "error": job.error,
         "seed": job.seed,
         "suffix": job.suffix,
         "metadata": job.metadata_,
         "integrations": [],
-        "estimated_finish": None,
+        "estimated_finish": estimated_finish,
         "attempt": job.attempt,
         "training_flops": job.flops,
         "metrics": job.result_metrics,
@@ -82,7 +108,7 @@ def event_object(event: JobEvent) -> dict[str, Any]:
         "id": event.id,
         "object": "fine_tuning.job.event",
         "created_at": _ts(event.created_at),
-        "level": event.level,
+        "level": wire_level(event.level),
         "message": event.message,
         "type": event.type,
         "data": event.data,
@@ -97,5 +123,14 @@ def checkpoint_object(ckpt: JobCheckpoint, job: Job) -> dict[str, Any]:
         "fine_tuning_job_id": job.id,
         "fine_tuned_model_checkpoint": f"{job.id}:ckpt-step-{ckpt.step_number}",
         "step_number": ckpt.step_number,
-        "metrics": {"step": ckpt.step_number, **ckpt.metrics},
+        "metrics": checkpoint_metrics(ckpt),
     }
+
+
+def checkpoint_metrics(ckpt: JobCheckpoint) -> dict[str, Any]:
+    """OpenAI's names where we measure the same thing (`valid_loss`, `full_valid_loss`: the whole validation
+    file is evaluated), then ours (`train_loss`, `eval_*`)."""
+    metrics: dict[str, Any] = {"step": ckpt.step_number, **ckpt.metrics}
+    if "eval_loss" in metrics:
+        metrics["valid_loss"] = metrics["full_valid_loss"] = metrics["eval_loss"]
+    return metrics

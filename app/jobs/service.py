@@ -13,13 +13,14 @@ from sqlalchemy.orm import Session
 from app.base_models import service as base_models
 from app.core.errors import BadRequest, NotFound, shown
 from app.core.ids import new_id
+from app.core.text import all_storable, utf8
 from app.files import service as files
 from app.idempotency import service as idempotency
 from app.jobs import state
 from app.jobs.events import record_event
 from app.jobs.stacking import check_stack
 from app.jobs.schemas import CreateJobRequest
-from app.models import BaseModel, Job, JobCheckpoint, JobEvent
+from app.models import BaseModel, File, Job, JobCheckpoint, JobEvent
 from app.models.job import JobStatus
 from app.tenants import limits
 from app.models.base import utcnow
@@ -34,15 +35,20 @@ def _pydantic_error(exc: ValidationError, prefix: str) -> BadRequest:
     return BadRequest(f"Invalid {param or 'request body'}: {message}.", param=param or None)
 
 
-def _check_file(session: Session, tenant_id: str, file_id: str, param: str) -> DatasetSummary:
+def _named_file(session: Session, tenant_id: str, file_id: str, param: str) -> File:
+    """A file the request names: the tenant's (404 otherwise) and uploaded for fine-tuning."""
     file = files.get_file(session, tenant_id, file_id, param=param)
     if file.purpose != "fine-tune":
         raise BadRequest(f"{param} {file_id} has purpose {file.purpose!r}; upload it with purpose 'fine-tune'.",
                          param=param)
+    return file
+
+
+def _check_file(file: File, param: str) -> DatasetSummary:
     try:
         return validate_classification_file(files.verified_path(file))
     except DatasetError as exc:
-        raise BadRequest(f"{param} {file_id} is not a valid classification file: {exc}", param=param,
+        raise BadRequest(f"{param} {file.id} is not a valid classification file: {exc}", param=param,
                          code="invalid_training_file" if param == "training_file" else "invalid_validation_file") from exc
 
 
@@ -93,6 +99,8 @@ def _check_against_base(method: Method, base: BaseModel) -> None:
 
 
 RETRY_WINDOW = timedelta(minutes=2)
+UNSTORABLE = ("Strings in the request body may not contain NUL (\\u0000) characters or lone surrogates "
+              "(\\ud800-\\udfff).")
 
 
 def recent_duplicate(session: Session, tenant_id: str, request_fingerprint: str) -> Job | None:
@@ -104,17 +112,26 @@ def recent_duplicate(session: Session, tenant_id: str, request_fingerprint: str)
 
 
 def create_job(session: Session, tenant_id: str, body: dict[str, Any], request_fingerprint: str | None = None) -> Job:
-    """Validate everything (spec, model, files) first; only then insert the job as queued."""
+    """Validate everything (spec, model, files) first; only then insert the job as queued. The order: the
+    body's shape (400), then what it names exists (404), then everything else (400)."""
+    if not all_storable(body, check=utf8):  # not Unicode at all: refused before anything reads it
+        raise BadRequest(UNSTORABLE)
     try:
         request = CreateJobRequest.model_validate(body)
     except ValidationError as exc:
         raise _pydantic_error(exc, "") from exc
+    base = base_models.get_visible(session, tenant_id, request.model)
+    train_file = _named_file(session, tenant_id, request.training_file, "training_file")
+    valid_file = _named_file(session, tenant_id, request.validation_file, "validation_file") \
+        if request.validation_file else None
+    if not all_storable(body):
+        raise BadRequest(UNSTORABLE)
     limits.check_queued(session, tenant_id)
     method = _method(request)
-    _check_against_base(method, base_models.get_visible(session, tenant_id, request.model))
-    train = _check_file(session, tenant_id, request.training_file, "training_file")
-    if request.validation_file:
-        valid = _check_file(session, tenant_id, request.validation_file, "validation_file")
+    _check_against_base(method, base)
+    train = _check_file(train_file, "training_file")
+    if valid_file is not None:
+        valid = _check_file(valid_file, "validation_file")
         unseen = set(valid.labels) - set(train.labels)
         if unseen:
             raise BadRequest(f"validation_file has labels the training file lacks: {sorted(map(str, unseen))[:10]}.",

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from app.core.errors import Conflict
+from app.core.errors import StateConflict
 from app.jobs.events import record_event
 from app.leases import worker_lost_error
 from app.models import Job
@@ -73,7 +73,7 @@ def move(session: Session, job_id: str, sources: str | Iterable[str], target: Jo
 def _move_loaded(session: Session, job: Job, target: JobStatus, **values: Any) -> None:
     """Move a job the request has loaded, from the status it was loaded with."""
     if move(session, job.id, job.status, target, **values) is None:
-        raise Conflict(CONCURRENT.format(id=job.id), param="fine_tuning_job_id")
+        raise StateConflict(CONCURRENT.format(id=job.id), param="fine_tuning_job_id")
     session.flush()
     session.refresh(job)
 
@@ -88,8 +88,8 @@ def cancel(session: Session, job: Job) -> None:
     """Any unfinished job → cancelled at once; a worker running it sees that within a step and stops."""
     if move(session, job.id, UNFINISHED, S.cancelled, finished_at=utcnow()) is None:
         session.refresh(job)
-        raise Conflict(f"Job {job.id} is already {job.status}; only unfinished jobs can be cancelled.",
-                       param="fine_tuning_job_id")
+        raise StateConflict(f"Job {job.id} is already {job.status}; only unfinished jobs can be cancelled.",
+                            param="fine_tuning_job_id")
     record_event(session, job.id, "Job cancelled by user")
     session.flush()
     session.refresh(job)
@@ -99,8 +99,8 @@ def request_pause(session: Session, job: Job) -> None:
     """running → pausing (the worker checkpoints, then → paused); a waiting job → paused at once."""
     target = PAUSE_TARGET.get(JobStatus(job.status))
     if target is None:
-        raise Conflict(f"Job {job.id} is {job.status}; only queued or running jobs can be paused.",
-                       param="fine_tuning_job_id")
+        raise StateConflict(f"Job {job.id} is {job.status}; only queued or running jobs can be paused.",
+                            param="fine_tuning_job_id")
     _move_loaded(session, job, target)
     record_event(session, job.id, "Pause requested; the job will checkpoint and stop" if target == S.pausing
                  else "Job paused before it started")
@@ -110,8 +110,8 @@ def resume(session: Session, job: Job) -> None:
     """paused → queued; the next worker continues from the last complete checkpoint."""
     if job.status != S.paused:
         hint = " It is still saving its checkpoint; try again in a few seconds." if job.status == S.pausing else ""
-        raise Conflict(f"Job {job.id} is {job.status}; only paused jobs can be resumed.{hint}",
-                       param="fine_tuning_job_id")
+        raise StateConflict(f"Job {job.id} is {job.status}; only paused jobs can be resumed.{hint}",
+                            param="fine_tuning_job_id")
     _move_loaded(session, job, S.queued, enqueued_at=None, worker_id=None)
     record_event(session, job.id, "Job resumed; queued to continue from its last checkpoint")
 
@@ -153,7 +153,7 @@ def reap(session: Session, job: Job, silent: int, max_attempts: int) -> None:
     if job.status == S.pausing:  # it was stopping anyway: keep it paused at its last checkpoint
         move(session, job.id, S.pausing, S.paused, worker_id=None)
         record_event(session, job.id, f"Worker lost while pausing (no heartbeat for {silent}s); job paused "
-                                      "at its last complete checkpoint", level="warning")
+                                      "at its last complete checkpoint", level="warn")
     elif job.attempt >= max_attempts:
         error = worker_lost_error("job", job.attempt, silent, max_attempts)
         move(session, job.id, S.running, S.failed, finished_at=utcnow(), error=error)
@@ -161,4 +161,4 @@ def reap(session: Session, job: Job, silent: int, max_attempts: int) -> None:
     else:
         move(session, job.id, S.running, S.queued, worker_id=None, enqueued_at=None)
         record_event(session, job.id, f"Worker lost (no heartbeat for {silent}s); re-queued for attempt "
-                                      f"{job.attempt + 1} of {max_attempts}", level="warning")
+                                      f"{job.attempt + 1} of {max_attempts}", level="warn")

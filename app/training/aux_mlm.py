@@ -52,5 +52,5 @@ def attach_aux_mlm(task_model: torch.nn.Module, base_path: Path, weight: float, 
             param.requires_grad_(True)
     if info["missing_keys"]:
         sink.message(f"Auxiliary MLM: the base model lacks {len(info['missing_keys'])} MLM-head weights; they start "
-                     "random and are learned", level="warning")
+                     "random and are learned", level="warn")
     return AuxMlmModel(task_model, PredictedPositionsOnly(mlm.to(next(task_model.parameters()).device)), weight)

@@ -30,7 +30,7 @@ class ProgressSink(Protocol):
     """Where a strategy reports progress. The worker's sink writes to PostgreSQL."""
 
     def message(self, text: str, level: str = "info", data: dict[str, Any] | None = None) -> None:
-        """A human-readable event."""
+        """A human-readable event; `level` is OpenAI's: "info", "warn" or "error"."""
 
     def metrics(self, step: int, values: dict[str, float]) -> None:
         """A metrics event at a global optimizer step (train_loss, eval_loss, eval_accuracy, …)."""

@@ -113,7 +113,7 @@ def run_classification(ctx: TrainContext, prepare: Prepare, save: Save) -> Train
     limit = min(tokenizer.model_max_length, getattr(model.config, "max_position_embeddings", None) or 10**9)
     if hp.max_length > limit:  # longer inputs would index past the position embeddings
         ctx.sink.message(f"max_length {hp.max_length} exceeds what {ctx.base_model.id} accepts; using {limit}",
-                         level="warning")
+                         level="warn")
         hp = dataclasses.replace(hp, max_length=limit)
     new_parameters = set(info["missing_keys"])
     model = restructure(model, ctx, new_parameters)  # drop / re-initialise top layers

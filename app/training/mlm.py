@@ -139,7 +139,7 @@ def run_mlm(phase: MlmPhase) -> MlmResult:
     if info["missing_keys"]:
         phase.sink.message(f"{phase.label}The base model lacks {len(info['missing_keys'])} MLM-head weights "
                            f"({', '.join(sorted(info['missing_keys'])[:4])}…); they start random and are learned",
-                           level="warning", data={"missing_keys": sorted(info["missing_keys"])})
+                           level="warn", data={"missing_keys": sorted(info["missing_keys"])})
     if phase.prepare is not None:
         phase.prepare(model, set(info["missing_keys"]))
     model.to(device)
@@ -205,7 +205,7 @@ def _carry_encoder_weights(phase: MlmPhase, model: torch.nn.Module, unused: list
         return
     if not (saved.is_file() and base.is_file()):  # sharded checkpoints: not merged here
         phase.sink.message(f"{phase.label}{len(unused)} base weights outside the MLM model are not kept in the "
-                           "adapted encoder; a task phase initialises them anew", level="warning")
+                           "adapted encoder; a task phase initialises them anew", level="warn")
         return
     tensors = load_file(saved)
     with safe_open(str(base), "pt") as source:

@@ -83,9 +83,10 @@ def test_audit_pages_with_after_newest_first(client, admin_key):
     assert walked == list(range(54, -1, -1))  # every event once, no gaps, newest first
 
 
-@pytest.mark.parametrize("after", ["999999999999", "nope", "99999999999999999999999"])
-def test_audit_unknown_cursor_is_400(client, admin_key, after):
+@pytest.mark.parametrize("after, status", [("999999999999", 404), ("nope", 400), ("99999999999999999999999", 400)])
+def test_audit_unknown_cursor_is_4xx(client, admin_key, after, status):
+    """A well-formed id no event has is not found, like any list's; anything else is malformed."""
     response = client.get("/v1/admin/audit", headers=auth(admin_key), params={"after": after})
-    assert_error(response, 400, "unknown cursor", param="after")
+    assert_error(response, status, "unknown cursor", param="after")
     assert_error(client.get("/v1/admin/audit", headers=auth(admin_key), params={"limit": 0}), 400, "limit",
                  param="limit")

@@ -69,7 +69,7 @@ def test_legacy_hyperparameters_and_multiplier(client, tenant, train_file, regis
 
 
 @pytest.mark.parametrize("body, status, fragment, param", [
-    ({"model": "no-such-model"}, 400, "unknown base model", "model"),
+    ({"model": "no-such-model"}, 404, "unknown base model", "model"),
     ({"training_file": "file-doesnotexist"}, 404, "no such file", "training_file"),
     ({"method": {"type": "telepathy"}}, 400, "telepathy", "method.type"),
     ({"method": {"type": "lora", "lora": {"r": 0}}}, 400, "method.lora.r", "method.lora.r"),

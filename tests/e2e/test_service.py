@@ -167,7 +167,7 @@ def test_adaptive_encoder_becomes_the_tenants_private_base_model(service, openai
     _, other_key = new_tenant()
     other = openai.OpenAI(base_url=f"{service.url}/v1", api_key=other_key, max_retries=0)
     assert encoder not in {m.id for m in other.models.list().data}
-    with pytest.raises(openai.BadRequestError, match="Unknown base model"):
+    with pytest.raises(openai.NotFoundError, match="Unknown base model"):
         other.fine_tuning.jobs.create(model=encoder, training_file=upload(other, classification_rows(16)))
 
     follow = run_job(openai_client, encoder, {"type": "lora", "lora": {"r": 4, **schedule}}, valid_rows=False)

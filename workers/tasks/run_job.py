@@ -21,6 +21,7 @@ from app.fsio import replace_dir
 from app.jobs import state
 from app.jobs.dispatch import admit
 from app.jobs.events import record_event
+from app.jobs.results import register_result_file
 from app.models import Artifact, BaseModel, File, Job
 from app.models.job import JobStatus
 from app.training.artifacts import file_records
@@ -90,6 +91,7 @@ def publish(job: Job, me: str, staging: Path, result: TrainResult) -> None:
                              result_metrics=result.metrics, fine_tuned_model=fine_tuned_name(job)):
             return False
         session.add_all(Artifact(job_id=job.id, name=n, bytes=b, sha256=h) for n, b, h in rows)
+        register_result_file(session, job)  # the metrics CSV of `result_files`, before the summary event below
         if (produced := result.produced_model) is not None:  # e.g. an adapted encoder: the tenant's own base
             model = register(session, produced.id, final / produced.path, tenant_id=job.tenant_id,
                              owned_by=job.tenant_id)
