@@ -110,6 +110,9 @@ def run_all(args: argparse.Namespace) -> None:
     threads = 1 if args.parallel > 1 else 2
     runs = [(seed, column, method, hyper) for seed in [int(s) for s in args.seeds.split(",")]
             for column, method, hyper in columns(args.methods.split(","), args.grid, args.reference)]
+    if args.resume and args.log.exists():  # an interrupted benchmark goes on where it stopped
+        done = {(r["column"], r["seed"]) for r in map(json.loads, open(args.log)) if r["task"] == args.task}
+        runs = [run for run in runs if (run[1], run[0]) not in done]
     lock = threading.Lock()
 
     def go(seed: int, column: str, method: str, hyper: dict) -> None:
@@ -177,6 +180,7 @@ def main() -> None:
     parser.add_argument("--parallel", type=int, default=1, help="runs at once, one thread each when > 1")
     parser.add_argument("--reference", default="all",
                         help='which reference grid points to run: "all", or indices such as "1" ("" for none)')
+    parser.add_argument("--resume", action="store_true", help="skip the runs --log already holds")
     parser.add_argument("--grid", action="store_true", help="also run every method's grid (hours on a CPU)")
     parser.add_argument("--report", action="store_true", help="print the table from --log and exit")
     parser.add_argument("--log", type=Path, default=Path("bench-peft.jsonl"))

@@ -185,6 +185,11 @@ class TaskMethodSettings(MethodSettings):
         "loss = task + λ·MLM; 0 turns it off."))
     aux_mlm: MaskingSettings | None = Field(None, description=(
         "Masking of the auxiliary MLM loss (default: BERT's 15%, 80/10/10, token unit)."))
+    train_pooler: bool = Field(False, description=(
+        "Also train the base's pooler (the dense layer over [CLS] feeding the head) whole; it then ships in the "
+        "artifact like the head (+hidden² weights, 0.65% of minilm-l6). A frozen pooler is a weak spot of "
+        "sentence-embedding bases such as minilm-l6, whose training never used it (its bias is all zeros). A "
+        "pooler the base lacks, or one re-initialised by reinit_top_layers, starts random and always trains."))
     # checked against the base's depth at submission (check_base) and when the job starts (app.training.structure)
     drop_top_layers: int = Field(0, ge=0, le=256, description=(
         "Remove the top k encoder layers before fine-tuning (Sajjad et al. 2023, On the Effect of Dropping "

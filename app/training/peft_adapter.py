@@ -24,7 +24,7 @@ def linear_module_names(model: torch.nn.Module, exclude: set[str] = frozenset())
 def all_linear_names(model: torch.nn.Module, exclude: set[str]) -> list[str]:
     """Full names of every linear layer outside the modules in `exclude` (those train whole)."""
     return sorted(name for name, m in model.named_modules()
-                  if isinstance(m, torch.nn.Linear) and not set(name.split(".")) & exclude)
+                  if isinstance(m, torch.nn.Linear) and not any(f".{x}." in f".{name}." for x in exclude))
 
 
 def checked_targets(model: torch.nn.Module, ctx: TrainContext, targets: list[str], new_modules: list[str]) -> list[str]:

@@ -40,10 +40,13 @@ def is_pooler(name: str) -> bool:
 
 
 def restructure(model: torch.nn.Module, ctx: TrainContext, new_parameters: set[str]) -> torch.nn.Module:
-    """Apply the job's `drop_top_layers` then `reinit_top_layers`; re-initialised parameter names are
-    added to `new_parameters` so every method trains and ships them. Refuses counts the base lacks."""
+    """Apply the job's `train_pooler`, `drop_top_layers` then `reinit_top_layers`: the pooler's and
+    re-initialised parameter names join `new_parameters`, so every method trains and ships them whole.
+    Refuses counts the base lacks."""
     settings = ctx.settings_as(TaskMethodSettings)
     drop, reinit = settings.drop_top_layers, settings.reinit_top_layers
+    if settings.train_pooler:  # trained whole and shipped, like the head
+        new_parameters |= {name for name, _ in model.named_parameters() if is_pooler(name)}
     if not (drop or reinit):
         return model
     depth, param = len(encoder_layers(model)[1]), f"method.{ctx.method}"

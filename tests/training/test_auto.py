@@ -109,7 +109,7 @@ def test_lora_options_all_linear_pooler_dora_reload(make_ctx):
                             "use_rslora": True}, n_valid=6)
     run_strategy(ctx)
     config = json.loads((ctx.output_dir / "adapter" / "adapter_config.json").read_text())
-    assert config["use_dora"] and config["use_rslora"] and "pooler" in config["modules_to_save"]
+    assert config["use_dora"] and config["use_rslora"] and "pooler.dense" in config["modules_to_save"]
     assert any("intermediate.dense" in t for t in config["target_modules"])
     assert not any("pooler" in t for t in config["target_modules"])  # the pooler trains whole instead
     model, tokenizer, labels = load_classifier(ctx.output_dir, ctx.base_model.path)
@@ -125,3 +125,20 @@ def test_lora_refuses_unknown_modules_to_save(make_ctx):
     with pytest.raises(TrainingError) as info:
         run_strategy(make_ctx("lora", {"modules_to_save": ["nope"]}))
     assert info.value.param == "method.lora.modules_to_save" and "nope" in info.value.message
+
+
+
+@pytest.mark.parametrize("method", ["bitfit", "ia3", "adapter"])
+@pytest.mark.parametrize("train_pooler", [True, False])
+def test_train_pooler_ships_the_pooler_in_any_methods_artifact(make_ctx, method, train_pooler):
+    """train_pooler (every task method) puts the pooler among the weights trained and shipped whole;
+    off, the artifact holds no pooler weight (the base's is used)."""
+    from safetensors import safe_open
+
+    from app.training.registry import get_strategy
+
+    ctx = make_ctx(method, {"train_pooler": train_pooler})
+    run_strategy(ctx)
+    with safe_open(ctx.output_dir / get_strategy(method).artifact_files[0], "pt") as weights:
+        shipped = [k for k in weights.keys() if "pooler" in k and k.endswith("weight")]  # BitFit ships its bias anyway
+    assert bool(shipped) == train_pooler, shipped

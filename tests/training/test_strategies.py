@@ -134,14 +134,19 @@ def test_text_pairs_integer_labels_and_eval_every(make_ctx):
         assert max(abs(a - b) for a, b in zip(mine["logits"], theirs["logits"])) < 1e-5
 
 
-def test_bitfit_delta_holds_only_biases_and_head(make_ctx, tiny_model_dir):
-    ctx = make_ctx("bitfit")
+@pytest.mark.parametrize("train_pooler", [True, False])
+def test_bitfit_delta_holds_only_biases_and_head(make_ctx, tiny_model_dir, train_pooler):
+    """Biases and the head, plus the pooler's weight when train_pooler (BitFit's default) is on."""
+    ctx = make_ctx("bitfit", {"train_pooler": train_pooler})
     run_strategy(ctx)
     delta = load_file(ctx.output_dir / "delta" / "delta.safetensors")
-    assert delta and all(k.endswith(".bias") or k.startswith("classifier.") for k in delta)
+    pooler = {"bert.pooler.dense.weight"} if train_pooler else set()
+    assert delta and all(k.endswith(".bias") or k.startswith("classifier.") or k in pooler for k in delta)
+    assert pooler <= set(delta)
     assert {"classifier.weight", "classifier.bias", "bert.encoder.layer.0.attention.self.query.bias"} <= set(delta)
     base_bytes = (tiny_model_dir / "model.safetensors").stat().st_size
-    assert (ctx.output_dir / "delta" / "delta.safetensors").stat().st_size < 0.05 * base_bytes
+    share = 0.10 if train_pooler else 0.05  # the tiny model's pooler is 2.5% of it (0.65% of minilm-l6)
+    assert (ctx.output_dir / "delta" / "delta.safetensors").stat().st_size < share * base_bytes
 
 
 def test_lora_rejects_unknown_target_module(make_ctx):

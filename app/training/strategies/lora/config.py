@@ -45,9 +45,6 @@ class LoraSettings(TaskMethodSettings):
         "Rank-stabilised scaling alpha/sqrt(r) instead of alpha/r (Kalajdzievski 2023), better at large r."))
     use_dora: bool = Field(False, description=(
         "DoRA: learn each weight's magnitude apart from its LoRA-updated direction (Liu et al. 2024)."))
-    train_pooler: bool = Field(False, description=(
-        "Also train the base's pretrained pooler whole (it ships inside the adapter, +hidden² weights): a frozen "
-        "pooler is a known weak spot of sentence-embedding bases such as minilm-l6."))
     modules_to_save: list[str] | None = Field(None, min_length=1, description=(
         "Further base modules (by name, e.g. 'pooler') trained whole and shipped inside the adapter."))
 

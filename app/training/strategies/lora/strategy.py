@@ -16,7 +16,7 @@ def _prepare(model, ctx: TrainContext, new_parameters: set[str]):
 
     settings = ctx.settings_as(LoraSettings)
     new_modules = new_module_names(new_parameters)
-    whole = sorted({*new_modules, *(settings.modules_to_save or []), *(["pooler"] if settings.train_pooler else [])})
+    whole = sorted({*new_modules, *(settings.modules_to_save or [])})
     unknown = [m for m in settings.modules_to_save or [] if not any(n.endswith(m) for n, _ in model.named_modules())]
     if unknown:
         raise TrainingError(f"modules_to_save {unknown} name no module of {ctx.base_model.id}",

@@ -15,10 +15,7 @@ class PartialSettings(TaskMethodSettings):
         "(head, plus the pooler if train_pooler). Lee et al. 2019: the top quarter of BERT's layers recovers "
         "~90% of full fine-tuning quality. At most the base's depth. auto's learning rate (1e-3) suits a few "
         "layers; when most of the encoder trains, give learning_rate_multiplier 0.05-0.1 (BERT's recipe)."))
-    train_pooler: bool = Field(True, description=(
-        "Also train the pooler (the dense layer over [CLS] feeding the head); a frozen pooler is a known "
-        "weak spot of sentence-embedding bases such as minilm-l6, whose training never used it. A pooler the "
-        "base lacks, or one re-initialised by reinit_top_layers, starts random and always trains."))
+    train_pooler: bool = Field(True, description=TaskMethodSettings.model_fields["train_pooler"].description)
 
     def check_base(self, facts: BaseFacts) -> list[BaseProblem]:
         """top_layers within the layers the base has left after drop_top_layers."""

@@ -12,7 +12,7 @@ from app.training.base import TrainContext, TrainingError, TrainResult
 from app.training.classification import run_classification
 from app.training.delta import is_new_or_head, save_delta
 from app.training.strategies.partial.config import PartialSettings
-from app.training.structure import encoder_layers, is_pooler
+from app.training.structure import encoder_layers
 
 
 def trained_prefixes(model, ctx: TrainContext) -> tuple[str, ...]:
@@ -29,11 +29,9 @@ def trained_prefixes(model, ctx: TrainContext) -> tuple[str, ...]:
 
 
 def _prepare(model, ctx: TrainContext, new_parameters: set[str]):
-    train_pooler = ctx.settings_as(PartialSettings).train_pooler
-    top = trained_prefixes(model, ctx)
+    top = trained_prefixes(model, ctx)  # the pooler, with train_pooler, is among new_parameters
     for name, param in model.named_parameters():
-        param.requires_grad_(name.startswith(top) or is_new_or_head(name, new_parameters)
-                             or (train_pooler and is_pooler(name)))
+        param.requires_grad_(name.startswith(top) or is_new_or_head(name, new_parameters))
     return model
 
 
