@@ -137,12 +137,27 @@ def test_cancel_mid_run_then_worker_serves_next_job(service, openai_client):
 
 
 def test_failed_job_reports_error_and_worker_survives(service, openai_client):
-    # module names are only known once the model is loaded, so this fails inside training
+    """Settings the base cannot take never reach the worker (a 400 at submission); a job whose training
+    file went bad on disk after submission fails in the worker, says why, and the worker goes on."""
+    import openai
+
+    from app.core.config import get_settings
+
     bad = {"type": "lora", "lora": {"target_modules": ["no_such_module"]}}
-    failed = run_job(openai_client, "tiny-bert", bad, valid_rows=False)
-    assert failed.status == "failed"
-    assert failed.error.code == "invalid_method_settings" and "no_such_module" in failed.error.message
-    assert failed.error.param == "method.lora.target_modules"
+    with pytest.raises(openai.BadRequestError) as refused:
+        run_job(openai_client, "tiny-bert", bad, valid_rows=False)
+    assert "no_such_module" in str(refused.value) and "method.lora.target_modules" in str(refused.value)
+
+    train = upload(openai_client, classification_rows(32))
+    job = openai_client.fine_tuning.jobs.create(model="tiny-bert", training_file=train, seed=3,
+                                                extra_body={"method": {"type": "bitfit"}})
+    openai_client.post(f"/fine_tuning/jobs/{job.id}/pause", cast_to=object)
+    wait_for(lambda: openai_client.fine_tuning.jobs.retrieve(job.id), lambda j: j.status == "paused")
+    [stored] = get_settings().files_dir.glob(f"*/{train}")
+    stored.write_bytes(stored.read_bytes().replace(b"a", b"b", 1))  # same size, other bytes
+    openai_client.post(f"/fine_tuning/jobs/{job.id}/resume", cast_to=object)
+    failed = wait_for(lambda: openai_client.fine_tuning.jobs.retrieve(job.id), lambda j: j.status in FINAL)
+    assert failed.status == "failed" and failed.error.code == "file_corrupted" and train in failed.error.message
     follow = run_job(openai_client, "tiny-bert", {"type": "bitfit"}, valid_rows=False)
     assert follow.status == "succeeded"
 

@@ -14,6 +14,7 @@ from sqlalchemy import select
 from app.artifacts.service import job_artifact_dir
 from app.base_models.service import register
 from app.core.config import get_settings
+from app.core.errors import AppError
 from app.core.queue import RUN_JOB_TASK
 from app.core.retry import with_db
 from app.files.service import verified_path
@@ -71,11 +72,11 @@ def build_context(job: Job, sink: DatabaseSink, output_dir: Path) -> TrainContex
     return TrainContext(
         job_id=job.id, method=method.type, settings=method.settings, hyperparameters=method.hyperparameters,
         base_model=BaseModelRef(id=base.id, path=Path(base.path), sha256=base.sha256),
-        train_file=verified_path(files[job.training_file]),
-        validation_file=verified_path(files[job.validation_file]) if job.validation_file else None,
+        train_file=_verified(files[job.training_file], "training_file"),
+        validation_file=_verified(files[job.validation_file], "validation_file") if job.validation_file else None,
         output_dir=output_dir, checkpoint_dir=checkpoint_dir, sink=sink,
         resume_from=latest_complete_checkpoint(checkpoint_dir),
-        input_files={field: verified_path(files[file_id]) for field, file_id in named.items()},
+        input_files={field: _verified(files[file_id], f"method.{method.type}.{field}") for field, file_id in named.items()},
         extra={"stack": stacked} if stack else {},  # the strategy refuses a stacked job missing here
     )
 
@@ -133,6 +134,14 @@ def out_of_space(exc: BaseException | None) -> bool:
             return True
         exc = exc.__cause__ or exc.__context__
     return False
+
+
+def _verified(file: File, param: str) -> Path:
+    """The file's path, or the job fails saying the stored bytes went bad (not an internal error)."""
+    try:
+        return verified_path(file)
+    except AppError as exc:
+        raise TrainingError(exc.message, code=exc.code or "file_corrupted", param=param) from exc
 
 
 def describe_crash(exc: Exception) -> tuple[str, str]:
