@@ -14,7 +14,8 @@ router = APIRouter(prefix="/v1/fine_tuning/jobs", tags=["exports"])
 log = logging.getLogger(__name__)
 
 
-@router.post("/{job_id}/export", status_code=202)
+@router.post("/{job_id}/export", status_code=202, responses={
+    200: {"description": "The export already succeeded; its merged files are listed."}})
 def create_export(job_id: str, session: SessionDep, tenant: TenantDep, response: Response) -> dict:
     """Idempotent: every request returns the job's one export (202 while it is queued or running,
     200 once it succeeded); a failed or abandoned one is queued again."""
