@@ -28,7 +28,8 @@ def list_artifacts(job_id: str, session: SessionDep, tenant: TenantDep) -> dict:
 @router.get("/{job_id}/artifacts.tar", response_class=StreamingResponse, responses={200: {
     "description": "A tar of the folder `<job id>/` holding every artifact file (model card README.md, "
                    "config.json, manifest.json, the method's weights): `curl … | tar x`.",
-    "content": {"application/x-tar": {"schema": {"type": "string", "format": "binary"}}}}})
+    "content": {"application/x-tar": {"schema": {"type": "string", "format": "binary"}}}},
+    409: {"description": "The job has no artifacts yet: they appear when it succeeds."}})
 def download_artifact_folder(job_id: str, session: SessionDep, tenant: TenantDep) -> StreamingResponse:
     """Every artifact of a job as one uncompressed tar, unpacking to the folder `<job id>/`."""
     job = get_job(session, tenant.id, job_id)

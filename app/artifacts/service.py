@@ -7,7 +7,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.core.config import get_settings
-from app.core.errors import NotFound, shown
+from app.core.errors import Conflict, NotFound, shown
 from app.models import Artifact, Job
 
 
@@ -29,10 +29,11 @@ def get_artifact(session: Session, job: Job, name: str) -> tuple[Artifact, Path]
 
 
 def artifact_files(session: Session, job: Job) -> list[tuple[Artifact, Path]]:
-    """Every artifact of `job` with its file, for the whole-folder download; 404 before it has any."""
+    """Every artifact of `job` with its file, for the whole-folder download; 409 before it has any (the
+    job exists: asking again once it succeeded helps)."""
     rows = list_artifacts(session, job)
     if not rows:
-        raise NotFound(f"Job {job.id} has no artifacts yet (status {job.status}); they appear when it succeeds.",
-                       param="job_id")
+        raise Conflict(f"Job {job.id} has no artifacts yet (status {job.status}); they appear when it succeeds.",
+                       param="job_id", code="artifacts_not_ready")
     root = job_artifact_dir(job).resolve()
     return [(row, (root / row.name).resolve()) for row in rows]

@@ -98,7 +98,9 @@ def test_checking_every_method_against_a_base_stays_torch_free(tmp_path):
     """The API's whole path: discover every strategy, read a base's facts, check each method's defaults."""
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert", "num_hidden_layers": 2, "hidden_size": 64,
                                                       "max_position_embeddings": 512}))
-    write_safetensors(tmp_path / "model.safetensors", {"encoder.layer.0.output.dense.weight": ("F32", [64, 64])})
+    write_safetensors(tmp_path / "model.safetensors", {  # LoRA's default targets must exist (checked too)
+        f"encoder.layer.0.{name}.weight": ("F32", [64, 64]) for name in
+        ("attention.self.query", "attention.self.key", "attention.self.value", "output.dense")})
     code = ("import sys; from pathlib import Path; import app.jobs.service; "
             "from app.training.base_facts import base_facts; from app.training.registry import list_strategies; "
             "from app.training.methods import base_problems, parse_method; "

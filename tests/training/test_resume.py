@@ -77,7 +77,8 @@ def test_checkpoint_layout_and_retention(make_ctx):
     assert state["step"] == 3 and state["epoch"] == 1 and state["batch_in_epoch"] == 0
     assert state["trained_tokens"] > 0 and state["flops"] > 0
     trainable = load_file(newest / "trainable.safetensors")
-    assert trainable and all(k.endswith(".bias") or k.startswith("classifier.") for k in trainable)
+    trained = (".bias", "pooler.dense.weight")  # BitFit's biases and (train_pooler, its default) the pooler
+    assert trainable and all(k.endswith(trained) or k.startswith("classifier.") for k in trainable)
 
 
 def test_incomplete_checkpoint_is_ignored(make_ctx):
