@@ -10,45 +10,23 @@ from datetime import timedelta
 
 import pytest
 from openai import OpenAI
-from sqlalchemy import select, update
+from sqlalchemy import update
 
 from app.core.config import get_settings
 from app.core.db import session_scope
 from app.core.queue import WEBHOOK_ID, held_by_broker
 from app.jobs import state
 from app.jobs.maintenance import run_once
-from app.models import Job, WebhookAttempt, WebhookDelivery
+from app.models import Job, WebhookDelivery
 from app.models.base import utcnow
 from app.models.job import JobStatus
 from app.webhooks import recovery
 from app.webhooks.delivery import backoff, claim
 from tests.api.helpers import auth
-from tests.receiver import Receiver
 from tests.overrides import insert_job
+from tests.receiver import Receiver
+from tests.webhooks.helpers import attempts, cancel, deliveries, register
 from workers.tasks.deliver_webhook import execute_delivery
-
-
-def register(client, key: str, url: str, **body) -> dict:
-    response = client.post("/v1/webhook_endpoints", headers=auth(key), json={"url": url, **body})
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
-def cancel(job_id: str) -> None:
-    with session_scope() as db:
-        state.cancel(db, db.get(Job, job_id))
-
-
-def deliveries(job_id: str) -> list[WebhookDelivery]:
-    with session_scope() as db:
-        return list(db.scalars(select(WebhookDelivery).where(WebhookDelivery.job_id == job_id)
-                               .order_by(WebhookDelivery.seq)))
-
-
-def attempts(delivery_id: str) -> list[WebhookAttempt]:
-    with session_scope() as db:
-        return list(db.scalars(select(WebhookAttempt).where(WebhookAttempt.delivery_id == delivery_id)
-                               .order_by(WebhookAttempt.seq)))
 
 
 def test_a_cancelled_job_is_posted_signed_as_openais_client_verifies(client, tenant):
