@@ -41,6 +41,8 @@ LINKS = (
          frozenset({("post", f"{JOB}/export")})),
     Link(("get", "/v1/models"), "200", "model_id", "$response.body#/data/0/id", "/v1/models/{model_id}"),
     Link(("post", "/v1/admin/tenants"), "200", "tenant_id", "$response.body#/id", "/v1/admin/tenants/{tenant_id}"),
+    Link(("post", "/v1/webhook_endpoints"), "200", "webhook_endpoint_id", "$response.body#/id",
+         "/v1/webhook_endpoints/{webhook_endpoint_id}"),
 )
 HTTP_METHODS = ("get", "put", "post", "delete", "patch")
 

@@ -58,6 +58,9 @@ class Settings(BaseSettings):
                                       "waits twice as long as the one before (exponential backoff).")
     webhook_retry_max: float = Field(6 * 3600.0, gt=0, description="Longest wait between two webhook attempts.")
     webhook_concurrency: int = Field(4, ge=1, description="Webhook deliveries one `tuneforge worker` sends at once.")
+    webhook_secret_overlap: int = Field(24 * 3600, ge=0, le=7 * 24 * 3600, description="Seconds a rotated-out "
+                                        "webhook signing secret keeps signing deliveries beside the new one, when "
+                                        "the rotation does not say (POST …/rotate_secret).")
 
     @property
     def webhook_queue(self) -> str:

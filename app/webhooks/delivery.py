@@ -8,13 +8,14 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import httpx
-from sqlalchemy import select, update
+from sqlalchemy import exists, select, update
 from sqlalchemy.orm import Session
 
 from app.core.config import get_settings
 from app.core.ids import new_id
 from app.models import DeliveryStatus, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from app.models.base import utcnow
+from app.webhooks.rotation import signing_secrets
 from app.webhooks.signing import headers
 from app.webhooks.urls import url_problem
 
@@ -26,7 +27,7 @@ class Claimed:
     id: str
     attempt: int
     url: str
-    secret: str
+    secrets: tuple[str, ...]  # the current signing secret, then a rotated-out one still in its window
     body: str
 
 
@@ -37,20 +38,26 @@ class Outcome:
     duration_ms: int
 
 
+def endpoint_enabled():
+    """The delivery's endpoint is not disabled (a disabled endpoint's pending deliveries wait for it)."""
+    return exists().where(WebhookEndpoint.id == WebhookDelivery.endpoint_id, WebhookEndpoint.disabled.is_(False))
+
+
 def claim(session: Session, delivery_id: str, worker: str) -> Claimed | None:
-    """pending (and due) → sending for `worker`, as attempt n+1; None for a duplicate or early message."""
+    """pending (and due) → sending for `worker`, as attempt n+1; None for a duplicate or early message,
+    or while the endpoint is disabled."""
     now = utcnow()
     delivery = session.scalar(
         update(WebhookDelivery)
         .where(WebhookDelivery.id == delivery_id, WebhookDelivery.status == DeliveryStatus.pending,
-               WebhookDelivery.next_attempt_at <= now)
+               WebhookDelivery.next_attempt_at <= now, endpoint_enabled())
         .values(status=DeliveryStatus.sending, worker_id=worker, heartbeat_at=now, started_at=now,
                 attempt=WebhookDelivery.attempt + 1)
         .returning(WebhookDelivery))
     if delivery is None:
         return None
     endpoint = session.get(WebhookEndpoint, delivery.endpoint_id)
-    return Claimed(delivery.id, delivery.attempt, endpoint.url, endpoint.secret, delivery.body)
+    return Claimed(delivery.id, delivery.attempt, endpoint.url, signing_secrets(endpoint, now), delivery.body)
 
 
 def post(claimed: Claimed) -> Outcome:
@@ -62,7 +69,7 @@ def post(claimed: Claimed) -> Outcome:
         return int((time.perf_counter() - started) * 1000)
     if (problem := url_problem(claimed.url, resolve=True)) is not None:
         return Outcome(None, f"not sent: {problem}", took())
-    signed = headers(claimed.secret, claimed.id, int(time.time()), claimed.body)
+    signed = headers(claimed.secrets, claimed.id, int(time.time()), claimed.body)
     try:
         with httpx.Client(timeout=get_settings().webhook_timeout, follow_redirects=False) as client:
             with client.stream("POST", claimed.url, content=claimed.body.encode(), headers=signed) as response:

@@ -15,7 +15,7 @@ from app.core.ids import new_id
 from app.core.queue import WEBHOOK_ID, enqueue_webhook
 from app.models import DeliveryStatus, WebhookAttempt, WebhookDelivery
 from app.models.base import utcnow
-from app.webhooks.delivery import settle
+from app.webhooks.delivery import endpoint_enabled, settle
 
 log = logging.getLogger(__name__)
 BATCH = 200  # most deliveries sent by one pass
@@ -45,14 +45,15 @@ def lost_messages(session: Session) -> list[str]:
 
 
 def send_due(ids: list[str] | None = None) -> list[str]:
-    """Send pending deliveries that are due and unsent (only `ids`, when given); returns their ids.
+    """Send pending deliveries that are due and unsent (only `ids`, when given) and whose endpoint is
+    not disabled; returns their ids.
     Never raises for a down broker or database: the rows stay unsent and the next pass tries again."""
     sent: list[str] = []
     try:
         with session_scope() as session:
             query = select(WebhookDelivery).where(WebhookDelivery.status == DeliveryStatus.pending,
                                                   WebhookDelivery.next_attempt_at <= utcnow(),
-                                                  WebhookDelivery.enqueued_at.is_(None))
+                                                  WebhookDelivery.enqueued_at.is_(None), endpoint_enabled())
             if ids is not None:
                 query = query.where(WebhookDelivery.id.in_(ids))
             for delivery in session.scalars(query.order_by(WebhookDelivery.seq).limit(BATCH)

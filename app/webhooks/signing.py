@@ -1,12 +1,15 @@
 """Standard Webhooks signatures, the scheme OpenAI's webhooks use (and `openai`'s `client.webhooks.unwrap`
 checks): `webhook-signature: v1,<base64 HMAC-SHA256 of "{webhook-id}.{webhook-timestamp}.{body}">`,
-keyed with the base64-decoded part of a `whsec_…` secret."""
+keyed with the base64-decoded part of a `whsec_…` secret. While a rotated-out secret still signs, the
+header carries one signature per secret, space-separated (the standard's zero-downtime rotation):
+a receiver holding either secret verifies."""
 from __future__ import annotations
 
 import base64
 import hashlib
 import hmac
 import secrets
+from collections.abc import Sequence
 
 PREFIX = "whsec_"
 
@@ -28,8 +31,8 @@ def sign(secret: str, msg_id: str, timestamp: int, body: str) -> str:
     return "v1," + base64.b64encode(digest).decode()
 
 
-def headers(secret: str, msg_id: str, timestamp: int, body: str) -> dict[str, str]:
-    """Every header one delivery attempt carries."""
+def headers(signing_secrets: Sequence[str], msg_id: str, timestamp: int, body: str) -> dict[str, str]:
+    """Every header one delivery attempt carries; one signature per secret in `signing_secrets`."""
+    signature = " ".join(sign(secret, msg_id, timestamp, body) for secret in signing_secrets)
     return {"content-type": "application/json", "user-agent": "tuneforge-webhooks/1",
-            "webhook-id": msg_id, "webhook-timestamp": str(timestamp),
-            "webhook-signature": sign(secret, msg_id, timestamp, body)}
+            "webhook-id": msg_id, "webhook-timestamp": str(timestamp), "webhook-signature": signature}
