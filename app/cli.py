@@ -1,4 +1,5 @@
-"""The `tuneforge` command: up, api, worker, migrate, tenants, models.
+"""The `tuneforge` command: up, api, worker, migrate, tenants, models; and the client commands (files, jobs,
+artifacts, models list, predict: app/client/commands) that talk to a running service over HTTP.
 
 Without TUNEFORGE_DATABASE_URL / TUNEFORGE_REDIS_URL, every command but `up` uses the servers of the
 `tuneforge up` running on the data directory (its state file). Any failure is one line on stderr and
@@ -12,12 +13,13 @@ from pathlib import Path
 
 import typer
 
+from app.client.commands import register as register_client_commands
 from app.core import instance
 
 WORKER_APP = "workers.celery_app:celery_app"  # loaded by Celery's own `-A` loader, as `celery -A` does
 app = typer.Typer(help="tuneforge: fine-tuning as a service.", no_args_is_help=True, pretty_exceptions_enable=False)
 tenants = typer.Typer(help="Manage tenants and their API keys.", no_args_is_help=True)
-models = typer.Typer(help="Manage base models.", no_args_is_help=True)
+models = typer.Typer(help="Base models: list (any user), add (operator).", no_args_is_help=True)
 app.add_typer(tenants, name="tenants")
 admin = typer.Typer(help="Operator commands.", no_args_is_help=True)
 app.add_typer(models, name="models")
@@ -230,12 +232,18 @@ def tenants_default_key(name: str) -> None:
     typer.echo(f"{status} {key}")
 
 
+register_client_commands(app, models)  # after the operator commands, so `--help` lists them first
+
+
 def describe(exc: BaseException) -> str:
     """One line saying what went wrong, for any exception a command lets out."""
+    from app.client.errors import ClientError
     from app.core.errors import AppError
     from app.up import UpError
 
-    if isinstance(exc, (AppError, UpError, RuntimeError)):
+    if isinstance(exc, ClientError):  # the server's status, code and param with its message
+        text = str(exc)
+    elif isinstance(exc, (AppError, UpError, RuntimeError)):
         text = getattr(exc, "message", None) or str(exc)
     elif type(exc).__module__.split(".")[0] in ("psycopg", "sqlalchemy"):
         text = f"database error: {getattr(exc, 'orig', None) or exc}"

@@ -21,6 +21,7 @@ from typing import Protocol
 
 import typer
 
+from app.client.config import export_lines
 from app.core import instance
 
 TF = [sys.executable, "-m", "app.cli"]
@@ -175,6 +176,10 @@ def run_up(host: str, port: int | None, data_dir: Path, tenant: str) -> None:
         wait_own_health(url, api, port, children)
         typer.echo(f"tuneforge is up: API URL {url}  (OpenAI base_url {url}/v1, API docs {url}/docs)")
         typer.echo(f"API key for tenant {tenant!r} ({key_note}): {key}")
+        typer.echo("client commands (tuneforge files, jobs, artifacts, predict) find this instance by its data "
+                   "directory; from elsewhere (another data directory or machine), paste:")
+        for line in export_lines(url, key):
+            typer.echo(f"  {line}")
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         try:
             while (dead := dead_child(children)) is None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,31 @@ def cli(env: dict[str, str], *args: str, timeout: float = 300) -> str:
     if done.returncode:
         raise ServiceError(f"tuneforge {' '.join(args)} exited {done.returncode}: {done.stderr or done.stdout}")
     return done.stdout
+
+
+class Background:
+    """A command running in its own session (a signal to it reaches no one else), its stdout and stderr
+    collected line by line by a thread, so it never blocks on a full pipe and a test can wait for a line."""
+
+    def __init__(self, args: list[str], env: dict[str, str], name: str | None = None):
+        self.name = name or " ".join(Path(a).name for a in args[:3])
+        self.proc = subprocess.Popen(args, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     text=True, start_new_session=True)
+        self.lines: list[str] = []
+        threading.Thread(target=lambda: self.lines.extend(self.proc.stdout), daemon=True).start()
+
+    def wait_for(self, fragment: str, timeout: float = 180) -> str:
+        """The latest line holding `fragment`, once one has been printed; AssertionError with the output
+        if none comes within `timeout` or the command ends without one."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if found := [line for line in list(self.lines) if fragment in line]:
+                return found[-1]
+            if self.proc.poll() is not None:
+                time.sleep(0.5)  # let the reader thread take the last lines
+                break
+            time.sleep(0.2)
+        raise AssertionError(f"no {fragment!r} in the output of {self.name}:\n{''.join(self.lines)[-4000:]}")
 
 
 def wait_http(url: str, proc: subprocess.Popen, timeout: float = 60, interval: float = 0.3) -> bool:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import http.server
+import json
 import os
 import re
 import shutil
@@ -11,7 +12,6 @@ import stat
 import subprocess
 import sys
 import threading
-import time
 
 import httpx
 import psutil
@@ -20,6 +20,7 @@ import pytest
 
 from app.core.embedded import free_port
 from tests.conftest import ADMIN_URL, RUN_ID, new_tenant
+from tests.harness import Background
 
 TF = [sys.executable, "-m", "app.cli"]
 
@@ -51,25 +52,11 @@ def test_migrate_upgrades_an_empty_database_and_registers_minilm():
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-class Up:
+class Up(Background):
     """`tuneforge up` in its own session, its output collected by a thread (so it never blocks)."""
 
     def __init__(self, env: dict[str, str], *args: str):
-        self.proc = subprocess.Popen([*TF, "up", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     text=True, start_new_session=True)
-        self.lines: list[str] = []
-        threading.Thread(target=lambda: self.lines.extend(self.proc.stdout), daemon=True).start()
-
-    def wait_for(self, fragment: str, timeout: float = 180) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if found := [line for line in list(self.lines) if fragment in line]:
-                return found[-1]
-            if self.proc.poll() is not None:
-                time.sleep(0.5)  # let the reader thread take the last lines
-                break
-            time.sleep(0.2)
-        raise AssertionError(f"no {fragment!r} in the output of up:\n{''.join(self.lines)[-4000:]}")
+        super().__init__([*TF, "up", *args], env, name="up")
 
     def stop(self) -> int:
         if self.proc.poll() is None:
@@ -78,7 +65,8 @@ class Up:
 
 
 def embedded_env(data_dir) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("TUNEFORGE_DATABASE_URL", "TUNEFORGE_REDIS_URL")}
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("TUNEFORGE_DATABASE_URL", "TUNEFORGE_REDIS_URL", "TUNEFORGE_URL", "TUNEFORGE_API_KEY")}
     return {**env, "TUNEFORGE_DATA_DIR": str(data_dir)}
 
 
@@ -94,8 +82,12 @@ def test_up_runs_everything_embedded_and_operator_commands_find_it(tmp_path):
         assert "saved in" in key_line and (data / "default-api-key").read_text().strip() == key
         assert stat.S_IMODE((data / "default-api-key").stat().st_mode) == 0o600
         assert stat.S_IMODE((data / "up.json").stat().st_mode) == 0o600
-        models = httpx.get(f"{url}/v1/models", headers={"Authorization": f"Bearer {key}"}).json()
-        assert "minilm-l6" in [m["id"] for m in models["data"]]
+        assert up.wait_for("export TUNEFORGE_URL=").split() == ["export", f"TUNEFORGE_URL={url}"]
+        assert up.wait_for("export TUNEFORGE_API_KEY=").split() == ["export", f"TUNEFORGE_API_KEY={key}"]
+        # a client command with neither URL nor key uses the `up` of the data directory and its saved key
+        listed = subprocess.run([*TF, "models", "list", "--json"], env=env, capture_output=True, text=True)
+        assert listed.returncode == 0, listed.stderr
+        assert "minilm-l6" in [m["id"] for m in json.loads(listed.stdout)]
         assert httpx.get(f"{url}/healthz").json()["broker"] is True
         # an operator command with no database URL uses the embedded one `up` runs
         created = subprocess.run([*TF, "tenants", "create", "acme"], env=env, capture_output=True, text=True)
