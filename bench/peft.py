@@ -5,12 +5,14 @@ balanced binary short-text task; `--task bbc` for BBC News, 5 topics) with 3 see
 process each (so peak RSS is that run's). The job's validation file (500 other examples) is given, as
 a user would; the artifact is scored on 2,000 held-out test examples it never saw. Columns:
   auto   every hyper-parameter left on "auto" (what a user gets by default)
-  grid   (--grid) each point of a small per-method grid, to compare "auto" against (select on validation)
+  fast   (--fast) "auto" with the fast preset (the rule's minimum epochs): what the time it saves costs
+  grid   (--grid) each point of a small per-method grid, to compare "auto" against; the report adds each
+         method's best grid point chosen on validation accuracy (never on test)
 Reference: a bare Hugging Face `Trainer` full fine-tune (bench/hf_reference.py), best of its grid.
 Printed per method: trainable-parameter fraction, artifact bytes / base bytes, peak RSS, wall time,
 test accuracy and macro-F1 (mean ± std over seeds), and the gap of "auto" to the reference.
 
-    python bench/peft.py [--methods lora,bitfit] [--seeds 0,1,2] [--grid] [--task tweets] [--log FILE]
+    python bench/peft.py [--methods lora,bitfit|all] [--seeds 0,1,2] [--fast] [--grid] [--task tweets] [--log FILE]
     python bench/peft.py --report [--log FILE]          # the table from the runs logged so far
     python bench/peft.py --one '{"method": "lora", "seed": 0}' --data DIR   # one run, in this process
 """
@@ -34,7 +36,8 @@ from bench.data import splits, write_jsonl  # noqa: E402
 from bench.hf_reference import GRID as REFERENCE_GRID, mean_std  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-METHODS = ["supervised", "lora", "bitfit", "ia3", "adapter"]
+METHODS = ["supervised", "lora", "bitfit", "ia3", "adapter"]  # the ones issue 14 judges, the default
+OTHER_METHODS = ["partial", "said", "diff_pruning", "prompt_tuning", "prefix_tuning"]  # with --methods all
 # The grid each method's "grid" column is the best of (chosen on validation accuracy, mean over seeds).
 GRIDS: dict[str, list[dict]] = {
     "supervised": [{"learning_rate": lr, "n_epochs": e} for lr in (5e-5, 1e-4) for e in (3, 10)],
@@ -88,12 +91,14 @@ def spawn(module: str, spec: dict, data: Path) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def columns(methods: list[str], grid: bool, reference: str = "all") -> list[tuple[str, str, dict]]:
+def columns(methods: list[str], grid: bool, reference: str = "all", fast: bool = False) -> list[tuple[str, str, dict]]:
     """(column, method, hyper-parameters): the reference grid (or the points of it named by
-    `reference`, e.g. "1" for the second), each method on auto, then the grids."""
+    `reference`, e.g. "1" for the second), each method on auto, the fast preset, then the grids."""
     points = range(len(REFERENCE_GRID)) if reference == "all" else [int(i) for i in reference.split(",") if i]
     cols = [(f"reference {json.dumps(REFERENCE_GRID[i])}", "hf_reference", REFERENCE_GRID[i]) for i in points]
     cols += [(f"{m} auto", m, {}) for m in methods]
+    if fast:
+        cols += [(f"{m} fast", m, {"preset": "fast"}) for m in methods]
     if grid:
         cols += [(f"{m} {json.dumps(h)}", m, h) for m in methods for h in GRIDS.get(m, [])]
     return cols
@@ -108,8 +113,9 @@ def run_all(args: argparse.Namespace) -> None:
     for name, rows in splits(args.task, args.n_train, 500, 2000).items():
         write_jsonl(data / f"{name}.jsonl", rows)
     threads = 1 if args.parallel > 1 else 2
+    methods = METHODS + OTHER_METHODS if args.methods == "all" else args.methods.split(",")
     runs = [(seed, column, method, hyper) for seed in [int(s) for s in args.seeds.split(",")]
-            for column, method, hyper in columns(args.methods.split(","), args.grid, args.reference)]
+            for column, method, hyper in columns(methods, args.grid, args.reference, args.fast)]
     if args.resume and args.log.exists():  # an interrupted benchmark goes on where it stopped
         done = {(r["column"], r["seed"]) for r in map(json.loads, open(args.log)) if r["task"] == args.task}
         runs = [run for run in runs if (run[1], run[0]) not in done]
@@ -129,6 +135,19 @@ def run_all(args: argparse.Namespace) -> None:
         for future in [pool.submit(go, *run) for run in runs]:
             future.result()
     report(args.log, args.task)
+
+
+def best_grid_points(runs: dict[str, list[dict]]) -> dict[str, tuple[str, list[dict]]]:
+    """Per method, its grid column with the best mean validation accuracy (the grid's answer)."""
+    best: dict[str, tuple[str, list[dict]]] = {}
+    for column, rs in runs.items():
+        method = rs[0]["method"]
+        if method == "hf_reference" or column in (f"{method} auto", f"{method} fast"):
+            continue
+        score = statistics.mean(r["valid_accuracy"] for r in rs)
+        if method not in best or score > statistics.mean(r["valid_accuracy"] for r in best[method][1]):
+            best[method] = (column, rs)
+    return best
 
 
 def report(path: Path, task: str) -> None:
@@ -156,6 +175,10 @@ def report(path: Path, task: str) -> None:
         rss = f"{max(r.get('peak_rss_mb', 0) for r in rs):.0f}"
         print(f"{column:44} {len(rs):>5} {mean_std(acc):>12} {mean_std([r['test_macro_f1'] for r in rs]):>12} "
               f"{gap:>8} {statistics.median(r['seconds'] for r in rs):>8.0f} {trainable:>9} {artifact:>9} {rss:>7}")
+    for method, (column, rs) in best_grid_points(runs).items():
+        acc = [r["test_accuracy"] for r in rs]
+        gap = f"{100 * (statistics.mean(acc) - ref_acc):+.1f}" if reference else "-"
+        print(f"  {method} grid best on validation: {column} -> test {mean_std(acc)} ({gap} pt)")
     base_mb = sum(p.stat().st_size for p in _minilm().iterdir() if p.suffix == ".safetensors") / 1e6
     for column, rs in runs.items():
         if column.endswith(" auto") and "artifact_fraction" in rs[0]:
@@ -181,6 +204,7 @@ def main() -> None:
     parser.add_argument("--reference", default="all",
                         help='which reference grid points to run: "all", or indices such as "1" ("" for none)')
     parser.add_argument("--resume", action="store_true", help="skip the runs --log already holds")
+    parser.add_argument("--fast", action="store_true", help='also run every method with the "fast" preset')
     parser.add_argument("--grid", action="store_true", help="also run every method's grid (hours on a CPU)")
     parser.add_argument("--report", action="store_true", help="print the table from --log and exit")
     parser.add_argument("--log", type=Path, default=Path("bench-peft.jsonl"))

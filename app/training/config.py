@@ -83,7 +83,8 @@ class HyperparameterSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    n_epochs: int | Auto = Field("auto", description="Passes over the training file (1-50); auto = 3.")
+    n_epochs: int | Auto = Field("auto", description=(
+        "Passes over the training file (1-50); auto = the method's rule for the data size (see preset)."))
     batch_size: int | Auto = Field("auto", description="Examples per optimizer step (1-1024); auto scales with data.")
     learning_rate: float | Auto = Field("auto", description="Peak learning rate in (0, 1]; auto = the method's default.")
     learning_rate_multiplier: float | Auto = Field(
