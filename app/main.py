@@ -20,6 +20,7 @@ from app.jobs.endpoints import router as jobs_router
 from app.jobs.openapi import document_create_job
 from app.observability.endpoints import router as metrics_router
 from app.observability.http import ObservabilityMiddleware
+from app.predictions.endpoints import router as predictions_router
 from app.storage.endpoints import admin_router as admin_storage_router
 from app.storage.endpoints import router as storage_router
 from app.tenants.auth import AuthMiddleware
@@ -36,6 +37,7 @@ def create_app() -> FastAPI:
     app.include_router(webhooks_router, prefix="/v1/webhook_endpoints", responses=ERROR_RESPONSES)
     app.include_router(webhooks_router, prefix="/v1/webhooks", responses=ERROR_RESPONSES, include_in_schema=False)
     app.include_router(metrics_router)
+    app.include_router(predictions_router, responses=ERROR_RESPONSES)
 
     @app.get("/healthz", tags=["health"], responses={503: ERROR_RESPONSES[503]})
     def healthz() -> JSONResponse:

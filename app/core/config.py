@@ -41,6 +41,16 @@ class Settings(BaseSettings):
     stop_poll_interval: float = Field(0.5, description="Seconds between a worker's cancel/pause checks.")
     queue_name: str = Field("tuneforge.train", description="Celery queue the training tasks use.")
     default_base_model: str = Field("minilm-l6", description="Base model registered by `tuneforge migrate`.")
+    predictions_max_adapters: int = Field(64, ge=1, description="Adapters and deltas (LoRA, BitFit, partial) one API "
+                                          "process keeps loaded over its shared bases; the least recently used "
+                                          "goes first.")
+    predictions_max_models: int = Field(2, ge=1, description="Whole models (supervised, and methods applied over "
+                                        "a private copy of the base) one API process keeps loaded; least recently "
+                                        "used first.")
+    predictions_batch_rows: int = Field(64, ge=1, description="Most inputs one forward pass of POST /v1/predictions "
+                                        "takes; waiting requests (for different adapters too) are batched up to it.")
+    predictions_timeout: float = Field(120.0, gt=0, description="Seconds a prediction request waits for its turn "
+                                       "and its forward pass before a 503.")
     log_format: Literal["text", "json"] = Field("text", description="`json`: one JSON object per log line, with "
                                                 "job_id and tenant_id where known.")
     events_poll_interval: float = Field(1.0, gt=0, description="Seconds between database reads of a streamed "

@@ -32,13 +32,19 @@ def save_delta(model: torch.nn.Module, tokenizer, output_dir: Path, ctx: TrainCo
               metadata={"base_model": ctx.base_model.id, "base_model_sha256": ctx.base_model.sha256})
 
 
-def apply_delta(model: torch.nn.Module, artifact_dir: Path) -> torch.nn.Module:
-    """Copy the delta's tensors into `model` (the base with a fresh head); refuses foreign shapes."""
+def load_delta(artifact_dir: Path, model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The delta's tensors by state_dict name; refuses names `model` lacks and shapes it differs in."""
     delta, state = load_file(artifact_dir / DELTA), model.state_dict()
     wrong = [k for k, v in delta.items() if k not in state or state[k].shape != v.shape]
     if wrong:
         raise TrainingError(f"the delta names tensors the base model lacks or shapes it differently: "
                             f"{sorted(wrong)[:5]}", code="base_model_mismatch")
+    return delta
+
+
+def apply_delta(model: torch.nn.Module, artifact_dir: Path) -> torch.nn.Module:
+    """Copy the delta's tensors into `model` (the base with a fresh head); refuses foreign shapes."""
+    delta, state = load_delta(artifact_dir, model), model.state_dict()
     with torch.no_grad():
         for name, tensor in delta.items():
             state[name].copy_(tensor)

@@ -1,0 +1,57 @@
+"""Wire shapes of POST /v1/predictions: what FastAPI validates and documents (400s name the field)."""
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
+
+from app.predictions.limits import MAX_INPUT_CHARS, MAX_INPUTS, MAX_MODEL_CHARS
+
+Text = Annotated[str, Field(max_length=MAX_INPUT_CHARS)]
+
+
+class PredictionInput(BaseModel):
+    """One input: a text, or a text and its pair (sentence-pair tasks, as the training file had them).
+    Lone surrogates (valid JSON escapes, not text) are refused by pydantic's own string parsing."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: Text = Field(description="The text to classify.")
+    text_pair: Text | None = Field(None, description="Its second segment, for models trained on pairs.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _plain_text(cls, value: Any) -> Any:
+        return {"text": value} if isinstance(value, str) else value
+
+
+_INPUT_SCHEMA = {"anyOf": [
+    {"type": "string", "maxLength": MAX_INPUT_CHARS, "description": "A text to classify."},
+    {"type": "object", "additionalProperties": False, "required": ["text"], "properties": {
+        "text": {"type": "string", "maxLength": MAX_INPUT_CHARS},
+        "text_pair": {"anyOf": [{"type": "string", "maxLength": MAX_INPUT_CHARS}, {"type": "null"}]}}},
+]}
+
+
+class PredictionRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"model": "ft:minilm-l6:tenant-…::ftjob-…", "input": ["great match", "stocks fell"]}]})
+
+    model: str = Field(min_length=1, max_length=MAX_MODEL_CHARS, description=(
+        "A succeeded fine-tuning job of yours: its `fine_tuned_model`, or its id."))
+    input: list[Annotated[PredictionInput, WithJsonSchema(_INPUT_SCHEMA)]] = Field(
+        min_length=1, max_length=MAX_INPUTS, description=f"1 to {MAX_INPUTS} texts, or "
+        f'`{{"text", "text_pair"}}` objects, each at most {MAX_INPUT_CHARS} characters.')
+
+
+class Prediction(BaseModel):
+    object: Literal["prediction"] = "prediction"
+    index: int = Field(description="The input's position in the request.")
+    label: str = Field(description="The most probable label (labels are strings here, as in config.json's id2label).")
+    probabilities: dict[str, float] = Field(description="Softmax probability of every label the model knows.")
+
+
+class PredictionList(BaseModel):
+    object: Literal["list"] = "list"
+    model: str = Field(description="The job's fine_tuned_model.")
+    data: list[Prediction]
