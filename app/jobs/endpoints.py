@@ -1,4 +1,4 @@
-"""/v1/fine_tuning/jobs: create, list, retrieve, cancel, events, checkpoints."""
+"""/v1/fine_tuning/jobs: create, list, retrieve, cancel, events, checkpoints, curves."""
 from __future__ import annotations
 
 import json
@@ -6,7 +6,7 @@ import logging
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Header, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import SessionDep, TenantDep
@@ -14,6 +14,7 @@ from app.api.pagination import Limit, list_body, paginate
 from app.core.errors import BadRequest
 from app.idempotency import service as idempotency
 from app.jobs import dispatch, service
+from app.jobs.curves import job_curve_rows, render_curves
 from app.jobs.estimate import estimated_finish
 from app.jobs.schemas import METADATA_FILTER, checkpoint_object, event_object, job_object, metadata_filter
 from app.jobs.stream import STREAM_RESPONSES, stream_events
@@ -118,3 +119,20 @@ def list_checkpoints(job_id: str, session: SessionDep, tenant: TenantDep, after:
     job = service.get_job(session, tenant.id, job_id)
     rows, has_more = paginate(session, service.checkpoints_query(job), JobCheckpoint, after, limit)
     return list_body([checkpoint_object(c, job) for c in rows], has_more)
+
+
+CURVES_RESPONSES: dict[int | str, dict] = {
+    200: {"description": "Train loss, eval loss and eval accuracy against the step, as recorded so far "
+                         "(the rows of the job's metrics CSV), as a PNG.",
+          "content": {"image/png": {"schema": {"type": "string", "format": "binary"}}}},
+    409: {"description": "The job has no metrics yet (`metrics_not_ready`): its curves appear once it has "
+                         "trained a step."}}
+
+
+@router.get("/{job_id}/curves.png", response_class=Response, responses=CURVES_RESPONSES)
+def job_curves(job_id: str, session: SessionDep, tenant: TenantDep) -> Response:
+    """The job's learning curves, drawn from its metrics now (a running job's so far, so never cached)."""
+    job = service.get_job(session, tenant.id, job_id)
+    rows = job_curve_rows(session, job)
+    session.close()  # drawing takes a moment: hold no connection meanwhile
+    return Response(render_curves(rows, job.id), media_type="image/png", headers={"Cache-Control": "no-cache"})

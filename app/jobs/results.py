@@ -46,13 +46,18 @@ def metrics_rows(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def metrics_csv(session: Session, job_id: str) -> bytes:
+def metrics_events(session: Session, job_id: str) -> list[dict[str, Any]]:
+    """The `data` of the job's metrics events, in the order training reported them."""
     events = session.scalars(select(JobEvent.data).where(JobEvent.job_id == job_id, JobEvent.type == "metrics")
                              .order_by(JobEvent.seq))
+    return [data for data in events if isinstance(data, dict)]
+
+
+def metrics_csv(session: Session, job_id: str) -> bytes:
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=list(COLUMNS), restval="", lineterminator="\n")
     writer.writeheader()
-    writer.writerows(metrics_rows([data for data in events if isinstance(data, dict)]))
+    writer.writerows(metrics_rows(metrics_events(session, job_id)))
     return out.getvalue().encode()
 
 

@@ -46,6 +46,20 @@ def write_manifest(output_dir: Path, **fields: Any) -> Path:
     return path
 
 
+def add_to_manifest(output_dir: Path, name: str) -> None:
+    """List one more file (written after the strategy's manifest, e.g. the worker's curves.png) with its
+    size and sha256, so `verify_files` and the published rows keep covering every file; the other
+    entries are kept as they are, never hashed again. No manifest, nothing to update."""
+    path = output_dir / MANIFEST
+    if not path.is_file():
+        return
+    manifest = json.loads(path.read_text())
+    file = output_dir / name
+    manifest["files"] = dict(sorted({**manifest["files"],
+                                     name: {"bytes": file.stat().st_size, "sha256": sha256_file(file)}}.items()))
+    path.write_text(json.dumps(manifest, indent=2, default=str))
+
+
 def read_manifest(artifact_dir: Path) -> dict[str, Any]:
     return json.loads((artifact_dir / MANIFEST).read_text())
 

@@ -20,9 +20,11 @@ from app.core.retry import with_db
 from app.files.service import verified_path
 from app.fsio import replace_dir
 from app.jobs import state
+from app.jobs.curves import FILENAME as CURVES
+from app.jobs.curves import write_curves
 from app.jobs.dispatch import admit
 from app.jobs.events import record_event
-from app.jobs.results import register_result_file
+from app.jobs.results import metrics_events, metrics_rows, register_result_file
 from app.models import Artifact, BaseModel, File, Job
 from app.models.job import JobStatus
 from app.training.artifacts import file_records
@@ -83,6 +85,8 @@ def build_context(job: Job, sink: DatabaseSink, output_dir: Path) -> TrainContex
 
 def publish(job: Job, me: str, staging: Path, result: TrainResult) -> None:
     """Rename the complete artifact dir into place, then record rows and success in one transaction."""
+    summary = {"step": result.steps, "flops": result.flops, "trained_tokens": result.trained_tokens, **result.metrics}
+    add_curves(job, staging, summary)
     final = job_artifact_dir(job)
     replace_dir(staging, final)
     rows = file_records(final)  # hashes from the strategy's manifest: each file is read once
@@ -99,8 +103,7 @@ def publish(job: Job, me: str, staging: Path, result: TrainResult) -> None:
             record_event(session, job.id, f"Trained encoder registered as model {model.id}; name it as `model` "
                                           "in later jobs", data={"model": model.id})
         record_event(session, job.id, f"Training FLOPs {result.flops:.3e}, tokens {result.trained_tokens}",
-                     type="metrics", data={"step": result.steps, "flops": result.flops,
-                                           "trained_tokens": result.trained_tokens, **result.metrics})
+                     type="metrics", data=summary)
         record_event(session, job.id, "The job has successfully completed")
         return True
     try:
@@ -110,6 +113,18 @@ def publish(job: Job, me: str, staging: Path, result: TrainResult) -> None:
         raise
     if not published:  # cancelled at the last moment: nothing may stay visible
         shutil.rmtree(final, ignore_errors=True)
+
+
+def add_curves(job: Job, staging: Path, summary: dict) -> None:
+    """curves.png in the artifact, from the metrics recorded so far plus the summary the success records
+    next, so it shows what GET …/curves.png shows afterwards. A picture that fails to draw is logged and
+    left out: it never costs the job its trained model."""
+    try:
+        events = with_db(lambda session: metrics_events(session, job.id))
+        write_curves(staging, job.id, metrics_rows([*events, summary]))
+    except Exception:  # noqa: BLE001 - see the docstring
+        log.exception("job %s: curves.png not drawn", job.id)
+        (staging / CURVES).unlink(missing_ok=True)
 
 
 def fine_tuned_name(job: Job) -> str:
