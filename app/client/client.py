@@ -187,6 +187,7 @@ class TuneforgeClient:
     def list_models(self) -> list[Model]:
         return self._get(Page[Model], "/v1/models").data
 
-    def predict(self, model: str, inputs: list[str]) -> PredictionList:
-        """POST /v1/predictions: a label and per-label probabilities for each input text, in order."""
+    def predict(self, model: str, inputs: list[str | dict[str, str]]) -> PredictionList:
+        """POST /v1/predictions: a label and per-label probabilities for each input, in order; an input
+        is a text or, for a model trained on pairs, {"text": ..., "text_pair": ...}."""
         return self._post(PredictionList, "/v1/predictions", {"model": model, "input": inputs})

@@ -1,11 +1,15 @@
 """The client commands as a user types them (the installed `tuneforge` script in subprocesses) against
 real `tuneforge api` + `tuneforge worker` processes: upload, create, list/get, follow a real training
-job to its end, pause/resume/cancel, Ctrl-C, download with checksums, and server errors as one line."""
+job to its end, pause/resume/cancel, Ctrl-C, download with checksums, predict (once the endpoint
+exists), and server errors as one line."""
 from __future__ import annotations
 
 import json
 import signal
 from pathlib import Path
+
+import httpx
+import pytest
 
 from app.core.config import get_settings
 from app.fsio import sha256_file
@@ -45,7 +49,8 @@ def test_upload_names_bad_lines_locally_and_sends_nothing_then_uploads(user, tmp
 def test_create_from_flags_and_from_a_yaml_spec_then_list_get_cancel(user, tmp_path):
     train = upload(user, tmp_path, classification_rows(24))
     from_flags = user.ok("jobs", "create", "--model", "tiny-bert", "--training-file", train, "--method", "lora",
-                         "--set", "r=4", "--hp", "n_epochs=1", "--suffix", "flags", "--metadata", "origin=flags").strip()
+                         "--set", "r=4", "--hp", "n_epochs=1", "--suffix", "flags",
+                         "--metadata", "origin=flags").strip()
     spec = tmp_path / "job.yaml"
     spec.write_text(f"model: tiny-bert\ntraining_file: {train}\nseed: 7\n"
                     "method:\n  type: bitfit\n  bitfit:\n    hyperparameters:\n      n_epochs: 1\n")
@@ -62,7 +67,8 @@ def test_create_from_flags_and_from_a_yaml_spec_then_list_get_cancel(user, tmp_p
     assert specified["method"]["bitfit"]["hyperparameters"]["batch_size"] == 8
     table = user.ok("jobs", "list")
     assert from_flags in table and from_spec in table and "lora" in table and "cancelled" in table
-    assert [j["id"] for j in json.loads(user.ok("jobs", "list", "--metadata", "origin=flags", "--json"))] == [from_flags]
+    filtered = json.loads(user.ok("jobs", "list", "--metadata", "origin=flags", "--json"))
+    assert [j["id"] for j in filtered] == [from_flags]
 
     line = user.fails("jobs", "cancel", from_flags)
     assert line.startswith("tuneforge: error: 409 ") and "already cancelled" in line
@@ -123,3 +129,21 @@ def test_server_errors_are_one_line(user):
     assert line.startswith("tuneforge: error: 404 ") and "file-missing" in line
     user.env["TUNEFORGE_API_KEY"] = "tf-not-a-key"
     assert user.fails("models", "list").startswith("tuneforge: error: 401 invalid_api_key")
+
+
+def test_predict_with_a_fine_tuned_model(user, service, tmp_path):
+    if "/v1/predictions" not in httpx.get(f"{service.url}/openapi.json").json()["paths"]:
+        pytest.skip("POST /v1/predictions is not in this checkout yet")
+    train = upload(user, tmp_path, classification_rows(32))
+    job_id = user.ok("jobs", "create", *QUICK_JOB, "--training-file", train, "--follow").strip().splitlines()[0]
+    model = job(user, job_id)["fine_tuned_model"]
+    rows = tmp_path / "inputs.jsonl"
+    rows.write_bytes(jsonl(classification_rows(3)))  # labels are ignored: a validation file will do
+    answer = json.loads(user.ok("predict", model, "good great happy", "--file", str(rows), "--json"))
+    assert answer["model"] == model and [p["index"] for p in answer["data"]] == [0, 1, 2, 3]
+    for prediction in answer["data"]:
+        assert prediction["label"] in ("pos", "neg") and abs(sum(prediction["probabilities"].values()) - 1) < 1e-4
+    table = user.ok("predict", job_id, "bad awful sad")  # the job id names the model too
+    assert "bad awful sad" in table and ("pos" in table or "neg" in table)
+    line = user.fails("predict", "ft:no-such-model", "text")
+    assert line.startswith("tuneforge: error: 404 ") and "ft:no-such-model" in line

@@ -93,8 +93,8 @@ def follow_cmd(job_id: str, url: UrlOption = None, api_key: KeyOption = None) ->
         try:
             job = follow_job(client, job_id)
         except KeyboardInterrupt:
-            err().print(f"detached from job {job_id}; it was not cancelled and keeps running "
-                        f"(`tuneforge jobs follow {job_id}` to watch again, `tuneforge jobs cancel {job_id}` to stop it)")
+            err().print(f"detached from job {job_id}; it was not cancelled and keeps running (`tuneforge jobs "
+                        f"follow {job_id}` to watch again, `tuneforge jobs cancel {job_id}` to stop it)")
             raise typer.Exit(130) from None
     line = final_line(job)
     if job.status == "succeeded":

@@ -20,26 +20,40 @@ def list_models(as_json: JsonOption = False, url: UrlOption = None, api_key: Key
 
 def predict(model: Annotated[str, typer.Argument(help="A fine-tuned model name or its job id.")],
             texts: Annotated[list[str] | None, typer.Argument(help="Texts to classify.")] = None,
-            file: Annotated[Path | None, typer.Option("--file", help='JSONL of {"text": ...} rows to classify too.')]
-            = None,
+            file: Annotated[Path | None, typer.Option(
+                "--file", help='JSONL of {"text": ...} rows (a validation file will do) to classify too.')] = None,
             as_json: JsonOption = False, url: UrlOption = None, api_key: KeyOption = None) -> None:
     """Classify texts with a fine-tuned model: label and its probability per text."""
     from app.client.errors import ClientError
-    from app.training.data import DatasetError, iter_texts
 
-    inputs = list(texts or [])
+    inputs: list[str | dict[str, str]] = list(texts or [])
     if file is not None:
-        try:
-            inputs += list(iter_texts(file))
-        except (OSError, DatasetError) as exc:
-            raise ClientError(f"{file}: {exc}") from exc
+        inputs += read_inputs(file)
     if not inputs:
         raise ClientError("nothing to classify: give TEXT arguments or --file")
     with connect(url, api_key) as client:
         result = client.predict(model, inputs)
     if as_json:
         return print_json(result)
-    probability = {p.index: p.probabilities.get(str(p.label)) for p in result.data}
-    print_table(["label", "probability", "text"],
-                [[p.label, f"{probability[p.index]:.3f}" if probability[p.index] is not None else "",
-                  inputs[p.index] if p.index < len(inputs) else ""] for p in result.data])
+    shown = [i if isinstance(i, str) else f"{i['text']} | {i['text_pair']}" for i in inputs]
+    print_table(["label", "probability", "text"], [
+        [p.label, f"{p.probabilities.get(str(p.label), 0.0):.3f}", shown[p.index] if p.index < len(shown) else ""]
+        for p in result.data])
+
+
+def read_inputs(path: Path) -> list[str | dict[str, str]]:
+    """The "text" (and "text_pair", when a row has one) of every row of a JSONL file; other fields, a
+    label included, are ignored, so a validation file works as it is."""
+    from app.client.errors import ClientError
+    from app.training.data import DatasetError, iter_jsonl
+
+    inputs: list[str | dict[str, str]] = []
+    try:
+        for number, row in iter_jsonl(path):
+            text, pair = row.get("text"), row.get("text_pair")
+            if not isinstance(text, str) or not isinstance(pair, str | None):
+                raise DatasetError('needs a "text" string (and "text_pair", if any, a string)', number)
+            inputs.append({"text": text, "text_pair": pair} if pair is not None else text)
+    except (OSError, DatasetError) as exc:
+        raise ClientError(f"{path}: {exc}") from exc
+    return inputs
