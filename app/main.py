@@ -24,6 +24,7 @@ from app.predictions.endpoints import router as predictions_router
 from app.storage.endpoints import admin_router as admin_storage_router
 from app.storage.endpoints import router as storage_router
 from app.tenants.auth import AuthMiddleware
+from app.ui.endpoints import router as ui_router
 from app.webhooks.endpoints import router as webhooks_router
 
 
@@ -37,6 +38,7 @@ def create_app() -> FastAPI:
     app.include_router(webhooks_router, prefix="/v1/webhook_endpoints", responses=ERROR_RESPONSES)
     app.include_router(webhooks_router, prefix="/v1/webhooks", responses=ERROR_RESPONSES, include_in_schema=False)
     app.include_router(metrics_router)
+    app.include_router(ui_router)
     app.include_router(predictions_router, responses=ERROR_RESPONSES)
 
     @app.get("/healthz", tags=["health"], responses={503: ERROR_RESPONSES[503]})

@@ -12,6 +12,8 @@ from app.tenants.limits import check_rate, limits_for
 from app.tenants.service import authenticate_key
 
 PUBLIC_PATHS = {"/healthz", "/metrics", "/docs", "/openapi.json", "/redoc"}
+# the dashboard: a browser cannot send the Bearer header, so its routes check their key cookie themselves
+COOKIE_AUTH_PREFIX = "/ui"
 
 
 def _bearer(scope: Scope) -> str | None:
@@ -26,7 +28,11 @@ def _bearer(scope: Scope) -> str | None:
 ADMIN_PREFIX = "/v1/admin"
 
 
-def _lookup(key: str, admin_path: bool) -> dict[str, str] | None:
+def _cookie_authenticated(path: str) -> bool:
+    return path == COOKIE_AUTH_PREFIX or path.startswith(COOKIE_AUTH_PREFIX + "/")
+
+
+def lookup_key(key: str, admin_path: bool) -> dict[str, str] | None:
     """Who the key is, after charging a tenant's request to its rate limit; None if unknown."""
     with session_scope() as session:
         row = authenticate_key(session, key)
@@ -50,12 +56,12 @@ class AuthMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in PUBLIC_PATHS:
+        if scope["type"] != "http" or scope["path"] in PUBLIC_PATHS or _cookie_authenticated(scope["path"]):
             return await self.app(scope, receive, send)
         key = _bearer(scope)
         admin_path = scope["path"].startswith(ADMIN_PREFIX)
         try:
-            found = await run_in_threadpool(_lookup, key, admin_path) if key else None
+            found = await run_in_threadpool(lookup_key, key, admin_path) if key else None
             if found is None:
                 raise Unauthorized(
                     "Missing API key: send 'Authorization: Bearer <key>'." if key is None
