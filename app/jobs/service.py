@@ -26,8 +26,8 @@ from app.tenants import limits
 from app.models.base import utcnow
 from app.training.base_facts import base_facts
 from app.training.data import DatasetError, DatasetSummary, validate_classification_file, validate_texts
-from app.training.methods import (Method, MethodError, base_problems, describe_resolution, first_error, method_wire,
-                                  parse_method, resolve_method)
+from app.training.methods import (Method, MethodError, base_problems, data_problems, describe_resolution, first_error,
+                                  method_wire, parse_method, resolve_method)
 from app.training.registry import default_strategy
 
 def _pydantic_error(exc: ValidationError, prefix: str) -> BadRequest:
@@ -91,7 +91,17 @@ def _check_against_base(method: Method, base: BaseModel) -> None:
     """Settings the chosen base cannot take (layers it lacks, unknown modules, …): a 400 now rather than
     a job that fails once a worker loads the model. Unreadable facts skip this; training checks again."""
     facts = base_facts(Path(base.path), base.id)
-    problems = base_problems(method, facts) if facts else []
+    _refuse(base_problems(method, facts) if facts else [])
+
+
+def _check_against_data(method: Method, train: DatasetSummary) -> None:
+    """Settings the training file cannot take (a cloze verbalizer without a word for one of its labels, …):
+    a 400 now rather than a job that fails once a worker reads the file."""
+    _refuse(data_problems(method, train))
+
+
+def _refuse(problems: list[tuple[str, str]]) -> None:
+    """A 400 naming the first (param, message) problem and counting the others."""
     if problems:
         (param, message), more = problems[0], len(problems) - 1
         extra = f" ({more} more problem(s))" if more else ""
@@ -130,6 +140,7 @@ def create_job(session: Session, tenant_id: str, body: dict[str, Any], request_f
     method = _method(request)
     _check_against_base(method, base)
     train = _check_file(train_file, "training_file")
+    _check_against_data(method, train)
     if valid_file is not None:
         valid = _check_file(valid_file, "validation_file")
         unseen = set(valid.labels) - set(train.labels)

@@ -3,12 +3,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from app.training.base_facts import BaseFacts, BaseProblem
 from app.training.masking.settings import MaskingSettings
+
+if TYPE_CHECKING:
+    from app.training.data import DatasetSummary
 
 Auto = Literal["auto"]
 
@@ -175,6 +178,11 @@ class MethodSettings(BaseModel):
     def check_base(self, facts: BaseFacts) -> list[BaseProblem]:
         """Settings the chosen base model cannot take, as (field, what to change): the API refuses them
         with a 400 at submission instead of a job failing later; the strategy checks again when it runs."""
+        return []
+
+    def check_data(self, data: DatasetSummary) -> list[BaseProblem]:
+        """Settings the training file cannot take (e.g. a verbalizer without a word for one of its labels),
+        as (field, what to change): a 400 at submission; the strategy checks again when it reads the data."""
         return []
 
 

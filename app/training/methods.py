@@ -8,13 +8,15 @@ method's wire form (`method_wire`) is what the job stores and shows; parsing it 
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from typing import Annotated, Any
 
 from pydantic import PlainSerializer, PlainValidator, ValidationError, ValidationInfo, WithJsonSchema
 
-from app.training.base_facts import BaseFacts
+from app.training.base_facts import BaseFacts, BaseProblem
 from app.training.config import RESOLVED, Hyperparameters, MethodSettings
+from app.training.data import DatasetSummary
 from app.training.registry import (StrategySpec, UnknownStrategyError, default_strategy, get_strategy,
                                    list_strategies, task_method_names)
 
@@ -95,11 +97,22 @@ def resolve_method(method: Method, n_train: int | None, seed: int) -> Method:
 def base_problems(method: Method, facts: BaseFacts, path: str = "method") -> list[tuple[str, str]]:
     """(param, message) for each setting of this method, or of a method nested in it (an adapted encoder
     keeps its base's shape), that the base model cannot take; see MethodSettings.check_base."""
+    return _problems(method, lambda settings: settings.check_base(facts), path)
+
+
+def data_problems(method: Method, data: DatasetSummary, path: str = "method") -> list[tuple[str, str]]:
+    """(param, message) for each setting of this method, or of a method nested in it, that the training
+    file cannot take; see MethodSettings.check_data."""
+    return _problems(method, lambda settings: settings.check_data(data), path)
+
+
+def _problems(method: Method, check: Callable[[MethodSettings], list[BaseProblem]],
+              path: str) -> list[tuple[str, str]]:
     where = f"{path}.{method.type}"
-    problems = [(f"{where}.{field}", message) for field, message in method.settings.check_base(facts)]
+    problems = [(f"{where}.{field}", message) for field, message in check(method.settings)]
     for name, value in method.settings:
         if isinstance(value, Method):
-            problems += base_problems(value, facts, f"{where}.{name}")
+            problems += _problems(value, check, f"{where}.{name}")
     return problems
 
 
