@@ -13,16 +13,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
 from app.training.artifacts import label_kwargs, write_manifest
 from app.training.aux_mlm import attach_aux_mlm
 from app.training.base import TrainContext, TrainingError, TrainResult
-from app.training.config import TaskMethodSettings
+from app.training.config import Hyperparameters, TaskMethodSettings
 from app.training.data import DatasetError, Example, load_classification_examples, validate_classification_file
-from app.training.engine import Run, batch_seed, epoch_batches, finite, optimize, seed_everything
+from app.training.engine import Run, RunResult, batch_seed, epoch_batches, finite, optimize, seed_everything
 from app.training.masking import MaskingSettings, MlmMasker
 from app.training.metrics import classification_metrics
 from app.training.mlm import pmi_vocabulary
@@ -34,7 +34,7 @@ Prepare = Callable[[torch.nn.Module, TrainContext, set[str]], torch.nn.Module]
 # save(model, tokenizer, output_dir, ctx, new_parameters)
 Save = Callable[[torch.nn.Module, Any, Path, TrainContext, set[str]], None]
 
-__all__ = ["run_classification"]
+__all__ = ["evaluate_classifier", "finish_classification", "load_task_data", "run_classification"]
 
 
 @dataclass
@@ -70,9 +70,19 @@ def tokenize(tokenizer, examples: list[Example], label_index: dict, max_length: 
     return Batches(features, [label_index[e.label] for e in examples], tokenizer.pad_token_id or 0, word_ids)
 
 
+class LabelledRows(Protocol):
+    """What evaluation reads: padded batches of rows with their label ids (Batches, or a method's own rows)."""
+
+    label_ids: list[int]
+
+    def __len__(self) -> int: ...
+
+    def batch(self, indices: list[int], device: torch.device) -> dict[str, torch.Tensor]: ...
 
 
-def _evaluate(model, data: Batches, device, batch_size: int = 64) -> tuple[dict[str, float], torch.Tensor]:
+def evaluate_classifier(model, data: LabelledRows, device,
+                        batch_size: int = 64) -> tuple[dict[str, float], torch.Tensor]:
+    """(eval_loss, accuracy, macro-F1) and the logits of every row of `data`, in order."""
     model.eval()
     logits, losses = [], []
     with torch.no_grad():
@@ -104,7 +114,7 @@ def run_classification(ctx: TrainContext, prepare: Prepare, save: Save) -> Train
 
     hp = ctx.hyperparameters
     seed_everything(hp.seed)
-    train_examples, valid_examples, labels = _load_data(ctx)
+    train_examples, valid_examples, labels = load_task_data(ctx)
     label_index = {label: i for i, label in enumerate(labels)}
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     tokenizer = AutoTokenizer.from_pretrained(ctx.base_model.path)
@@ -140,19 +150,29 @@ def run_classification(ctx: TrainContext, prepare: Prepare, save: Save) -> Train
 
     run = optimize(Run(model=trained, hyperparameters=hp, steps_per_epoch=steps_per_epoch, batch=batch, sink=ctx.sink,
                        checkpoint_dir=ctx.checkpoint_dir, resume_from=ctx.resume_from,
-                       evaluate=(lambda: _evaluate(model, valid, device)[0]) if valid is not None else None))
+                       evaluate=(lambda: evaluate_classifier(model, valid, device)[0]) if valid is not None else None))
+    return finish_classification(ctx, run, model, valid, (train_examples, valid_examples), labels, hp,
+                                 save_artifact=lambda: save(model, tokenizer, ctx.output_dir, ctx, new_parameters))
+
+
+def finish_classification(ctx: TrainContext, run: RunResult, model: torch.nn.Module, valid: LabelledRows | None,
+                          examples: tuple[list[Example], list[Example]], labels: list, hp: Hyperparameters,
+                          save_artifact: Callable[[], None]) -> TrainResult:
+    """The end every task method shares: after a succeeded run, the final evaluation and its predictions
+    file, the method's own files (`save_artifact`), the ready folder and the manifest."""
     if run.status != "succeeded":
         return TrainResult(run.status, run.step, run.trained_tokens, run.flops, run.eval_metrics)
+    train_examples, valid_examples = examples
     final_metrics = finite({"train_loss": run.last_loss})
     if valid is not None:
-        eval_metrics, logits = _evaluate(model, valid, device)
+        eval_metrics, logits = evaluate_classifier(model, valid, next(model.parameters()).device)
         final_metrics.update(eval_metrics)
         if run.selected_step is not None:  # its scores reached the metrics stream at that step
             final_metrics["selected_step"] = run.selected_step
         elif run.eval_step != run.step:  # the final model's scores always reach the metrics stream
             ctx.sink.metrics(run.step, dict(eval_metrics))
         _write_predictions(ctx.output_dir, valid_examples, labels, logits)
-    save(model, tokenizer, ctx.output_dir, ctx, new_parameters)
+    save_artifact()
     _write_ready_folder(ctx, model, labels, len(train_examples), len(valid_examples), final_metrics, run)
     write_manifest(ctx.output_dir, job_id=ctx.job_id, method=ctx.method, task="sequence_classification",
                    base_model={"id": ctx.base_model.id, "sha256": ctx.base_model.sha256}, labels=labels,
@@ -176,7 +196,7 @@ def _write_ready_folder(ctx: TrainContext, model, labels: list, n_train: int, n_
                      parameters={"total": run.total_parameters, "trainable": run.trainable_parameters})
 
 
-def _load_data(ctx: TrainContext) -> tuple[list[Example], list[Example], list]:
+def load_task_data(ctx: TrainContext) -> tuple[list[Example], list[Example], list]:
     """Training and validation examples plus the sorted label list (the id2label order).
 
     The API validated both files at submission; this re-checks because a worker may run a job
