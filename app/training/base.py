@@ -43,6 +43,35 @@ class ProgressSink(Protocol):
 
 
 @dataclass
+class OffsetSink:
+    """A phase's sink (a pretraining phase, a seed, LP-FT's probe): its step numbers continue after the
+    phases before it. `tags` join every event's data (a multi-seed job's `seed`); `total_steps`, when
+    given, is the whole job's and replaces the run's own in the "Training … for N steps" event (kept as
+    `run_total_steps`), so progress counts the whole job."""
+
+    inner: ProgressSink
+    offset: int
+    tags: dict[str, Any] = field(default_factory=dict)
+    total_steps: int | None = None
+
+    def message(self, text: str, level: str = "info", data: dict[str, Any] | None = None) -> None:
+        if self.tags or (self.total_steps is not None and data and "total_steps" in data):
+            data = {**(data or {}), **self.tags}
+            if self.total_steps is not None and "total_steps" in data:
+                data["run_total_steps"], data["total_steps"] = data["total_steps"], self.total_steps
+        self.inner.message(text, level, data)
+
+    def metrics(self, step: int, values: dict[str, float]) -> None:
+        self.inner.metrics(step + self.offset, {**values, **self.tags} if self.tags else values)
+
+    def checkpoint(self, step: int, path: Path, metrics: dict[str, float]) -> None:
+        self.inner.checkpoint(step + self.offset, path, metrics)
+
+    def should_stop(self) -> StopReason | None:
+        return self.inner.should_stop()
+
+
+@dataclass
 class BaseModelRef:
     """One shared copy of a base model on disk, identified by id and content hash."""
 

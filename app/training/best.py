@@ -8,6 +8,7 @@ best as an uninterrupted one.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -20,20 +21,21 @@ from app.training.checkpoints import copy_into, trainable_state
 BEST = "best"
 
 
-def score(metrics: dict[str, float]) -> tuple[float, float]:
+def score(metrics: dict[str, float]) -> tuple[float, ...]:
     return metrics.get("eval_accuracy", float("-inf")), -metrics.get("eval_loss", float("inf"))
 
 
 class BestCheckpoint:
-    def __init__(self, checkpoint_dir: Path):
-        self.path = checkpoint_dir / BEST
+    def __init__(self, checkpoint_dir: Path, score: Callable[[dict[str, float]], tuple[float, ...]] = score):
+        """`score`: higher is better (default: accuracy, then lower loss; early stopping brings its own)."""
+        self.path, self.score = checkpoint_dir / BEST, score
         record = self.path / "best.json"
         self.record = json.loads(record.read_text()) if record.is_file() else None
 
     def offer(self, step: int, metrics: dict[str, float], model: torch.nn.Module) -> None:
         """Keep `model`'s trainable weights if `metrics` beat the best so far."""
         if self.record is not None and (step <= self.record["step"]
-                                        or score(metrics) <= score(self.record["metrics"])):
+                                        or self.score(metrics) <= self.score(self.record["metrics"])):
             return
         tmp = self.path.with_name(f".{BEST}.tmp")
         tmp.mkdir(parents=True, exist_ok=True)

@@ -4,7 +4,9 @@ Layout of `checkpoint_dir/step-00000123/`:
   trainable.safetensors  parameters with requires_grad (frozen base weights come from the base model)
   optimizer.pt           optimizer + LR scheduler state (tensors and plain values only)
   rng.pt / rng.json      torch (+ CUDA) generator states / python and numpy states
-  state.json             {"step", "epoch", "batch_in_epoch", "trained_tokens", "flops"}
+  state.json             {"step", "epoch", "batch_in_epoch", "trained_tokens", "flops"} (+ the run's tags,
+                         e.g. the LP-FT phase, and early stopping's counters when on)
+  extra.safetensors      only when the run's objective has state (e.g. SMART's momentum teacher)
   COMPLETE               written last
 Everything is written into a `.step-….tmp` sibling, fsynced, then renamed into place, so a
 half-written checkpoint is never picked up. The newest KEEP complete checkpoints are kept.
@@ -49,15 +51,21 @@ def _torch_save(obj: Any, path: Path) -> None:
         torch.save(obj, out)
 
 
+EXTRA = "extra.safetensors"
+
+
 def save_checkpoint(checkpoint_dir: Path, step: int, model: torch.nn.Module, optimizer, scheduler,
-                    state: dict[str, Any]) -> Path:
-    """Write `step-{step:08d}` atomically (tmp dir, fsync, rename) and prune older checkpoints."""
+                    state: dict[str, Any], extra: dict[str, torch.Tensor] | None = None) -> Path:
+    """Write `step-{step:08d}` atomically (tmp dir, fsync, rename) and prune older checkpoints; `extra`:
+    tensors beyond the model's that the run needs back on resume."""
     final = checkpoint_dir / f"step-{step:08d}"
     tmp = checkpoint_dir / f".step-{step:08d}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
         save_file(trainable_state(model), tmp / "trainable.safetensors")
+        if extra:
+            save_file({name: t.detach().cpu().contiguous() for name, t in extra.items()}, tmp / EXTRA)
         _torch_save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, tmp / "optimizer.pt")
         _torch_save({"torch": torch.get_rng_state(),
                      "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}, tmp / "rng.pt")
@@ -90,6 +98,11 @@ def latest_complete_checkpoint(checkpoint_dir: Path) -> Path | None:
     """The newest checkpoint a job can resume from, or None."""
     found = complete_checkpoints(checkpoint_dir)
     return found[-1] if found else None
+
+
+def load_extra_state(path: Path) -> dict[str, torch.Tensor]:
+    """The `extra` tensors saved with a checkpoint (empty when it has none)."""
+    return load_file(path / EXTRA) if (path / EXTRA).is_file() else {}
 
 
 def load_checkpoint(path: Path, model: torch.nn.Module, optimizer, scheduler) -> dict[str, Any]:

@@ -11,6 +11,12 @@ linear warmup then linear (or cosine, or no) decay, gradients clipped to a globa
 Hugging Face Trainer does). With an evaluation function and `select_best`, the best-scoring
 evaluated weights are kept (see app.training.best) and restored at the end.
 
+Hooks, all off by default (app.training.stability sets them): `parameter_groups` (e.g. layer-wise
+learning rates), an `objective` replacing `model(**batch).loss` (a regulariser, with state the
+checkpoints carry), `early_stopping` (stops once evaluations stop improving; the best weights are kept
+and restored, scored its way), `halt_at_step` (checkpoint and stop there: a seed paused at its discard
+point) and `tags` (recorded in every checkpoint's state and checked on resume, e.g. the LP-FT phase).
+
 Accounting: `trained_tokens` counts non-padding tokens of training batches. `flops` estimates
 training compute per token as 2·N (forward) + 2·N (backward to activations) + 2·N_trainable
 (weight gradients), i.e. (4·N + 2·N_trainable)·T, which is the usual 6·N·T for full fine-tuning
@@ -26,17 +32,52 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import torch
 
 from app.training.base import ProgressSink, TrainingError
 from app.training.config import Hyperparameters
-from app.training.best import BestCheckpoint
-from app.training.checkpoints import load_checkpoint, save_checkpoint
+from app.training.best import BestCheckpoint, score
+from app.training.checkpoints import load_checkpoint, load_extra_state, save_checkpoint
 
 Batch = dict[str, torch.Tensor]
+
+
+class Objective(Protocol):
+    """The training loss of a batch when it is not the model's own (e.g. the task loss plus a regulariser)."""
+
+    flops_factor: float  # training compute per step as a multiple of one forward and backward
+
+    def loss(self, model: torch.nn.Module, batch: Batch) -> torch.Tensor:
+        """What is minimised on `batch` (its value is what train_loss reports)."""
+
+    def after_step(self, step: int, total_steps: int) -> None:
+        """Called after optimizer step `step` (1-based) of `total_steps`."""
+
+    def metrics(self) -> dict[str, float]:
+        """Values to report with train_loss (means since the last call)."""
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """Tensors a checkpoint must carry for an exact resume (may be empty)."""
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None: ...
+
+
+class EarlyStopping(Protocol):
+    """Stops a run whose evaluations stopped improving; its counters live in the checkpoints' state."""
+
+    state: dict[str, Any]
+
+    def score(self, metrics: dict[str, float]) -> tuple[float, ...]:
+        """Higher is better; the best evaluated weights are chosen by this too."""
+
+    def should_stop(self, step: int, metrics: dict[str, float]) -> bool:
+        """After the evaluation at `step` scored `metrics`: stop now?"""
+
+    def reason(self, step: int) -> tuple[str, dict[str, Any]]:
+        """Why training stopped at `step`: the event's message and data."""
 
 
 @dataclass
@@ -52,11 +93,16 @@ class Run:
     resume_from: Path | None = None
     evaluate: Callable[[], dict[str, float]] | None = None  # eval metrics, at eval_every / epoch ends
     label: str = ""  # prefixes this run's messages, e.g. "DAPT: " in a multi-phase job
+    parameter_groups: list[dict[str, Any]] | None = None  # AdamW groups (own "lr"s); None: one group
+    objective: Objective | None = None  # None: model(**batch).loss
+    early_stopping: EarlyStopping | None = None  # needs `evaluate`
+    halt_at_step: int | None = None  # checkpoint and return "halted" once this many steps are done
+    tags: dict[str, Any] = field(default_factory=dict)  # saved in each checkpoint's state, checked on resume
 
 
 @dataclass
 class RunResult:
-    status: Literal["succeeded", "cancelled", "paused"]
+    status: Literal["succeeded", "cancelled", "paused", "halted"]
     step: int
     trained_tokens: int
     flops: float
@@ -66,6 +112,7 @@ class RunResult:
     selected_step: int | None = None  # the step whose weights the model holds at the end, when not the last
     total_parameters: int = 0
     trainable_parameters: int = 0
+    stopped_early_at: int | None = None  # the step early stopping ended the run at
 
 
 def seed_everything(seed: int) -> None:
@@ -130,14 +177,24 @@ def optimize(run: Run) -> RunResult:
     n_total = sum(p.numel() for p in model.parameters())
     n_trainable = sum(p.numel() for p in params)
     total_steps = run.steps_per_epoch * hp.n_epochs
-    optimizer = torch.optim.AdamW(params, lr=hp.learning_rate, weight_decay=hp.weight_decay)
+    optimizer = torch.optim.AdamW(run.parameter_groups or params, lr=hp.learning_rate, weight_decay=hp.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(hp.lr_scheduler, int(hp.warmup_ratio * total_steps),
                                                                               total_steps))
-    state = {"epoch": 0, "batch_in_epoch": 0, "trained_tokens": 0, "flops": 0.0}
+    state = {"epoch": 0, "batch_in_epoch": 0, "trained_tokens": 0, "flops": 0.0, **run.tags}
+    stopper, objective = run.early_stopping, run.objective
+    flops_factor = objective.flops_factor if objective is not None else 1
+    if stopper is not None:
+        state["early_stopping"] = stopper.state
     step = 0
     if run.resume_from is not None:
         try:
             state = load_checkpoint(run.resume_from, model, optimizer, scheduler)
+            if mismatched := {k: state.get(k) for k, v in run.tags.items() if state.get(k) != v}:
+                raise ValueError(f"it was written for {mismatched}, not {run.tags}")
+            if objective is not None:
+                objective.load_state_dict(load_extra_state(run.resume_from))
+            if stopper is not None:
+                stopper.state = state.setdefault("early_stopping", stopper.state)
         except (ValueError, OSError, RuntimeError) as exc:
             raise TrainingError(f"Cannot resume from {run.resume_from.name}: {exc}. Delete the job's checkpoints "
                                 "or start a new job.", code="invalid_checkpoint") from exc
@@ -153,21 +210,30 @@ def optimize(run: Run) -> RunResult:
                        total_parameters=n_total, trainable_parameters=n_trainable)
     window_loss, window_n, window_start, window_samples = 0.0, 0, time.perf_counter(), 0
     window_tokens = 0
+    saved_at = step  # a resumed run's checkpoint is on disk already
 
     def checkpoint() -> None:
-        path = save_checkpoint(run.checkpoint_dir, step, model, optimizer, scheduler, state)
+        nonlocal saved_at
+        extra = objective.state_dict() if objective is not None else None
+        path = save_checkpoint(run.checkpoint_dir, step, model, optimizer, scheduler, state, extra=extra)
+        saved_at = step
         sink.checkpoint(step, path, finite({"train_loss": result.last_loss, **result.eval_metrics}))
 
-    def stopped(status: Literal["cancelled", "paused"]) -> RunResult:
+    def stopped(status: Literal["cancelled", "paused", "halted"]) -> RunResult:
         result.status, result.step = status, step
         result.trained_tokens, result.flops = state["trained_tokens"], state["flops"]
         return result
 
-    best = BestCheckpoint(run.checkpoint_dir) if run.evaluate is not None and hp.select_best else None
+    keep_best = run.evaluate is not None and (hp.select_best or stopper is not None)
+    best = BestCheckpoint(run.checkpoint_dir, stopper.score if stopper else score) if keep_best else None
     model.train()
     try:
-        while state["epoch"] < hp.n_epochs:
+        while state["epoch"] < hp.n_epochs and result.stopped_early_at is None:
             for b in range(state["batch_in_epoch"], run.steps_per_epoch):
+                if run.halt_at_step is not None and step >= run.halt_at_step:
+                    if saved_at != step:
+                        checkpoint()
+                    return stopped("halted")
                 stop = sink.should_stop()
                 if stop == "cancel":
                     return stopped("cancelled")
@@ -175,7 +241,7 @@ def optimize(run: Run) -> RunResult:
                     checkpoint()
                     return stopped("paused")
                 batch = run.batch(state["epoch"], b)
-                loss = model(**batch).loss
+                loss = model(**batch).loss if objective is None else objective.loss(model, batch)
                 _guard(loss, step + 1, hp.learning_rate)
                 loss.backward()
                 if hp.max_grad_norm:
@@ -184,10 +250,12 @@ def optimize(run: Run) -> RunResult:
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
                 step += 1
+                if objective is not None:
+                    objective.after_step(step, total_steps)
                 tokens = int(batch["attention_mask"].sum())
                 state["batch_in_epoch"] = b + 1
                 state["trained_tokens"] += tokens
-                state["flops"] += float((4 * n_total + 2 * n_trainable) * tokens)
+                state["flops"] += float((4 * n_total + 2 * n_trainable) * tokens) * flops_factor
                 result.last_loss = loss.item()
                 window_loss, window_n = window_loss + result.last_loss, window_n + 1
                 window_samples += batch["input_ids"].shape[0]
@@ -201,7 +269,8 @@ def optimize(run: Run) -> RunResult:
                                         "epoch": step / run.steps_per_epoch,
                                         "samples_per_second": window_samples / max(elapsed, 1e-9),
                                         "tokens_per_second": window_tokens / max(elapsed, 1e-9),
-                                        "trained_tokens": state["trained_tokens"], "flops": state["flops"]})
+                                        "trained_tokens": state["trained_tokens"], "flops": state["flops"],
+                                        **(objective.metrics() if objective is not None else {})})
                     window_loss, window_n, window_start, window_samples = 0.0, 0, time.perf_counter(), 0
                     window_tokens = 0
                 due = (hp.eval_every and step % hp.eval_every == 0) or (not hp.eval_every and end_of_epoch)
@@ -211,6 +280,11 @@ def optimize(run: Run) -> RunResult:
                     sink.metrics(step, dict(result.eval_metrics))
                     if best is not None:
                         best.offer(step, result.eval_metrics, model)
+                    if stopper is not None and stopper.should_stop(step, result.eval_metrics):
+                        result.stopped_early_at = step
+                        why, data = stopper.reason(step)
+                        sink.message(f"{run.label}{why}", data=data)
+                        break
                 if (hp.checkpoint_every and step % hp.checkpoint_every == 0) or end_of_epoch:
                     checkpoint()
     except (torch.OutOfMemoryError, MemoryError, RuntimeError) as exc:

@@ -21,7 +21,7 @@ from typing import Any
 
 from app.fsio import directory_sha256, fsync_tree, replace_dir
 from app.training.artifacts import write_manifest
-from app.training.base import BaseModelRef, ProducedModel, ProgressSink, TrainContext, TrainingError, TrainResult
+from app.training.base import BaseModelRef, OffsetSink, ProducedModel, TrainContext, TrainingError, TrainResult
 from app.training.checkpoints import latest_complete_checkpoint
 from app.training.data import DatasetError, load_classification_examples, load_texts
 from app.training.masking import MaskingSettings
@@ -31,26 +31,6 @@ from app.training.strategies.adaptive.config import AdaptiveSettings, adapted_mo
 from app.training.strategies.adaptive.language_adapter import language_adapter_hooks
 
 PHASE_DONE = "phase.json"
-
-
-@dataclasses.dataclass
-class OffsetSink:
-    """A phase's sink: its step numbers continue after the phases before it."""
-
-    inner: ProgressSink
-    offset: int
-
-    def message(self, text: str, level: str = "info", data: dict[str, Any] | None = None) -> None:
-        self.inner.message(text, level, data)
-
-    def metrics(self, step: int, values: dict[str, float]) -> None:
-        self.inner.metrics(step + self.offset, values)
-
-    def checkpoint(self, step: int, path: Path, metrics: dict[str, float]) -> None:
-        self.inner.checkpoint(step + self.offset, path, metrics)
-
-    def should_stop(self):
-        return self.inner.should_stop()
 
 
 def _corpus(ctx: TrainContext, name: str) -> list[str]:
