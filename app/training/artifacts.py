@@ -121,7 +121,8 @@ def load_classifier(artifact_dir: Path, base_model_dir: Path | None = None, swap
     labels = manifest["labels"]
     if base_model_dir is not None:
         check_base(manifest, Path(base_model_dir))
-    apply = get_strategy(manifest.get("task_method") or manifest["method"]).load_apply()
+    spec = get_strategy(manifest.get("task_method") or manifest["method"])
+    apply = spec.load_apply()
     if swap and (apply is None or "swap" not in inspect.signature(apply).parameters):
         raise TrainingError("swap replaces stacked adapters, and this artifact stacks none; only bottleneck "
                             "adapters (method adapter with stack) can swap.", code="invalid_swap", param="swap")
@@ -135,12 +136,16 @@ def load_classifier(artifact_dir: Path, base_model_dir: Path | None = None, swap
         model = AutoModelForSequenceClassification.from_pretrained(base_model_dir, **label_kwargs(labels))
         # structural settings (drop_top_layers) rebuild the trained shape before the artifact applies
         from app.training.structure import restore_structure
-        model = apply(restore_structure(model, manifest.get("settings") or {}), artifact_dir,
-                      **({"swap": swap} if swap else {}))
+        options = {"swap": swap} if swap else {}
+        if "base_model_dir" in inspect.signature(apply).parameters:  # an apply that builds its own model
+            options["base_model_dir"] = Path(base_model_dir)
+        model = apply(restore_structure(model, manifest.get("settings") or {}), artifact_dir, **options)
         tokenizer = AutoTokenizer.from_pretrained(base_model_dir)
     max_length = manifest.get("hyperparameters", {}).get("max_length")
     if max_length:
         tokenizer.model_max_length = max_length
+    if (wrap := spec.load_tokenizer()) is not None:
+        tokenizer = wrap(tokenizer, artifact_dir)
     return model.eval(), tokenizer, labels
 
 

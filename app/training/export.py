@@ -22,6 +22,7 @@ from app.training.registry import get_strategy
 PROMPT_LEARNING = {"PROMPT_TUNING", "MULTITASK_PROMPT_TUNING", "P_TUNING", "PREFIX_TUNING", "ADAPTION_PROMPT", "CPT"}
 PEFT_CONFIG = Path("adapter") / "adapter_config.json"
 BOTTLENECK_CONFIG = Path("bottleneck") / "adapter_config.json"
+CLOZE_CONFIG = Path("cloze") / "cloze.json"
 
 
 def export_refusal(artifact_dir: Path) -> str | None:
@@ -38,6 +39,11 @@ def export_refusal(artifact_dir: Path) -> str | None:
     if spec.apply is None:
         return (f"This {method} job's artifact is already full weights: download the files under model/ "
                 "(GET .../artifacts); they load with plain transformers.")
+    if (artifact_dir / CLOZE_CONFIG).is_file():
+        return (f"A {method} artifact classifies with its masked-LM head, reading the word it predicts at the mask of "
+                "its patterns; no sequence-classification model expresses that, so there is nothing to merge. Load "
+                "it with tuneforge's load_classifier over the base (mlm/ alone also loads with plain "
+                "transformers' AutoModelForMaskedLM).")
     if (artifact_dir / PEFT_CONFIG).is_file():
         peft_type = json.loads((artifact_dir / PEFT_CONFIG).read_text()).get("peft_type")
         if peft_type in PROMPT_LEARNING:

@@ -80,6 +80,13 @@ class MaskedLmOutput:
     labels: torch.Tensor  # (predicted positions,)
 
 
+def masked_lm_head(model: torch.nn.Module) -> torch.nn.Module | None:
+    """The head of a *ForMaskedLM model when it is one module on the encoder's last hidden state (BERT's
+    `cls`, RoBERTa's `lm_head`): the model's one child besides its encoder; None for other layouts."""
+    heads = [m for name, m in model.named_children() if name != model.base_model_prefix]
+    return heads[0] if len(heads) == 1 else None
+
+
 class PredictedPositionsOnly(torch.nn.Module):
     """A masked-LM model whose head runs only where a label is set.
 
@@ -92,8 +99,7 @@ class PredictedPositionsOnly(torch.nn.Module):
     def __init__(self, model: torch.nn.Module):
         super().__init__()
         self.model = model
-        heads = [m for name, m in model.named_children() if name != model.base_model_prefix]
-        self.head = heads[0] if len(heads) == 1 else None
+        self.head = masked_lm_head(model)
 
     def forward(self, labels: torch.Tensor, **inputs: torch.Tensor) -> MaskedLmOutput:
         where = labels != IGNORE_INDEX

@@ -41,6 +41,9 @@ class StrategySpec:
     # "module:function" applying an artifact over a freshly loaded base classifier,
     # apply(model, artifact_dir) -> model; None: the artifact's `model/` is a whole model
     apply: str | None = None
+    # "module:function" giving the tokenizer the applied model reads, tokenizer(base tokenizer, artifact_dir);
+    # None: the base's own (cloze wraps it in the job's patterns)
+    tokenizer: str | None = None
     task_kinds: tuple[str, ...] = ("sequence_classification",)
     base_model_kinds: tuple[str, ...] = ("encoder",)
     default: bool = False  # the method of a job that names none
@@ -55,6 +58,9 @@ class StrategySpec:
 
     def load_apply(self) -> Callable[[Any, Path], Any] | None:
         return _resolve(self.apply) if self.apply else None
+
+    def load_tokenizer(self) -> Callable[[Any, Path], Any] | None:
+        return _resolve(self.tokenizer) if self.tokenizer else None
 
 
 def _resolve(reference: str) -> Callable:

@@ -17,7 +17,8 @@ from tests.tiny_models import make_classification_rows, write_jsonl
 
 # The strategy matrix: every registered task method trains, pauses/resumes and reloads on the tiny
 # model. A method runs with its default settings unless it has a row here (its one test row).
-MATRIX_SETTINGS: dict[str, dict] = {"lora": {"r": 4, "lora_dropout": 0.2}}
+MATRIX_SETTINGS: dict[str, dict] = {"lora": {"r": 4, "lora_dropout": 0.2},
+                                   "cloze": {"verbalizer": {"pos": "good", "neg": "bad"}}}
 
 
 def task_methods() -> list[str]:

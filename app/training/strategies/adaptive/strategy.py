@@ -104,10 +104,11 @@ def train(ctx: TrainContext) -> TrainResult:
             encoder = ctx.checkpoint_dir / f"{name}-encoder"
     if settings.adapter:
         return _language_adapter_result(ctx, settings, records, adapter)
-    shutil.copytree(encoder, ctx.output_dir / "encoder", ignore=shutil.ignore_patterns(PHASE_DONE))
+    shipped = ctx.output_dir / "encoder"
+    shutil.copytree(encoder, shipped, ignore=shutil.ignore_patterns(PHASE_DONE))
     task = None
-    if settings.then:
-        task = run_strategy(_task_context(ctx, settings, encoder, offset=sum(r["steps"] for r in records)))
+    if settings.then:  # on the encoder as it ships and registers: the task artifact names that hash as its base
+        task = run_strategy(_task_context(ctx, settings, shipped, offset=sum(r["steps"] for r in records)))
         if task.status != "succeeded":
             shutil.rmtree(ctx.output_dir / "encoder", ignore_errors=True)
             return _result(task.status, records, task)
