@@ -52,11 +52,11 @@ def test_auto_resolution_is_shown_and_said(client, tenant, train_file, registere
     job = create(client, key, model=registered_tiny_model, training_file=train_file,
                  method={"type": "bitfit"}).json()
     shown = job["method"]["bitfit"]["hyperparameters"]
-    assert shown["learning_rate"] == pytest.approx(3e-3) and shown["lr_scheduler"] == "linear"
+    assert shown["learning_rate"] == pytest.approx(1e-2) and shown["lr_scheduler"] == "linear"
     assert shown["max_grad_norm"] == 1.0 and shown["select_best"] is True and shown["n_epochs"] == 10
     events = client.get(f"/v1/fine_tuning/jobs/{job['id']}/events", headers=auth(key)).json()["data"]
     [said] = [e for e in events if "hyper-parameters:" in e["message"]]
-    assert "n_epochs=10" in said["message"] and "bare-script grid" in said["message"]
+    assert "n_epochs=10" in said["message"] and "bench/peft.py grid" in said["message"]
     assert said["data"]["auto"] == ["n_epochs", "batch_size", "learning_rate", "warmup_ratio", "lr_scheduler"]
 
 
