@@ -65,3 +65,15 @@ def replace_dir(staging: Path, final: Path) -> None:
     final.parent.mkdir(parents=True, exist_ok=True)
     os.replace(staging, final)
     fsync_dir(final.parent)
+
+
+def replace_file(path: Path, text: str) -> None:
+    """Write `text` to `path` through a fsynced temporary sibling and a rename, so a reader (or a job
+    resumed after a crash) sees the old file or the whole new one, never half of it."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w") as out:
+        out.write(text)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(tmp, path)
+    fsync_dir(path.parent)

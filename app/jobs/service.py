@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.base_models import service as base_models
+from app.core.config import get_settings
 from app.core.errors import BadRequest, NotFound, shown
 from app.core.ids import new_id
 from app.core.text import all_storable, utf8
@@ -25,9 +26,10 @@ from app.models.job import JobStatus
 from app.tenants import limits
 from app.models.base import utcnow
 from app.training.base_facts import base_facts
+from app.training.config import SubmissionFacts
 from app.training.data import DatasetError, DatasetSummary, validate_classification_file, validate_texts
 from app.training.methods import (Method, MethodError, base_problems, data_problems, describe_resolution, first_error,
-                                  method_wire, parse_method, resolve_method)
+                                  method_wire, parse_method, resolve_method, submission_problems)
 from app.training.registry import default_strategy
 
 def _pydantic_error(exc: ValidationError, prefix: str) -> BadRequest:
@@ -100,6 +102,12 @@ def _check_against_data(method: Method, train: DatasetSummary) -> None:
     _refuse(data_problems(method, train))
 
 
+def _check_against_job(method: Method, has_validation_file: bool) -> None:
+    """Settings the rest of the job or the service's limits rule out (early stopping without a validation
+    file, more seeds than `max_seeds`, …): a 400 naming the field."""
+    _refuse(submission_problems(method, SubmissionFacts(has_validation_file, get_settings().max_seeds)))
+
+
 def _refuse(problems: list[tuple[str, str]]) -> None:
     """A 400 naming the first (param, message) problem and counting the others."""
     if problems:
@@ -147,6 +155,7 @@ def create_job(session: Session, tenant_id: str, body: dict[str, Any], request_f
         if unseen:
             raise BadRequest(f"validation_file has labels the training file lacks: {sorted(map(str, unseen))[:10]}.",
                              param="validation_file")
+    _check_against_job(method, valid_file is not None)
     _check_input_files(session, tenant_id, method.type, method.settings)
     check_stack(session, tenant_id, method, request.model)  # MAD-X: stacked adapters are the tenant's, on this base
     seed = request.seed if request.seed is not None else secrets.randbelow(2**31)

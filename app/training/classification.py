@@ -34,7 +34,8 @@ Prepare = Callable[[torch.nn.Module, TrainContext, set[str]], torch.nn.Module]
 # save(model, tokenizer, output_dir, ctx, new_parameters)
 Save = Callable[[torch.nn.Module, Any, Path, TrainContext, set[str]], None]
 
-__all__ = ["evaluate_classifier", "finish_classification", "load_task_data", "run_classification"]
+__all__ = ["build_classifier", "evaluate_classifier", "finish_classification", "load_task", "load_task_data",
+           "run_classification"]
 
 
 @dataclass
@@ -109,17 +110,72 @@ def _padded_word_ids(data: Batches, indices: list[int], width: int) -> list[list
     return [data.word_ids[i] + [None] * (width - len(data.word_ids[i])) for i in indices]
 
 
-def run_classification(ctx: TrainContext, prepare: Prepare, save: Save) -> TrainResult:
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+@dataclass
+class TaskData:
+    """A job's examples, labels, tokenizer and device: what every model built for it shares (one per seed)."""
 
-    hp = ctx.hyperparameters
-    seed_everything(hp.seed)
+    train_examples: list[Example]
+    valid_examples: list[Example]
+    labels: list
+    tokenizer: Any
+    device: torch.device
+    _rows: dict[int, tuple[Batches, Batches | None]] = dataclasses.field(default_factory=dict)
+
+    def rows(self, max_length: int) -> tuple[Batches, Batches | None]:
+        """Training and validation rows tokenized to `max_length` (once per length)."""
+        if max_length not in self._rows:
+            index = {label: i for i, label in enumerate(self.labels)}
+            valid = tokenize(self.tokenizer, self.valid_examples, index, max_length) if self.valid_examples else None
+            self._rows[max_length] = tokenize(self.tokenizer, self.train_examples, index, max_length), valid
+        return self._rows[max_length]
+
+
+def load_task(ctx: TrainContext) -> TaskData:
+    from transformers import AutoTokenizer
+
     train_examples, valid_examples, labels = load_task_data(ctx)
-    label_index = {label: i for i, label in enumerate(labels)}
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    tokenizer = AutoTokenizer.from_pretrained(ctx.base_model.path)
+    return TaskData(train_examples, valid_examples, labels, AutoTokenizer.from_pretrained(ctx.base_model.path), device)
+
+
+@dataclass
+class Classifier:
+    """A classifier built for a job and ready to train: `model` is the prepared classifier (what evaluation
+    scores and `save` writes), `trained` what the optimiser sees (the model, or it with an auxiliary MLM
+    head), `hyperparameters` the job's with max_length capped to the base."""
+
+    model: torch.nn.Module
+    trained: torch.nn.Module
+    new_parameters: set[str]
+    hyperparameters: Hyperparameters
+    train: Batches
+    valid: Batches | None
+    batch: Callable[[int, int], dict[str, torch.Tensor]]
+    device: torch.device
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return math.ceil(len(self.train) / self.hyperparameters.batch_size)
+
+    def evaluate(self) -> dict[str, float]:
+        return evaluate_classifier(self.model, self.valid, self.device)[0]
+
+    def run(self, ctx: TrainContext, **fields: Any) -> Run:
+        """The engine's Run over ctx's sink and checkpoints; `fields` replace or add Run fields."""
+        return Run(**{"model": self.trained, "hyperparameters": self.hyperparameters,
+                      "steps_per_epoch": self.steps_per_epoch, "batch": self.batch, "sink": ctx.sink,
+                      "checkpoint_dir": ctx.checkpoint_dir, "resume_from": ctx.resume_from,
+                      "evaluate": self.evaluate if self.valid is not None else None, **fields})
+
+
+def build_classifier(ctx: TrainContext, task: TaskData, prepare: Prepare) -> Classifier:
+    """Load the base with a new head under ctx's seed, restructure and prepare it as the method says."""
+    from transformers import AutoModelForSequenceClassification
+
+    hp, tokenizer, device = ctx.hyperparameters, task.tokenizer, task.device
+    seed_everything(hp.seed)
     model, info = AutoModelForSequenceClassification.from_pretrained(
-        ctx.base_model.path, output_loading_info=True, **label_kwargs(labels))
+        ctx.base_model.path, output_loading_info=True, **label_kwargs(task.labels))
     limit = min(tokenizer.model_max_length, getattr(model.config, "max_position_embeddings", None) or 10**9)
     if hp.max_length > limit:  # longer inputs would index past the position embeddings
         ctx.sink.message(f"max_length {hp.max_length} exceeds what {ctx.base_model.id} accepts; using {limit}",
@@ -130,12 +186,9 @@ def run_classification(ctx: TrainContext, prepare: Prepare, save: Save) -> Train
     model = prepare(model, ctx, new_parameters).to(device)
     aux_weight = ctx.settings_as(TaskMethodSettings).aux_mlm_weight
     trained = attach_aux_mlm(model, ctx.base_model.path, aux_weight, ctx.sink) if aux_weight else model
-    train = tokenize(tokenizer, train_examples, label_index, hp.max_length)
-    valid = tokenize(tokenizer, valid_examples, label_index, hp.max_length) if valid_examples else None
-    steps_per_epoch = math.ceil(len(train) / hp.batch_size)
-
+    train, valid = task.rows(hp.max_length)
     rows_of = epoch_batches(len(train), hp)
-    masker = _aux_masker(ctx, tokenizer, train_examples) if aux_weight else None
+    masker = _aux_masker(ctx, tokenizer, task.train_examples) if aux_weight else None
 
     def batch(epoch: int, b: int) -> dict[str, torch.Tensor]:
         indices = rows_of(epoch, b)
@@ -148,18 +201,36 @@ def run_classification(ctx: TrainContext, prepare: Prepare, save: Save) -> Train
             out["mlm_input_ids"], out["mlm_labels"] = out["mlm_input_ids"].to(device), out["mlm_labels"].to(device)
         return out
 
-    run = optimize(Run(model=trained, hyperparameters=hp, steps_per_epoch=steps_per_epoch, batch=batch, sink=ctx.sink,
-                       checkpoint_dir=ctx.checkpoint_dir, resume_from=ctx.resume_from,
-                       evaluate=(lambda: evaluate_classifier(model, valid, device)[0]) if valid is not None else None))
-    return finish_classification(ctx, run, model, valid, (train_examples, valid_examples), labels, hp,
-                                 save_artifact=lambda: save(model, tokenizer, ctx.output_dir, ctx, new_parameters))
+    return Classifier(model, trained, new_parameters, hp, train, valid, batch, device)
+
+
+def run_classification(ctx: TrainContext, prepare: Prepare, save: Save) -> TrainResult:
+    task = load_task(ctx)
+    if ctx.settings_as(TaskMethodSettings).stability is not None:
+        from app.training.stability.runner import train_stably
+
+        return train_stably(ctx, task, prepare, save)
+    classifier = build_classifier(ctx, task, prepare)
+    return finish_classifier(ctx, task, classifier, optimize(classifier.run(ctx)), save)
+
+
+def finish_classifier(ctx: TrainContext, task: TaskData, classifier: Classifier, run: RunResult,
+                      save: Save, **extra: Any) -> TrainResult:
+    """finish_classification for a classifier built here; `extra`: its keyword arguments."""
+    model = classifier.model
+    return finish_classification(
+        ctx, run, model, classifier.valid, (task.train_examples, task.valid_examples), task.labels,
+        classifier.hyperparameters, **extra,
+        save_artifact=lambda: save(model, task.tokenizer, ctx.output_dir, ctx, classifier.new_parameters))
 
 
 def finish_classification(ctx: TrainContext, run: RunResult, model: torch.nn.Module, valid: LabelledRows | None,
                           examples: tuple[list[Example], list[Example]], labels: list, hp: Hyperparameters,
-                          save_artifact: Callable[[], None]) -> TrainResult:
+                          save_artifact: Callable[[], None], metrics: dict[str, float] | None = None,
+                          manifest: dict[str, Any] | None = None) -> TrainResult:
     """The end every task method shares: after a succeeded run, the final evaluation and its predictions
-    file, the method's own files (`save_artifact`), the ready folder and the manifest."""
+    file, the method's own files (`save_artifact`), the ready folder and the manifest. `metrics` join the
+    final metrics, `manifest` the manifest's fields (e.g. what stability options did)."""
     if run.status != "succeeded":
         return TrainResult(run.status, run.step, run.trained_tokens, run.flops, run.eval_metrics)
     train_examples, valid_examples = examples
@@ -172,6 +243,7 @@ def finish_classification(ctx: TrainContext, run: RunResult, model: torch.nn.Mod
         elif run.eval_step != run.step:  # the final model's scores always reach the metrics stream
             ctx.sink.metrics(run.step, dict(eval_metrics))
         _write_predictions(ctx.output_dir, valid_examples, labels, logits)
+    final_metrics.update(metrics or {})
     save_artifact()
     _write_ready_folder(ctx, model, labels, len(train_examples), len(valid_examples), final_metrics, run)
     write_manifest(ctx.output_dir, job_id=ctx.job_id, method=ctx.method, task="sequence_classification",
@@ -179,7 +251,7 @@ def finish_classification(ctx: TrainContext, run: RunResult, model: torch.nn.Mod
                    metrics=final_metrics, trained_tokens=run.trained_tokens, flops=run.flops, steps=run.step,
                    hyperparameters=dataclasses.asdict(hp), settings=ctx.settings_record(),
                    parameters={"total": run.total_parameters, "trainable": run.trainable_parameters},
-                   created_at=datetime.now(UTC).isoformat())
+                   created_at=datetime.now(UTC).isoformat(), **(manifest or {}))
     return TrainResult("succeeded", run.step, run.trained_tokens, run.flops, final_metrics)
 
 

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from app.training.base_facts import BaseFacts, BaseProblem
 from app.training.masking.settings import MaskingSettings
+from app.training.stability.settings import StabilitySettings
 
 if TYPE_CHECKING:
     from app.training.data import DatasetSummary
@@ -66,6 +67,14 @@ class Hyperparameters:
     lr_scheduler: Scheduler = "linear"
     max_grad_norm: float | None = 1.0  # None: no clipping
     select_best: bool = True  # with a validation file: the artifact is the best evaluated checkpoint
+
+
+@dataclass(frozen=True)
+class SubmissionFacts:
+    """What the API knows of a job besides its method, for MethodSettings.check_submission."""
+
+    has_validation_file: bool
+    max_seeds: int  # the service's limit on stability.n_seeds
 
 
 # validation context key: the input is a stored, already resolved method (see app.training.methods)
@@ -180,6 +189,16 @@ class MethodSettings(BaseModel):
         with a 400 at submission instead of a job failing later; the strategy checks again when it runs."""
         return []
 
+    def check_submission(self, facts: SubmissionFacts) -> list[BaseProblem]:
+        """Settings this job cannot have given the rest of it (no validation file) or the service's limits,
+        as (field, what to change); refused with a 400 at submission, like check_base."""
+        return []
+
+    def auto_rule(self, rule: AutoRule) -> AutoRule:
+        """What "auto" resolves by for this job: the method's own rule unless a setting asks for another
+        (stability.recipe)."""
+        return rule
+
     def check_data(self, data: DatasetSummary) -> list[BaseProblem]:
         """Settings the training file cannot take (e.g. a verbalizer without a word for one of its labels),
         as (field, what to change): a 400 at submission; the strategy checks again when it reads the data."""
@@ -207,12 +226,42 @@ class TaskMethodSettings(MethodSettings):
         "Re-initialise the pooler and the top k encoder layers (counted after drop_top_layers; at least one "
         "pretrained layer must remain) before fine-tuning (Zhang et al. 2021, Revisiting Few-sample BERT "
         "Fine-tuning); they train fully and ship whole in the artifact, like the head."))
+    stability: StabilitySettings | None = Field(None, description=(
+        "Remedies for unstable fine-tuning on small data (several seeds with early discarding, R3F/R4F/SMART, "
+        "LP-FT, the Mosbach recipe, layer-wise learning-rate decay, early stopping); all off by default."))
+
+    # stability fields a method cannot take, with the reason (a method that counts its own training forwards)
+    unsupported_stability: ClassVar[dict[str, str]] = {}
+
+    @field_validator("stability")
+    @classmethod
+    def _stability_supported(cls, value: StabilitySettings | None) -> StabilitySettings | None:
+        for name, why in cls.unsupported_stability.items():
+            if value is not None and name in value.model_fields_set and getattr(value, name):
+                raise ValueError(f"stability.{name} is not available with this method: {why}")
+        return value
 
     @model_validator(mode="after")
     def _aux_needs_weight(self) -> TaskMethodSettings:
         if self.aux_mlm is not None and self.aux_mlm_weight == 0:
             raise ValueError("aux_mlm is set but aux_mlm_weight is 0; give aux_mlm_weight > 0 to use it")
         return self
+
+    def check_submission(self, facts: SubmissionFacts) -> list[BaseProblem]:
+        """stability: n_seeds within the service's maximum; early stopping and several seeds need a
+        validation file."""
+        if self.stability is None:
+            return []
+        return [(f"stability.{name}", message)
+                for name, message in self.stability.problems(facts.has_validation_file, facts.max_seeds)]
+
+    def auto_rule(self, rule: AutoRule) -> AutoRule:
+        """The Mosbach et al. 2021 recipe when stability.recipe asks for it; otherwise the method's rule."""
+        if self.stability is not None and self.stability.recipe == "mosbach":
+            from app.training.stability.recipe import mosbach_rule
+
+            return mosbach_rule(rule)
+        return rule
 
     def check_base(self, facts: BaseFacts) -> list[BaseProblem]:
         """drop_top_layers must leave a layer, and reinit_top_layers a pretrained one."""

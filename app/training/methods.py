@@ -15,7 +15,7 @@ from typing import Annotated, Any
 from pydantic import PlainSerializer, PlainValidator, ValidationError, ValidationInfo, WithJsonSchema
 
 from app.training.base_facts import BaseFacts, BaseProblem
-from app.training.config import RESOLVED, Hyperparameters, MethodSettings
+from app.training.config import RESOLVED, AutoRule, Hyperparameters, MethodSettings, SubmissionFacts
 from app.training.data import DatasetSummary
 from app.training.registry import (StrategySpec, UnknownStrategyError, default_strategy, get_strategy,
                                    list_strategies, task_method_names)
@@ -40,6 +40,11 @@ class Method:
     @property
     def type(self) -> str:
         return self.spec.name
+
+    @property
+    def auto(self) -> AutoRule:
+        """What "auto" resolves by: the method's rule, or the one its settings ask for (stability.recipe)."""
+        return self.settings.auto_rule(self.spec.auto)
 
 
 def first_error(exc: ValidationError, prefix: str) -> tuple[str, str]:
@@ -91,7 +96,7 @@ def resolve_method(method: Method, n_train: int | None, seed: int) -> Method:
               if isinstance(value, Method)}
     settings = method.settings.model_copy(update=nested) if nested else method.settings
     return replace(method, settings=settings,
-                   hyperparameters=method.settings.hyperparameters.resolve(n_train, method.spec.auto, seed))
+                   hyperparameters=method.settings.hyperparameters.resolve(n_train, method.auto, seed))
 
 
 def base_problems(method: Method, facts: BaseFacts, path: str = "method") -> list[tuple[str, str]]:
@@ -104,6 +109,12 @@ def data_problems(method: Method, data: DatasetSummary, path: str = "method") ->
     """(param, message) for each setting of this method, or of a method nested in it, that the training
     file cannot take; see MethodSettings.check_data."""
     return _problems(method, lambda settings: settings.check_data(data), path)
+
+
+def submission_problems(method: Method, facts: SubmissionFacts, path: str = "method") -> list[tuple[str, str]]:
+    """(param, message) for each setting of this method, or of a method nested in it, that the rest of the
+    job (no validation file) or the service's limits rule out; see MethodSettings.check_submission."""
+    return _problems(method, lambda settings: settings.check_submission(facts), path)
 
 
 def _problems(method: Method, check: Callable[[MethodSettings], list[BaseProblem]],
@@ -120,7 +131,7 @@ def wire_hyperparameters(method: Method) -> dict[str, Any]:
     """A resolved method's hyper-parameters as the job shows them (OpenAI's keys first; no seed)."""
     hp = asdict(method.hyperparameters)
     hp.pop("seed")
-    multiplier = hp["learning_rate"] / method.spec.auto.learning_rate
+    multiplier = hp["learning_rate"] / method.auto.learning_rate
     return {"n_epochs": hp.pop("n_epochs"), "batch_size": hp.pop("batch_size"),
             "learning_rate": hp.pop("learning_rate"), "learning_rate_multiplier": multiplier, **hp}
 
@@ -139,7 +150,7 @@ def describe_resolution(method: Method, path: str = "method") -> list[tuple[str,
     message = (f"{path} ({method.type}) hyper-parameters: {shown}; max_grad_norm={values['max_grad_norm']}, "
                f"select_best={values['select_best']}")
     if auto:
-        message += f". From the {method.type} rule ({', '.join(auto)} were auto): {method.spec.auto.source}"
+        message += f". From the {method.type} rule ({', '.join(auto)} were auto): {method.auto.source}"
     out = [(message, {"method": method.type, "path": path, "auto": auto, "hyperparameters": values})]
     for name, value in method.settings:
         if isinstance(value, Method):

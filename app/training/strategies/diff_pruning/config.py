@@ -19,6 +19,10 @@ class DiffPruningSettings(TaskMethodSettings):
     largest entries at the end; the new head trains and ships whole (Guo, Rush & Kim 2021,
     "Parameter-Efficient Transfer Learning with Diff Pruning"; Louizos et al. 2018)."""
 
+    unsupported_stability = {
+        name: "diff pruning counts its training forwards to know when its mask fixes, and this would add forwards "
+              "(a regulariser's noisy passes, or the linear probe's steps)" for name in ("regularizer", "lp_ft")}
+
     variant: Variant = Field("l0", description=(
         "'l0': Guo et al.'s method, δ = z ⊙ w with hard-concrete gates z trained under an expected-L0 "
         "penalty, then magnitude-projected to the target. 'magnitude': a cheaper baseline, a dense δ without "
