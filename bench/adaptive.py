@@ -3,7 +3,8 @@ TAPT / DAPT+TAPT first, across MLM masking options, all through the `adaptive` s
 real minilm-l6, side by side in one run. Prints held-out accuracy and macro-F1 (mean ± std over
 seeds) and each MLM phase's held-out MLM loss before → after.
 
-    python bench/adaptive.py [--seeds 1] [--full] [--max-length 64] [--corpus 1000] [--variants 0,1,2]
+    python -m bench.adaptive [--seeds 1] [--full] [--max-length 64] [--corpus 1000] [--variants 0,1,2]
+                              [--head-warmup auto|0|N] [--encoder-lr-ratio 1.0]
 
 The default grid is sized for a 2-core CPU (about 15 minutes); --full adds PMI masking and the
 remaining mask-rate × replacement combinations, and 3 seeds are what the comparison deserves.
@@ -50,6 +51,8 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=64)
     parser.add_argument("--corpus", type=int, default=1000, help="DAPT corpus size (articles outside train/valid)")
     parser.add_argument("--variants", help="comma-separated row numbers of the grid to run (default: all)")
+    parser.add_argument("--head-warmup", default="auto", help="adaptive head_warmup: auto, 0 (off) or steps")
+    parser.add_argument("--encoder-lr-ratio", type=float, default=1.0, help="adaptive encoder_lr_ratio")
     args = parser.parse_args()
 
     rows = load_bbc_news(seed=0)
@@ -60,7 +63,8 @@ def main() -> None:
     schedule = {"max_length": args.max_length, "batch_size": 16}
     lora = {"r": 8, "hyperparameters": {**schedule, "n_epochs": 3}}
     print(f"BBC News: 500 train / 300 validation articles, DAPT corpus {args.corpus} other articles; minilm-l6, "
-          f"max_length {args.max_length}, LoRA r=8 3 epochs; MLM phases 1 epoch, lr 1e-4; seeds {args.seeds}")
+          f"max_length {args.max_length}, LoRA r=8 3 epochs; MLM phases 1 epoch, lr 1e-4, head_warmup "
+          f"{args.head_warmup}, encoder_lr_ratio {args.encoder_lr_ratio}; seeds {args.seeds}")
     print(f"{'variant':<32} {'accuracy':>15} {'macro-F1':>15} {'MLM loss before → after':>26} {'s/run':>7}")
     grid = list(enumerate(QUICK + (FULL if args.full else [])))
     if args.variants:
@@ -72,7 +76,9 @@ def main() -> None:
             if adaptive is None:
                 result = bare_run("lora", train, out, lora, seed, validation=valid)
             else:
-                settings = {"tapt": adaptive["tapt"], "mlm": adaptive["mlm"],
+                warmup = args.head_warmup if args.head_warmup == "auto" else int(args.head_warmup)
+                settings = {"tapt": adaptive["tapt"], "mlm": adaptive["mlm"], "head_warmup": warmup,
+                            "encoder_lr_ratio": args.encoder_lr_ratio,
                             "hyperparameters": {**schedule, "n_epochs": 1, "learning_rate": 1e-4},
                             "then": {"type": "lora", "lora": lora}}
                 files = {}

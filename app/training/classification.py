@@ -194,7 +194,7 @@ def build_classifier(ctx: TrainContext, task: TaskData, prepare: Prepare) -> Cla
         indices = rows_of(epoch, b)
         out = train.batch(indices, device)
         if masker is not None:
-            masker.generator.manual_seed(batch_seed(hp.seed, epoch, b))
+            masker.generator.manual_seed(batch_seed(masker.settings.seed_or(hp.seed), epoch, b))
             word_ids = _padded_word_ids(train, indices, out["input_ids"].shape[1])
             out["mlm_input_ids"], out["mlm_labels"] = masker(out["input_ids"].cpu(), out["attention_mask"].cpu(),
                                                              word_ids=word_ids)

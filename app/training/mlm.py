@@ -3,9 +3,14 @@ domain-, task- and language-adaptive pretraining (Gururangan et al. 2020, "Don't
 Pretraining") and TLM's MLM objective.
 
 Masking is app.training.masking (every option of Wettig et al. 2022). Each batch's masks come from
-a generator seeded with (seed, epoch, batch), so a resumed phase corrupts exactly the tokens an
-uninterrupted one would. A held-out share of the texts, masked once with a fixed seed, scores the
-encoder before and after (MLM loss and masked-token accuracy), so the two figures are comparable.
+a generator seeded with (masking seed, epoch, batch), the masking seed being `masking.seed` else the
+job's seed, so a resumed phase corrupts exactly the tokens an uninterrupted one would. A held-out
+share of the texts, masked once with the job's seed, scores the encoder before and after (MLM loss
+and masked-token accuracy), so the two figures are comparable, also across masking seeds.
+
+A base without its MLM head can first train the head alone (`head_warmup`, mlm_head_warmup.py,
+LP-FT of Kumar et al. 2022), and the encoder can train at a fraction of the head's rate
+(`encoder_lr_ratio`).
 """
 from __future__ import annotations
 
@@ -18,10 +23,13 @@ from typing import Any
 
 import torch
 
-from app.training.base import ProgressSink, TrainingError
+from app.training.base import OffsetSink, ProgressSink, TrainingError
 from app.training.config import Hyperparameters
 from app.training.engine import Run, RunResult, batch_seed, epoch_batches, optimize, seed_everything
 from app.training.masking import IGNORE_INDEX, MaskingSettings, MlmCollator, PmiVocabulary, build_pmi_vocabulary
+from app.training.head_warmup import HeadWarmup
+from app.training.mlm_head_warmup import (WarmupPlan, encoder_lr_groups, finished_warmup, head_parameters, plan,
+                                          warm_up_head)
 
 
 @dataclass
@@ -41,6 +49,8 @@ class MlmPhase:
     # only that. None: the whole encoder trains and is saved with save_pretrained.
     prepare: Callable[[torch.nn.Module, set[str]], None] | None = None
     save: Callable[[torch.nn.Module, Any, Path], None] | None = None
+    head_warmup: HeadWarmup = 0  # head-only steps before the encoder trains; "auto": when the base lacks the head
+    encoder_lr_ratio: float = 1.0  # the encoder's learning rate as a multiple of the head's
 
 
 @dataclass
@@ -174,16 +184,30 @@ def run_mlm(phase: MlmPhase) -> MlmResult:
 
     rows_of = epoch_batches(len(features), hp)
 
+    mask_seed = phase.masking.seed_or(hp.seed)
+
     def batch(epoch: int, b: int) -> dict[str, torch.Tensor]:
-        return masked([features[i] for i in rows_of(epoch, b)], batch_seed(hp.seed, epoch, b))
+        return masked([features[i] for i in rows_of(epoch, b)], batch_seed(mask_seed, epoch, b))
 
     # select_best ranks by validation accuracy on the labelled task, which an MLM phase has not: every
     # held-out score would tie and the first evaluated checkpoint would win; the phase ends on its last step
     hp = dataclasses.replace(hp, select_best=False)
-    run = optimize(Run(model=trained, hyperparameters=hp, steps_per_epoch=math.ceil(len(features) / hp.batch_size),
-                       batch=batch, sink=phase.sink, checkpoint_dir=phase.checkpoint_dir,
-                       resume_from=phase.resume_from, evaluate=lambda: _score(trained, held_batches),
-                       label=phase.label))
+    steps_per_epoch = math.ceil(len(features) / hp.batch_size)
+    head = head_parameters(model, trained.head) if trained.head is not None else []
+    warmup = _warmup_plan(phase, model, info["missing_keys"], head, steps_per_epoch * hp.n_epochs)
+    warm = _warm_up(phase, trained, head, warmup, hp, batch, steps_per_epoch, held_batches)
+    if warm is not None and warm.status != "succeeded":
+        return MlmResult(warm, before)
+    offset = warm.step if warm is not None else 0
+    run = optimize(Run(model=trained, hyperparameters=hp, steps_per_epoch=steps_per_epoch,
+                       batch=batch, sink=OffsetSink(phase.sink, offset) if offset else phase.sink,
+                       checkpoint_dir=phase.checkpoint_dir, resume_from=phase.resume_from,
+                       evaluate=lambda: _score(trained, held_batches), label=phase.label,
+                       parameter_groups=encoder_lr_groups(trained, head, hp.learning_rate, phase.encoder_lr_ratio),
+                       tags={"head_warmup_steps": warmup.steps} if warmup.steps else {}))
+    if warm is not None:  # the phase's totals count the warm-up too
+        run = dataclasses.replace(run, step=run.step + warm.step, trained_tokens=run.trained_tokens + warm.trained_tokens,
+                                  flops=run.flops + warm.flops)
     if run.status != "succeeded":
         return MlmResult(run, before)
     after = _score(trained, held_batches)
@@ -196,6 +220,38 @@ def run_mlm(phase: MlmPhase) -> MlmResult:
     tokenizer.save_pretrained(phase.output_dir)
     _carry_encoder_weights(phase, model, info["unexpected_keys"])
     return MlmResult(run, before, after)
+
+
+def _warmup_plan(phase: MlmPhase, model: torch.nn.Module, missing_keys: list[str], head: list[torch.nn.Parameter],
+                 phase_steps: int) -> WarmupPlan:
+    """The warm-up to run, said in an event whether it runs or not, and why."""
+    warmup = plan(phase.head_warmup, model, missing_keys, phase_steps, trains_adapter=phase.prepare is not None)
+    if warmup.steps and not head:
+        warmup = WarmupPlan(0, "this architecture's MLM head is not one module on the encoder", warmup.missing_head_keys)
+    data = {"head_warmup_steps": warmup.steps, "reason": warmup.reason, "missing_head_keys": warmup.missing_head_keys}
+    if warmup.steps:
+        phase.sink.message(f"{phase.label}MLM head warm-up: {warmup.steps} steps training only the head "
+                           f"({sum(p.numel() for p in head):,} weights) before the encoder ({warmup.reason})", data=data)
+    elif phase.head_warmup != 0:
+        phase.sink.message(f"{phase.label}No MLM head warm-up: {warmup.reason}", data=data)
+    return warmup
+
+
+def _warm_up(phase: MlmPhase, trained: PredictedPositionsOnly, head: list[torch.nn.Parameter], warmup: WarmupPlan,
+             hp: Hyperparameters, batch: Callable[[int, int], dict[str, torch.Tensor]], steps_per_epoch: int,
+             held_batches: list[dict[str, torch.Tensor]]) -> RunResult | None:
+    """Run (or resume) the head-only steps; a phase resumed past them reads their totals back."""
+    if not warmup.steps:
+        return None
+    if phase.resume_from is not None:  # the encoder phase has a checkpoint: the warm-up is behind it
+        done = finished_warmup(phase.checkpoint_dir)
+        return RunResult("succeeded", done.get("step", warmup.steps), done.get("trained_tokens", 0),
+                         done.get("flops", 0.0), float("nan"))
+    warm = warm_up_head(trained, head, warmup.steps, hp, batch, steps_per_epoch, phase.sink, phase.checkpoint_dir,
+                        phase.label)
+    if warm.status == "succeeded":
+        phase.sink.metrics(warm.step, {f"head_warmup_{k}": v for k, v in _score(trained, held_batches).items()})
+    return warm
 
 
 def _carry_encoder_weights(phase: MlmPhase, model: torch.nn.Module, unused: list[str]) -> None:

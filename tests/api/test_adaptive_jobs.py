@@ -42,6 +42,10 @@ def test_dapt_tapt_then_lora_job_is_queued(client, tenant, files, registered_tin
     ({"tapt": True, "mlm": {"unit": "sentence"}}, 400, "unit", "method.adaptive.mlm.unit"),
     ({"tapt": True, "mlm": {"replacement": "custom", "mask_fraction": 0.5}}, 400, "sum", "method.adaptive.mlm"),
     ({"corpus_file": "file-doesnotexist"}, 404, "no such file", "method.adaptive.corpus_file"),
+    ({"tapt": True, "head_warmup": -1}, 400, "head_warmup", "method.adaptive.head_warmup"),
+    ({"tapt": True, "head_warmup": "always"}, 400, "head_warmup", "method.adaptive.head_warmup"),
+    ({"tapt": True, "encoder_lr_ratio": 0}, 400, "encoder_lr_ratio", "method.adaptive.encoder_lr_ratio"),
+    ({"tapt": True, "adapter": {}, "head_warmup": 10}, 400, "head_warmup", "method.adaptive"),
 ])
 def test_bad_adaptive_specs(client, tenant, files, registered_tiny_model, adaptive, status, fragment, param):
     error = assert_error(create(client, tenant[1], model=registered_tiny_model, training_file=files["train"],

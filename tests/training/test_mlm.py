@@ -62,11 +62,16 @@ def test_paused_phase_resumes_to_the_same_weights(tiny_model_dir, tmp_path):
     checkpoint = latest_complete_checkpoint(tmp_path / "resumed-ckpt")
     resumed = run_mlm(phase(tiny_model_dir, tmp_path, "resumed", unit="span", resume_from=checkpoint))
     assert resumed.run.status == "succeeded" and resumed.run.step == straight.run.step == 12
-    a, b = load_file(tmp_path / "straight" / "model.safetensors"), load_file(tmp_path / "resumed" / "model.safetensors")
-    assert a.keys() == b.keys()
-    for key in a:
-        assert (a[key] - b[key]).abs().max().item() <= 1e-6, key
-    assert resumed.after["mlm_loss"] == pytest.approx(straight.after["mlm_loss"], abs=1e-6)
+    assert_same_phase_result(tmp_path / "straight", tmp_path / "resumed", straight, resumed)
+
+
+def assert_same_phase_result(a_dir, b_dir, a, b) -> None:
+    """Two MLM phases ended on the same weights (within 1e-6) and the same held-out loss."""
+    first, second = load_file(a_dir / "model.safetensors"), load_file(b_dir / "model.safetensors")
+    assert first.keys() == second.keys()
+    for key in first:
+        assert (first[key] - second[key]).abs().max().item() <= 1e-6, key
+    assert b.after["mlm_loss"] == pytest.approx(a.after["mlm_loss"], abs=1e-6)
 
 
 def test_missing_mlm_head_is_initialised_and_reported(tiny_model_dir, tmp_path):
@@ -125,3 +130,32 @@ def test_head_on_predicted_positions_only_gives_the_stock_loss(unit, tiny_model_
         assert sparse(**batch).loss.item() == pytest.approx(model(**batch).loss.item(), abs=1e-5)
         nothing = {**batch, "labels": torch.full_like(batch["labels"], -100)}
         assert sparse(**nothing).loss.item() == 0.0
+
+
+def test_masking_seed_drives_the_masks(tiny_model_dir, tmp_path, monkeypatch):
+    """mlm.seed chooses the training masks: the same seed masks the same tokens, another seed others,
+    and no seed means the job's seed (3 here)."""
+    import app.training.mlm as mlm
+
+    drawn: list[torch.Tensor] = []
+
+    class Recording(mlm.MlmCollator):
+        def __call__(self, features):
+            batch = super().__call__(features)
+            drawn.append(batch["labels"].clone())
+            return batch
+
+    monkeypatch.setattr(mlm, "MlmCollator", Recording)
+
+    def masks(name: str, **masking) -> list[torch.Tensor]:
+        drawn.clear()
+        assert run_mlm(phase(tiny_model_dir, tmp_path, name, **masking)).run.status == "succeeded"
+        return list(drawn)
+
+    first, again, other, default = masks("a", seed=11), masks("b", seed=11), masks("c", seed=12), masks("d")
+    assert len(first) == len(again) == len(other) > 12  # held-out batches, then every training batch
+    assert all(torch.equal(x, y) for x, y in zip(first, again, strict=True))
+    held = 1  # the held-out batch keeps the job's seed, so runs differing in mlm.seed are scored alike
+    assert torch.equal(first[0], other[0]) and torch.equal(first[0], default[0])
+    assert not any(torch.equal(x, y) for x, y in zip(first[held:], other[held:], strict=True))
+    assert all(torch.equal(x, y) for x, y in zip(default, masks("e", seed=3), strict=True))

@@ -59,8 +59,9 @@ class MaskingSettings(BaseModel):
     pmi_vocab_size: int = Field(DEFAULT_PMI_VOCAB_SIZE, description=(
         "unit='pmi' only: how many top-PMI n-grams (≥1) are masked as units."))
     seed: int | None = Field(None, description=(
-        "Seed (≥0) of the masking random generator: the same seed and data give the same masks. "
-        "Default: fresh randomness."))
+        "Seed (≥0) of the masks: an MLM phase draws each batch's masks from (this seed, epoch, batch), so the "
+        "same seed and data give the same masks and another seed other masks. Default: the job's seed. The "
+        "held-out MLM score keeps the job's seed, so runs differing only here are scored on the same tokens."))
 
     @field_validator("mask_rate", "corruption_rate", "prediction_rate")
     @classmethod
@@ -118,6 +119,10 @@ class MaskingSettings(BaseModel):
                 raise ValueError(f"{', '.join(changed)} only apply to unit={unit!r} (now {self.unit!r}); set "
                                  f"unit={unit!r} or drop them")
         return self
+
+    def seed_or(self, job_seed: int) -> int:
+        """The seed the masks are drawn from: `seed` when given, else the job's (reproducible either way)."""
+        return self.seed if self.seed is not None else job_seed
 
     @property
     def effective_corruption_rate(self) -> float:

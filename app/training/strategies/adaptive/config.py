@@ -4,6 +4,7 @@ from pydantic import Field, model_validator
 
 from app.training.base_facts import BaseFacts, BaseProblem
 from app.training.config import MethodSettings
+from app.training.head_warmup import AUTO_MIN_STEPS, AUTO_SHARE, HeadWarmup
 from app.training.masking import MaskingSettings
 from app.training.methods import TaskMethod
 from app.training.strategies.adapter.config import LanguageAdapterSettings, width_problem
@@ -29,6 +30,15 @@ class AdaptiveSettings(MethodSettings):
         "only a bottleneck adapter (and MLM-head weights the base lacks, which are not shipped), the base "
         "stays frozen; the artifact is bottleneck/ (adapter weights + config). Stack it under task adapters "
         'with {"type": "adapter", "adapter": {"stack": ["<this job id>"]}}. Cannot combine with then.'))
+    head_warmup: HeadWarmup = Field("auto", description=(
+        "Steps that train only the MLM head (transform and decoder bias; the tied embeddings stay frozen) before "
+        "each MLM phase trains the encoder, so a head the base lacks (minilm-l6 ships without one) does not push "
+        "random gradients into the encoder (LP-FT, Kumar et al. 2022). auto: when the base's checkpoint lacks "
+        f"MLM-head weights, max({AUTO_MIN_STEPS}, {AUTO_SHARE:g} × the phase's steps), else none; 0: never. "
+        "Not with adapter (a language-adapter phase trains the adapter and a missing head together)."))
+    encoder_lr_ratio: float = Field(1.0, gt=0, le=1, description=(
+        "The encoder's learning rate in the MLM phases as a fraction (0, 1] of the head's (the phases' "
+        "learning_rate): below 1 the encoder moves less while the head fits. 1: one rate for all."))
     then: TaskMethod | None = Field(None, description=(
         'A task method trained on the adapted encoder in the same job, e.g. {"type": "lora", "lora": {"r": 8}}, '
         "validated and resolved at submission; omitted: the job's result is the adapted encoder alone."))
@@ -45,6 +55,9 @@ class AdaptiveSettings(MethodSettings):
 
     @model_validator(mode="after")
     def _language_adapter_trains_alone(self) -> AdaptiveSettings:
+        if self.adapter is not None and self.head_warmup not in (0, "auto"):
+            raise ValueError("head_warmup trains the MLM head before the encoder; with adapter the encoder does not "
+                             "train (a missing head trains with the adapter): drop head_warmup or set it to 0")
         if self.adapter is not None and self.then is not None:
             raise ValueError("adapter (a language adapter) cannot combine with then; train the task in a later "
                              'job: {"type": "adapter", "adapter": {"stack": ["<this job id>"]}}')

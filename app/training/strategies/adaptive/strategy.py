@@ -24,7 +24,6 @@ from app.training.artifacts import write_manifest
 from app.training.base import BaseModelRef, OffsetSink, ProducedModel, TrainContext, TrainingError, TrainResult
 from app.training.checkpoints import latest_complete_checkpoint
 from app.training.data import DatasetError, load_classification_examples, load_texts
-from app.training.masking import MaskingSettings
 from app.training.mlm import MlmPhase, run_mlm
 from app.training.registry import run_strategy
 from app.training.strategies.adaptive.config import AdaptiveSettings, adapted_model_id
@@ -44,7 +43,7 @@ def _corpus(ctx: TrainContext, name: str) -> list[str]:
         raise TrainingError(f"{param}: {exc}", code="invalid_corpus", param=param) from exc
 
 
-def _mlm_phase(ctx: TrainContext, name: str, encoder: Path, masking: MaskingSettings, offset: int,
+def _mlm_phase(ctx: TrainContext, name: str, encoder: Path, settings: AdaptiveSettings, offset: int,
                hooks: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run (or resume) one MLM phase; returns its record, or {"status": "paused"|"cancelled", …}.
     `hooks`: MlmPhase's prepare/save when the phase trains a language adapter, not the encoder."""
@@ -56,10 +55,11 @@ def _mlm_phase(ctx: TrainContext, name: str, encoder: Path, masking: MaskingSett
     staging = done_dir.with_name(done_dir.name + ".tmp")
     shutil.rmtree(staging, ignore_errors=True)
     checkpoints = ctx.checkpoint_dir / name
-    result = run_mlm(MlmPhase(texts=_corpus(ctx, name), masking=masking, hyperparameters=ctx.hyperparameters,
+    result = run_mlm(MlmPhase(texts=_corpus(ctx, name), masking=settings.mlm, hyperparameters=ctx.hyperparameters,
                               base_path=encoder, output_dir=staging, checkpoint_dir=checkpoints,
                               sink=OffsetSink(ctx.sink, offset), resume_from=latest_complete_checkpoint(checkpoints),
-                              label=f"{name.upper()}: ", **(hooks or {})))
+                              label=f"{name.upper()}: ", head_warmup=settings.head_warmup,
+                              encoder_lr_ratio=settings.encoder_lr_ratio, **(hooks or {})))
     run = result.run
     record = {"phase": name, "status": run.status, "steps": run.step, "trained_tokens": run.trained_tokens,
               "flops": run.flops, "before": result.before, "after": result.after}
@@ -94,7 +94,7 @@ def train(ctx: TrainContext) -> TrainResult:
     encoder, records, adapter = ctx.base_model.path, [], None
     for name in phases:
         hooks = language_adapter_hooks(ctx, settings.adapter, adapter) if settings.adapter else None
-        record = _mlm_phase(ctx, name, encoder, settings.mlm, offset=sum(r["steps"] for r in records), hooks=hooks)
+        record = _mlm_phase(ctx, name, encoder, settings, offset=sum(r["steps"] for r in records), hooks=hooks)
         records.append(record)
         if record["status"] != "succeeded":
             return _result(record["status"], records, None)
