@@ -118,7 +118,9 @@ def write_model_card(ctx: TrainContext, *, reload: str, paper: str, labels: list
         "`[{\"label\": ..., \"score\": ...}]`, one per text (truncated as in training, so it reproduces the job's "
         "own predictions)." if reload != "tuneforge" else
         "Give load_classifier the very base model it was trained on (its sha256 is checked), or ask the service "
-        f"for a merged export (`POST /v1/fine_tuning/jobs/{folder}/export`), which loads with plain transformers.",
+        f"for a merged export (`POST /v1/fine_tuning/jobs/{folder}/export`), which loads with plain transformers "
+        "where the method folds into plain weights (bottleneck adapters, virtual tokens and cloze models do not: "
+        "the service answers 400 export_not_supported, saying why).",
         "", "`manifest.json` lists every file with its sha256, the labels, metrics, tokens and FLOPs.", "",
     ]
     path = ctx.output_dir / "README.md"

@@ -17,7 +17,9 @@ MAX_WORD = 100  # characters of one verbalizer word
 LORA = LoraSettings.model_fields  # cloze.peft's LoRA takes LoRA's own fields (same bounds and help)
 # TaskMethodSettings options that have no meaning for a cloze model, and why
 UNUSED = {"aux_mlm_weight": "cloze trains the masked-LM head itself; an auxiliary MLM loss is not available here",
-          "train_pooler": "cloze predicts with the masked-LM head, which never reads the pooler"}
+          "train_pooler": "cloze predicts with the masked-LM head, which never reads the pooler",
+          "stability": "cloze trains through its own loop over the masked-LM head, which the stability remedies "
+                       "(seeds, LP-FT, regularizers, layer-wise rates, early stopping) do not reach yet"}
 
 
 class ClozeLora(BaseModel):
@@ -98,7 +100,7 @@ class ClozeSettings(TaskMethodSettings):
 
     @field_validator(*UNUSED)
     @classmethod
-    def _unused_options_off(cls, value: float | bool, info: ValidationInfo) -> float | bool:
+    def _unused_options_off(cls, value: object, info: ValidationInfo) -> object:
         if value:
             raise ValueError(UNUSED[info.field_name])
         return value
