@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from app.training.registry import get_strategy
 from tests.api.helpers import assert_error, classification_rows, jsonl, upload
 from tests.api.test_jobs import _jobs, create, train_file  # noqa: F401  (train_file is a fixture)
 
@@ -18,6 +19,7 @@ def test_a_cloze_job_is_queued_with_its_patterns_and_verbalizer(client, tenant, 
     assert settings["patterns"] == GOOD["patterns"] and settings["verbalizer"] == GOOD["verbalizer"]
     assert settings["peft"]["type"] == "lora" and settings["peft"]["r"] == 4
     assert isinstance(settings["hyperparameters"]["n_epochs"], int)
+    assert settings["hyperparameters"]["learning_rate"] == get_strategy("lora").auto.learning_rate  # LoRA's own rate
 
 
 @pytest.mark.parametrize("cloze, field, fragment", [
