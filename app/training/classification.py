@@ -22,7 +22,7 @@ from app.training.aux_mlm import attach_aux_mlm
 from app.training.base import TrainContext, TrainingError, TrainResult
 from app.training.config import Hyperparameters, TaskMethodSettings
 from app.training.data import DatasetError, Example, load_classification_examples, validate_classification_file
-from app.training.engine import Run, RunResult, batch_seed, epoch_batches, finite, optimize, seed_everything
+from app.training.engine import Run, RunResult, batch_seed, epoch_batches, finite, seed_everything
 from app.training.masking import MaskingSettings, MlmMasker
 from app.training.metrics import classification_metrics
 from app.training.mlm import pmi_vocabulary
@@ -34,8 +34,8 @@ Prepare = Callable[[torch.nn.Module, TrainContext, set[str]], torch.nn.Module]
 # save(model, tokenizer, output_dir, ctx, new_parameters)
 Save = Callable[[torch.nn.Module, Any, Path, TrainContext, set[str]], None]
 
-__all__ = ["build_classifier", "evaluate_classifier", "finish_classification", "load_task", "load_task_data",
-           "run_classification"]
+__all__ = ["build_classifier", "evaluate_classifier", "finish_classification", "finish_classifier", "load_task",
+           "load_task_data"]
 
 
 @dataclass
@@ -202,16 +202,6 @@ def build_classifier(ctx: TrainContext, task: TaskData, prepare: Prepare) -> Cla
         return out
 
     return Classifier(model, trained, new_parameters, hp, train, valid, batch, device)
-
-
-def run_classification(ctx: TrainContext, prepare: Prepare, save: Save) -> TrainResult:
-    task = load_task(ctx)
-    if ctx.settings_as(TaskMethodSettings).stability is not None:
-        from app.training.stability.runner import train_stably
-
-        return train_stably(ctx, task, prepare, save)
-    classifier = build_classifier(ctx, task, prepare)
-    return finish_classifier(ctx, task, classifier, optimize(classifier.run(ctx)), save)
 
 
 def finish_classifier(ctx: TrainContext, task: TaskData, classifier: Classifier, run: RunResult,

@@ -8,7 +8,7 @@
   server; PEFT's empty README template is dropped;
 - `README.md`: a model card saying base, method, data size, metrics and how to load it.
 
-Torch-free; called by the strategies' save functions and `run_classification`.
+Torch-free; called by the strategies' save functions and `finish_classification`.
 """
 from __future__ import annotations
 

@@ -41,9 +41,9 @@ def test_explicit_values_win_and_the_resolution_is_described():
     method = resolve_method(parse_method({"type": "lora", "lora": {"hyperparameters": {
         "n_epochs": 2, "lr_scheduler": "cosine", "warmup_ratio": 0.1}}}), 1000, 0)
     hp = method.hyperparameters
-    assert (hp.n_epochs, hp.lr_scheduler, hp.warmup_ratio, hp.learning_rate) == (2, "cosine", 0.1, 1e-3)
+    assert (hp.n_epochs, hp.lr_scheduler, hp.warmup_ratio, hp.learning_rate) == (2, "cosine", 0.1, 2e-3)
     [(message, data)] = describe_resolution(method)
-    assert "n_epochs=2" in message and "lr_scheduler=cosine" in message and "learning_rate=0.001" in message
+    assert "n_epochs=2" in message and "lr_scheduler=cosine" in message and "learning_rate=0.002" in message
     assert data["auto"] == ["batch_size", "learning_rate"] and method.spec.auto.source in message
 
 

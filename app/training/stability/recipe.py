@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from app.training.config import AutoRule, Preset
+from app.training.auto_rule import AutoRule, Preset
 
 LEARNING_RATE_SCALE = 2e-5 / 5e-5  # Mosbach et al.'s rate over BERT's (Devlin et al. 2019)
 WARMUP_RATIO = 0.1

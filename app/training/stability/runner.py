@@ -1,5 +1,5 @@
-"""A task method's training with a `stability` block: the shared classifier and loop of
-app.training.classification and app.training.engine, with the block's hooks set.
+"""One seed of a task method's training with a `stability` block (train.py runs the block): the shared
+classifier and loop of app.training.classification and app.training.engine, with the block's hooks set.
 
 One seed runs as: build the classifier under the seed (R4F normalises its head), the LP-FT probe when
 asked (linear_probe.py), then fine-tuning with layer-wise learning rates, a regulariser and early
@@ -10,15 +10,13 @@ and `fine_tune/` of the seed's directory, so a job resumes from wherever it stop
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from pathlib import Path
 from typing import Any
 
 from app.training.base import OffsetSink, TrainContext, TrainingError, TrainResult
 from app.training.checkpoints import latest_complete_checkpoint
-from app.training.classification import (Classifier, Prepare, Save, TaskData, build_classifier,
-                                         finish_classifier)
+from app.training.classification import Classifier, Prepare, Save, TaskData, build_classifier
 from app.training.config import TaskMethodSettings
 from app.training.engine import RunResult, optimize
 from app.training.stability.early_stopping import PatienceStopping
@@ -168,25 +166,3 @@ def require_validation(ctx: TrainContext, stability: StabilitySettings) -> None:
         name = stability.needs_validation[0]
         raise TrainingError(f"stability.{name} scores on validation data and the job has no validation_file.",
                             code="invalid_method_settings", param=f"method.{ctx.method}.stability.{name}")
-
-
-def train_stably(ctx: TrainContext, task: TaskData, prepare: Prepare, save: Save) -> TrainResult:
-    """run_classification for a job with a stability block."""
-    stability = stability_of(ctx)
-    require_validation(ctx, stability)
-    if stability.n_seeds > 1:
-        from app.training.stability.seeds import train_seeds
-
-        return train_seeds(ctx, task, prepare, saving(save, stability))
-    hp = ctx.hyperparameters
-    steps_per_epoch = math.ceil(len(task.train_examples) / hp.batch_size)
-    probe = probe_steps(stability, hp.n_epochs, steps_per_epoch)
-    outcome = train_seed(ctx, task, prepare, seed=hp.seed, root=ctx.checkpoint_dir, offsets=(0, probe),
-                         total_steps=probe + hp.n_epochs * steps_per_epoch if probe else None)
-    run = job_wide(outcome)
-    if run.status != "succeeded":
-        return stopped_result(outcome, run.step)
-    record = {"stopped_early_at": run.stopped_early_at, "probe_steps": outcome.probe["steps"]}
-    return finish_classifier(ctx, task, outcome.classifier, run, saving(save, stability),
-                             manifest={"stability": {**stability.model_dump(mode="json", exclude_unset=True),
-                                                     "outcome": record}})

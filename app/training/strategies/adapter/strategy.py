@@ -19,7 +19,7 @@ from safetensors.torch import save_file
 from app.fsio import sha256_file
 from app.training.base import TrainContext, TrainingError, TrainResult
 from app.training.checkpoints import trainable_state
-from app.training.classification import run_classification
+from app.training.task_run import run_classification
 from app.training.delta import is_new_or_head
 from app.training.strategies.adapter.apply import (CONFIG, WEIGHTS, adapter_config, bottleneck_dir,
                                                    load_frozen)

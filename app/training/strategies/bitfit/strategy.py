@@ -6,7 +6,7 @@ applied over the shared base model by `app.training.delta.apply_delta`.
 from __future__ import annotations
 
 from app.training.base import TrainContext, TrainResult
-from app.training.classification import run_classification
+from app.training.task_run import run_classification
 from app.training.delta import is_new_or_head, save_delta
 from app.training.strategies.bitfit.config import BitFitSettings
 

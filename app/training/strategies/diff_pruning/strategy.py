@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import save_file
 
 from app.training.base import TrainContext, TrainingError, TrainResult
-from app.training.classification import run_classification
+from app.training.task_run import run_classification
 from app.training.data import load_classification_examples
 from app.training.delta import is_new_or_head
 from app.training.strategies.diff_pruning.apply import INDICES, SUMMARY, VALUES, WEIGHTS

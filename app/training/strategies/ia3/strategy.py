@@ -7,7 +7,7 @@ included, loadable with `PeftModel.from_pretrained`.
 from __future__ import annotations
 
 from app.training.base import TrainContext, TrainResult
-from app.training.classification import run_classification
+from app.training.task_run import run_classification
 from app.training.peft_adapter import checked_targets, new_module_names, save_adapter
 from app.training.strategies.ia3.config import IA3Settings
 

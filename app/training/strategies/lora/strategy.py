@@ -6,7 +6,7 @@ included, loadable with `PeftModel.from_pretrained`.
 from __future__ import annotations
 
 from app.training.base import TrainContext, TrainingError, TrainResult
-from app.training.classification import run_classification
+from app.training.task_run import run_classification
 from app.training.peft_adapter import all_linear_names, checked_targets, new_module_names, save_adapter
 from app.training.strategies.lora.config import LoraSettings, default_targets
 

@@ -12,7 +12,7 @@ projected, and the head), peft's format; loading it needs `apply.apply_prefix` w
 from __future__ import annotations
 
 from app.training.base import TrainContext, TrainResult
-from app.training.classification import run_classification
+from app.training.task_run import run_classification
 from app.training.peft_adapter import save_adapter
 from app.training.strategies.prefix_tuning.backbone import accept_prefix
 from app.training.strategies.prefix_tuning.config import PrefixTuningSettings

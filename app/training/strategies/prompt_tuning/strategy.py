@@ -10,7 +10,7 @@ and the head), loadable with `PeftModel.from_pretrained`.
 from __future__ import annotations
 
 from app.training.base import TrainContext, TrainResult
-from app.training.classification import run_classification
+from app.training.task_run import run_classification
 from app.training.peft_adapter import save_adapter
 from app.training.strategies.prompt_tuning.config import PromptTuningSettings
 from app.training.virtual_tokens import virtual_token_model

@@ -13,7 +13,7 @@ from pathlib import Path
 from safetensors.torch import save_file
 
 from app.training.base import TrainContext, TrainingError, TrainResult
-from app.training.classification import run_classification
+from app.training.task_run import run_classification
 from app.training.delta import is_new_or_head
 from app.training.strategies.said.config import SaidSettings
 from app.training.strategies.said.projection import SPACE, IntrinsicSpace, Target, attach, select_targets

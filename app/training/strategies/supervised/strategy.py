@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from app.training.base import TrainContext, TrainResult
-from app.training.classification import run_classification
+from app.training.task_run import run_classification
 
 
 def _prepare(model, ctx: TrainContext, new_parameters: set[str]):

@@ -1,0 +1,18 @@
+"""The entry point of every task method's strategy: the shared classifier and loop
+(app.training.classification), or, with a `stability` block, its remedies (app.training.stability)."""
+from __future__ import annotations
+
+from app.training.base import TrainContext, TrainResult
+from app.training.classification import Prepare, Save, build_classifier, finish_classifier, load_task
+from app.training.config import TaskMethodSettings
+from app.training.engine import optimize
+from app.training.stability.train import train_stably
+
+
+def run_classification(ctx: TrainContext, prepare: Prepare, save: Save) -> TrainResult:
+    """Train `ctx`'s task method: `prepare` makes the method's model trainable, `save` writes its files."""
+    task = load_task(ctx)
+    if ctx.settings_as(TaskMethodSettings).stability is not None:
+        return train_stably(ctx, task, prepare, save)
+    classifier = build_classifier(ctx, task, prepare)
+    return finish_classifier(ctx, task, classifier, optimize(classifier.run(ctx)), save)
