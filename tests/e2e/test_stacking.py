@@ -20,7 +20,7 @@ def test_language_adapter_then_stacked_task_adapter_downloads_and_reloads(servic
     lang_dir = tmp_path / "language"
     lang_files = {a["name"]: a for a in download_artifacts(service, openai_client, language.id, lang_dir)}
     assert set(lang_files) == {"bottleneck/adapter_config.json", "bottleneck/adapter_model.safetensors",
-                               "manifest.json"}
+                               "curves.png", "manifest.json"}
     assert f"adapted:{language.id}" not in {m.id for m in openai_client.models.list().data}  # the base is unchanged
 
     valid_rows = classification_rows(8)
