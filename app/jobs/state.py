@@ -96,14 +96,22 @@ def cancel(session: Session, job: Job) -> None:
 
 
 def request_pause(session: Session, job: Job) -> None:
-    """running → pausing (the worker checkpoints, then → paused); a waiting job → paused at once."""
-    target = PAUSE_TARGET.get(JobStatus(job.status))
-    if target is None:
-        raise StateConflict(f"Job {job.id} is {job.status}; only queued or running jobs can be paused.",
-                            param="fine_tuning_job_id")
-    _move_loaded(session, job, target)
-    record_event(session, job.id, "Pause requested; the job will checkpoint and stop" if target == S.pausing
-                 else "Job paused before it started")
+    """running → pausing (the worker checkpoints, then → paused); a waiting job → paused at once.
+    A worker claiming the job between the load and the write moves it queued → running; the
+    request then retries once from the new status instead of answering a spurious 409."""
+    for _ in range(3):
+        target = PAUSE_TARGET.get(JobStatus(job.status))
+        if target is None:
+            raise StateConflict(f"Job {job.id} is {job.status}; only queued or running jobs can be paused.",
+                                param="fine_tuning_job_id")
+        if move(session, job.id, job.status, target) is not None:
+            session.flush()
+            session.refresh(job)
+            record_event(session, job.id, "Pause requested; the job will checkpoint and stop"
+                         if target == S.pausing else "Job paused before it started")
+            return
+        session.refresh(job)
+    raise StateConflict(CONCURRENT.format(id=job.id), param="fine_tuning_job_id")
 
 
 def resume(session: Session, job: Job) -> None:

@@ -149,9 +149,10 @@ def test_failed_job_reports_error_and_worker_survives(service, openai_client):
     assert "no_such_module" in str(refused.value) and "method.lora.target_modules" in str(refused.value)
 
     train = upload(openai_client, classification_rows(32))
+    long_schedule = {"hyperparameters": {"n_epochs": 50, "batch_size": 4}}  # still training when the pause lands
     job = openai_client.fine_tuning.jobs.create(model="tiny-bert", training_file=train, seed=3,
-                                                extra_body={"method": {"type": "bitfit"}})
-    openai_client.post(f"/fine_tuning/jobs/{job.id}/pause", cast_to=object)
+                                                extra_body={"method": {"type": "bitfit", "bitfit": long_schedule}})
+    openai_client.post(f"/fine_tuning/jobs/{job.id}/pause", cast_to=object)  # queued or running: either pauses
     wait_for(lambda: openai_client.fine_tuning.jobs.retrieve(job.id), lambda j: j.status == "paused")
     [stored] = get_settings().files_dir.glob(f"*/{train}")
     stored.write_bytes(stored.read_bytes().replace(b"a", b"b", 1))  # same size, other bytes

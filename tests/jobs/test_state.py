@@ -72,9 +72,19 @@ def test_compare_and_set_loses_cleanly_when_the_row_changed(session, tenant_id):
                     .execution_options(synchronize_session=False))  # `job` still says running
     assert state.move(session, job_id, JobStatus.running, JobStatus.succeeded, owner=None) is None
     assert _status(session, job_id) == JobStatus.cancelled
-    with pytest.raises(Conflict, match="changed state concurrently"):
+    with pytest.raises(Conflict, match="is cancelled; only queued or running"):
         state.request_pause(session, job)  # the request still believes the job is running
     assert _status(session, job_id) == JobStatus.cancelled
+
+
+def test_a_pause_racing_a_claim_pauses_the_running_job(session, tenant_id):
+    """The request loaded the job queued; a worker claimed it before the write: the pause follows it."""
+    job_id = _insert(session, tenant_id, JobStatus.queued)
+    job = session.get(Job, job_id)
+    session.execute(update(Job).where(Job.id == job_id).values(status=JobStatus.running)
+                    .execution_options(synchronize_session=False))  # `job` still says queued
+    state.request_pause(session, job)
+    assert _status(session, job_id) == JobStatus.pausing == job.status
 
 
 def test_a_worker_that_lost_its_lease_changes_nothing(session, tenant_id):
