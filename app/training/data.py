@@ -147,15 +147,13 @@ def validate_classification_file(path: Path, max_errors: int = 1) -> DatasetSumm
 
 
 def iter_texts(path: Path, field_name: str = "text") -> Iterator[str]:
-    """The non-blank `"text"` of every row of an unlabelled corpus (other fields, labels included,
-    are ignored), for masked-language-model phases. Raises DatasetError naming the first bad line."""
-    for number, obj in iter_jsonl(path):
-        value = obj.get(field_name)
-        if not isinstance(value, str):
-            raise DatasetError(f'needs a "{field_name}" string, got {_json_type(value) if field_name in obj else "none"}; '
-                               f'write one {{"{field_name}": "..."}} object per line', number)
-        if value.strip():
-            yield value
+    """The non-blank texts of an unlabelled corpus, for masked-language-model phases: JSONL `{"text"}`
+    (other fields, labels included, are ignored) or plain text one document per line, maybe gzip —
+    read by the one corpus reader, app.training.corpus_text. Raises DatasetError naming the first bad line."""
+    from app.training.corpus_text import iter_documents  # it imports DatasetError from here
+
+    for _, text in iter_documents(path, field_name):
+        yield text
 
 
 def _enough_texts(n: int) -> None:
