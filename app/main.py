@@ -11,6 +11,8 @@ from app.api.limits import LimitsMiddleware
 from app.api.openapi import install_openapi
 from app.artifacts.endpoints import router as artifacts_router
 from app.base_models.endpoints import router as models_router
+from app.corpora.endpoints import admin_router as admin_corpora_router
+from app.corpora.endpoints import router as corpora_router
 from app.core.db import get_engine
 from app.core.errors import error_body
 from app.core.queue import broker_ping
@@ -33,7 +35,7 @@ def create_app() -> FastAPI:
                   description="Multi-tenant fine-tuning service with an OpenAI-compatible API.")
     install_error_handlers(app)
     for router in (files_router, jobs_router, artifacts_router, exports_router, models_router, storage_router,
-                   admin_router, admin_storage_router):
+                   admin_router, admin_storage_router, corpora_router, admin_corpora_router):
         app.include_router(router, responses=ERROR_RESPONSES)
     app.include_router(webhooks_router, prefix="/v1/webhook_endpoints", responses=ERROR_RESPONSES)
     app.include_router(webhooks_router, prefix="/v1/webhooks", responses=ERROR_RESPONSES, include_in_schema=False)

@@ -11,6 +11,7 @@ from workers import log_context  # noqa: F401  (task log context, JSON logs)
 
 def create_celery() -> Celery:
     celery = Celery("tuneforge", include=["workers.tasks.run_job", "workers.tasks.export_job",
+                                         "workers.tasks.index_corpus",
                                          "workers.tasks.deliver_webhook"])
     celery.conf.update(celery_config(get_settings().require_redis_url()))
     celery.conf.update(worker_hijack_root_logger=False)

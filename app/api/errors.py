@@ -17,7 +17,9 @@ log = logging.getLogger(__name__)
 
 def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
     first = exc.errors()[0]
-    loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path", "header")]
+    loc = [str(p) for p in first.get("loc", ())]
+    if loc and loc[0] in ("body", "query", "path", "header", "cookie"):  # where it was; a field may be named "query"
+        loc = loc[1:]
     param = ".".join(loc) or None
     return f"Invalid {param or 'request'}: {first.get('msg', 'invalid value')}.", param
 

@@ -13,6 +13,7 @@ from app.core.config import get_settings
 RUN_JOB_TASK = "tuneforge.run_job"
 EXPORT_TASK = "tuneforge.export_job"
 WEBHOOK_TASK = "tuneforge.deliver_webhook"
+INDEX_CORPUS_TASK = "tuneforge.index_corpus"
 
 
 def celery_config(redis_url: str) -> dict:
@@ -51,6 +52,11 @@ def enqueue_export(export_id: str) -> None:
     get_producer().send_task(EXPORT_TASK, args=[export_id], queue=get_settings().queue_name)
 
 
+def enqueue_corpus(corpus_id: str) -> None:
+    """Send a corpus id to be indexed (app/corpora, workers/tasks/index_corpus.py)."""
+    get_producer().send_task(INDEX_CORPUS_TASK, args=[corpus_id], queue=get_settings().queue_name)
+
+
 def enqueue_webhook(delivery_id: str) -> None:
     """Send a webhook delivery's id to the webhook queue (never behind a training job)."""
     get_producer().send_task(WEBHOOK_TASK, args=[delivery_id], queue=get_settings().webhook_queue)
@@ -59,6 +65,7 @@ def enqueue_webhook(delivery_id: str) -> None:
 JOB_ID = re.compile(rb"ftjob-[A-Za-z0-9]{24}")
 EXPORT_ID = re.compile(rb"ftexp-[A-Za-z0-9]{24}")
 WEBHOOK_ID = re.compile(rb"whmsg_[A-Za-z0-9]{24}")
+CORPUS_ID = re.compile(rb"corpus-[A-Za-z0-9]{24}")
 
 
 def held_by_broker(ids: re.Pattern[bytes], queue: str | None = None) -> set[str]:

@@ -4,7 +4,8 @@ from typing import Any
 
 from app.models import File
 
-PURPOSES = ("fine-tune",)  # what a tenant may upload
+CORPUS_PURPOSE = "corpus"  # unlabelled text: plain (one document per line) or JSONL {"text"}, maybe gzip
+PURPOSES = ("fine-tune", CORPUS_PURPOSE)  # what a tenant may upload
 RESULTS_PURPOSE = "fine-tune-results"  # files the service writes (a job's metrics CSV)
 JSONL = "application/jsonl"
 
@@ -17,9 +18,12 @@ UPLOAD_BODY: dict[str, Any] = {
             "required": ["file", "purpose"],
             "properties": {
                 "file": {"type": "string", "format": "binary", "contentMediaType": JSONL, "description": (
-                    "A file part (with a filename): UTF-8 JSONL, one JSON object per line, e.g. "
-                    '{"text": "great match", "label": "sport"}; blank lines are skipped.')},
-                "purpose": {"type": "string", "enum": list(PURPOSES), "description": "Use 'fine-tune'."},
+                    "A file part (with a filename). fine-tune: UTF-8 JSONL, one JSON object per line, e.g. "
+                    '{"text": "great match", "label": "sport"}; blank lines are skipped. corpus: UTF-8 plain '
+                    'text, one document per line, or JSONL {"text": ...}; either may be gzip-compressed.')},
+                "purpose": {"type": "string", "enum": list(PURPOSES), "description": (
+                    "'fine-tune' (training/validation data) or 'corpus' (unlabelled text for adaptive "
+                    "pretraining and /v1/corpora).")},
             },
         },
         "encoding": {"file": {"contentType": JSONL}},

@@ -13,10 +13,11 @@ from app.core.errors import AppError, BadRequest, NotFound, shown
 from app.core.ids import new_id
 from app.core.storage import write_atomic
 from app.core.text import storable
-from app.files.schemas import PURPOSES
+from app.files.schemas import CORPUS_PURPOSE, PURPOSES
 from app.fsio import sha256_file
 from app.models import File
 from app.tenants import limits
+from app.training.corpus_text import count_documents
 from app.training.data import DatasetError, iter_jsonl
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._ -]+")
@@ -34,7 +35,8 @@ def storage_path(storage_key: str) -> Path:
 
 
 def create_file(session: Session, tenant_id: str, filename: str | None, purpose: str, chunks: Iterable[bytes]) -> File:
-    """Write the bytes, check they are JSONL, then add the row (the caller commits)."""
+    """Write the bytes (streamed), check them by streaming them back (JSONL, or a corpus), then add the row
+    (the caller commits)."""
     if purpose not in PURPOSES:
         raise BadRequest(f"purpose must be one of {list(PURPOSES)}, got {purpose!r}.", param="purpose")
     file_id = new_id("file-")
@@ -43,7 +45,7 @@ def create_file(session: Session, tenant_id: str, filename: str | None, purpose:
     size, digest = write_atomic(path, chunks, limits.limits_for(session, tenant_id).max_upload_bytes)
     try:
         limits.check_storage(session, tenant_id, size)
-        check_jsonl(path, size)
+        (check_corpus if purpose == CORPUS_PURPOSE else check_jsonl)(path, size)
         file = File(id=file_id, tenant_id=tenant_id, filename=safe_filename(filename), purpose=purpose,
                     bytes=size, sha256=digest, storage_key=key)
         session.add(file)
@@ -65,6 +67,17 @@ def check_jsonl(path: Path, size: int) -> None:
         raise BadRequest(f"The uploaded file is not valid JSONL: {exc}", param="file", code="invalid_file") from exc
     if rows == 0:
         raise BadRequest("The uploaded file has no JSON lines, only blank ones.", param="file", code="invalid_file")
+
+
+def check_corpus(path: Path, size: int) -> None:
+    """A corpus: plain text or JSONL {"text"}, maybe gzip, read line by line (never whole)."""
+    if size == 0:
+        raise BadRequest("The uploaded corpus is empty; send one document per line (plain text or JSONL "
+                         '{"text": ...}, gzip accepted).', param="file")
+    try:
+        count_documents(path)
+    except DatasetError as exc:
+        raise BadRequest(f"The uploaded corpus is not usable: {exc}", param="file", code="invalid_file") from exc
 
 
 def get_file(session: Session, tenant_id: str, file_id: str, param: str | None = None) -> File:

@@ -15,6 +15,7 @@ from app import leases
 from app.core.config import get_settings
 from app.core.queue import JOB_ID
 from app.core.retry import with_db
+from app.corpora import recovery as corpora
 from app.exports import recovery as exports
 from app.files.sweeper import sweep_orphan_files
 from app.jobs import state
@@ -45,7 +46,7 @@ def lost_messages(session) -> list[str]:
 
 
 NOTHING = {"reaped": [], "lost": [], "swept": [], "exports_reaped": [], "exports_lost": [], "webhooks_reaped": [],
-           "webhooks_lost": []}
+           "webhooks_lost": [], "corpora_reaped": [], "corpora_lost": []}
 
 
 def run_once() -> dict[str, list[str]]:
@@ -57,9 +58,11 @@ def run_once() -> dict[str, list[str]]:
             return None
         return {"reaped": reap_stale(session), "lost": lost_messages(session), "swept": sweep_orphan_files(session),
                 "exports_reaped": exports.reap_stale(session), "exports_lost": exports.lost_messages(session),
-                "webhooks_reaped": webhooks.reap_stale(session), "webhooks_lost": webhooks.lost_messages(session)}
+                "webhooks_reaped": webhooks.reap_stale(session), "webhooks_lost": webhooks.lost_messages(session),
+                "corpora_reaped": corpora.reap_stale(session), "corpora_lost": corpora.lost_messages(session)}
     done = with_db(locked_pass) or NOTHING
-    return {**done, "sent": admit(), "exports_sent": exports.send_unsent(), "webhooks_sent": webhooks.send_due()}
+    return {**done, "sent": admit(), "exports_sent": exports.send_unsent(), "webhooks_sent": webhooks.send_due(),
+            "corpora_sent": corpora.send_unsent()}
 
 
 class MaintenanceLoop:

@@ -4,6 +4,7 @@ from app.models.artifact import Artifact
 from app.models.audit_event import AuditEvent
 from app.models.base import Base
 from app.models.base_model import BaseModel
+from app.models.corpus import Corpus, CorpusStatus
 from app.models.file import File
 from app.models.idempotency_key import IdempotencyKey
 from app.models.job import Job
@@ -16,5 +17,5 @@ from app.models.webhook_attempt import WebhookAttempt
 from app.models.webhook_delivery import DeliveryStatus, WebhookDelivery
 from app.models.webhook_endpoint import WebhookEndpoint
 
-__all__ = ["ApiKey", "Artifact", "AuditEvent", "Base", "BaseModel", "File", "IdempotencyKey", "Job", "JobCheckpoint", "ExportStatus", "JobEvent", "JobExport", "Tenant", "TenantLimits",
+__all__ = ["ApiKey", "Artifact", "AuditEvent", "Base", "BaseModel", "Corpus", "CorpusStatus", "File", "IdempotencyKey", "Job", "JobCheckpoint", "ExportStatus", "JobEvent", "JobExport", "Tenant", "TenantLimits",
            "DeliveryStatus", "WebhookAttempt", "WebhookDelivery", "WebhookEndpoint"]

@@ -94,6 +94,7 @@ class TrainContext:
     sink: ProgressSink
     resume_from: Path | None = None  # a complete checkpoint dir to continue from
     input_files: dict[str, Path] = field(default_factory=dict)  # further files named in settings, by field
+    corpora: dict[str, Path] = field(default_factory=dict)  # index dirs of corpora named in settings (TLM), by field
     extra: dict[str, Any] = field(default_factory=dict)
 
     def settings_as(self, model: type[S]) -> S:
