@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from app.base_models import service as base_models
 from app.core.config import get_settings
-from app.core.errors import BadRequest, NotFound, shown
+from app.core.errors import BadRequest, Conflict, NotFound, shown
 from app.core.ids import new_id
 from app.core.text import all_storable, utf8
 from app.files import service as files
@@ -67,6 +67,22 @@ def _check_input_files(session: Session, tenant_id: str, method_type: str, setti
         except DatasetError as exc:
             raise BadRequest(f"{param} {file_id} is not a usable text corpus: {exc}", param=param,
                              code="invalid_corpus") from exc
+
+
+def _check_corpora(session: Session, tenant_id: str, method_type: str, settings: Any) -> None:
+    """Corpora a method names (TLM's corpus): the tenant's or shared (404 otherwise), indexed without error
+    (400), and ready: one still indexing is refused with a 409 rather than waited for, so a job never sits
+    queued behind an index that may yet fail."""
+    from app.corpora.service import usable_corpus
+    from app.models.corpus import CorpusStatus
+
+    for name in getattr(settings, "corpus_fields", tuple)():
+        param = f"method.{method_type}.{name}"
+        corpus = usable_corpus(session, tenant_id, getattr(settings, name), param)
+        if corpus.status != CorpusStatus.ready:
+            raise Conflict(f"Corpus {corpus.id} is still indexing ({corpus.indexed_documents} documents so far); "
+                           f"poll GET /v1/corpora/{corpus.id} until its status is 'ready', then submit the job again.",
+                           param=param, code="corpus_not_ready")
 
 
 def _method(request: CreateJobRequest) -> Method:
@@ -157,6 +173,7 @@ def create_job(session: Session, tenant_id: str, body: dict[str, Any], request_f
                              param="validation_file")
     _check_against_job(method, valid_file is not None)
     _check_input_files(session, tenant_id, method.type, method.settings)
+    _check_corpora(session, tenant_id, method.type, method.settings)
     check_stack(session, tenant_id, method, request.model)  # MAD-X: stacked adapters are the tenant's, on this base
     seed = request.seed if request.seed is not None else secrets.randbelow(2**31)
     resolved = resolve_method(method, train.n_examples, seed)  # nested methods too: nothing is left to the worker

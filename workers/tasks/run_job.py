@@ -80,7 +80,30 @@ def build_context(job: Job, sink: DatabaseSink, output_dir: Path) -> TrainContex
         resume_from=latest_complete_checkpoint(checkpoint_dir),
         input_files={field: _verified(files[file_id], f"method.{method.type}.{field}") for field, file_id in named.items()},
         extra={"stack": stacked} if stack else {},  # the strategy refuses a stacked job missing here
+        corpora=corpus_indexes(job, method.type, method.settings),
     )
+
+
+def corpus_indexes(job: Job, method_type: str, settings) -> dict[str, Path]:
+    """Index dirs of the corpora the method names (TLM's corpus), checked again: one deleted, unshared or
+    re-indexing since submission fails the job saying so."""
+    from app.corpora.service import index_dir, usable_corpus
+    from app.models.corpus import CorpusStatus
+
+    fields = getattr(settings, "corpus_fields", tuple)()
+    params = {name: f"method.{method_type}.{name}" for name in fields}
+
+    def load(session) -> dict[str, Path]:
+        corpora = {name: usable_corpus(session, job.tenant_id, getattr(settings, name), params[name]) for name in fields}
+        for name, corpus in corpora.items():
+            if corpus.status != CorpusStatus.ready:
+                raise TrainingError(f"Corpus {corpus.id} is indexing again; submit the job once it is ready.",
+                                    code="corpus_not_ready", param=params[name])
+        return {name: index_dir(corpus) for name, corpus in corpora.items()}
+    try:
+        return with_db(load) if fields else {}
+    except AppError as exc:
+        raise TrainingError(exc.message, code=exc.code or "corpus_not_found", param=exc.param) from exc
 
 
 def publish(job: Job, me: str, staging: Path, result: TrainResult) -> None:
