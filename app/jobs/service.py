@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.base_models import service as base_models
+from app.base_models import chains
 from app.core.config import get_settings
 from app.core.errors import BadRequest, Conflict, NotFound, shown
 from app.core.ids import new_id
@@ -154,7 +154,7 @@ def create_job(session: Session, tenant_id: str, body: dict[str, Any], request_f
         request = CreateJobRequest.model_validate(body)
     except ValidationError as exc:
         raise _pydantic_error(exc, "") from exc
-    base = base_models.get_visible(session, tenant_id, request.model)
+    base, model = chains.resolve_model(session, tenant_id, request.model)  # a base model, or an earlier job (STILTs)
     train_file = _named_file(session, tenant_id, request.training_file, "training_file")
     valid_file = _named_file(session, tenant_id, request.validation_file, "validation_file") \
         if request.validation_file else None
@@ -174,11 +174,11 @@ def create_job(session: Session, tenant_id: str, body: dict[str, Any], request_f
     _check_against_job(method, valid_file is not None)
     _check_input_files(session, tenant_id, method.type, method.settings)
     _check_corpora(session, tenant_id, method.type, method.settings)
-    check_stack(session, tenant_id, method, request.model)  # MAD-X: stacked adapters are the tenant's, on this base
+    check_stack(session, tenant_id, method, model)  # MAD-X: stacked adapters are the tenant's, on this base
     seed = request.seed if request.seed is not None else secrets.randbelow(2**31)
     resolved = resolve_method(method, train.n_examples, seed)  # nested methods too: nothing is left to the worker
     job = Job(
-        id=new_id("ftjob-"), tenant_id=tenant_id, model=request.model, status=JobStatus.validating_files,
+        id=new_id("ftjob-"), tenant_id=tenant_id, model=model, status=JobStatus.validating_files,
         training_file=request.training_file, validation_file=request.validation_file,
         method=method_wire(resolved), seed=seed,
         suffix=request.suffix, metadata_=request.metadata, attempt=0, request_fingerprint=request_fingerprint,

@@ -12,6 +12,7 @@ from celery import shared_task
 from sqlalchemy import select
 
 from app.artifacts.service import job_artifact_dir
+from app.base_models.chains import chained_base
 from app.base_models.service import register
 from app.core.config import get_settings
 from app.core.errors import AppError
@@ -29,6 +30,7 @@ from app.models import Artifact, BaseModel, File, Job
 from app.models.job import JobStatus
 from app.training.artifacts import file_records
 from app.training.base import BaseModelRef, TrainContext, TrainingError, TrainResult
+from app.training.lineage import record_lineage
 from app.training.methods import MethodError, parse_method, resolve_method
 from workers.progress import DatabaseSink, Heartbeat, LeaseLost
 
@@ -63,7 +65,8 @@ def build_context(job: Job, sink: DatabaseSink, output_dir: Path) -> TrainContex
                                                     Job.status == JobStatus.succeeded)).all() if stack else []
         return files, session.get(BaseModel, job.model), {j.id: job_artifact_dir(j) for j in stacked}
     files, base, stacked = with_db(load)
-    if base is None:
+    chain = chained_base(job, sink)  # model names an earlier job: its encoder, materialized once (STILTs)
+    if base is None and chain is None:
         raise TrainingError(f"Base model {job.model!r} is no longer registered.", code="model_not_found", param="model")
     for file_id in filter(None, (job.training_file, job.validation_file, *named.values())):
         if file_id not in files:
@@ -73,14 +76,15 @@ def build_context(job: Job, sink: DatabaseSink, output_dir: Path) -> TrainContex
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     return TrainContext(
         job_id=job.id, method=method.type, settings=method.settings, hyperparameters=method.hyperparameters,
-        base_model=BaseModelRef(id=base.id, path=Path(base.path), sha256=base.sha256),
+        base_model=chain[0] if chain else BaseModelRef(id=base.id, path=Path(base.path), sha256=base.sha256),
         train_file=_verified(files[job.training_file], "training_file"),
         validation_file=_verified(files[job.validation_file], "validation_file") if job.validation_file else None,
         output_dir=output_dir, checkpoint_dir=checkpoint_dir, sink=sink,
         resume_from=latest_complete_checkpoint(checkpoint_dir),
         input_files={field: _verified(files[file_id], f"method.{method.type}.{field}") for field, file_id in named.items()},
-        extra={"stack": stacked} if stack else {},  # the strategy refuses a stacked job missing here
         corpora=corpus_indexes(job, method.type, method.settings),
+        extra=({"stack": stacked} if stack else {}) | ({"lineage": chain[1]} if chain else {}),  # stack: the
+        # strategy refuses a stacked job missing here; lineage: the worker adds it to the manifest
     )
 
 
@@ -207,8 +211,11 @@ def execute(job_id: str) -> str:
         with Heartbeat(job.id, me, settings.heartbeat_interval):
             from app.training.registry import run_strategy
 
-            result = run_strategy(build_context(job, sink, staging))
+            ctx = build_context(job, sink, staging)
+            result = run_strategy(ctx)
             if result.status == "succeeded":
+                if "lineage" in ctx.extra:
+                    record_lineage(staging, ctx.extra["lineage"])
                 publish(job, me, staging, result)
                 shutil.rmtree(settings.checkpoints_dir / job.id, ignore_errors=True)
             elif result.status == "paused":

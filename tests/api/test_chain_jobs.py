@@ -1,0 +1,104 @@
+"""Chains (STILTs) at submission: `model` may name the tenant's succeeded job (its fine_tuned_model or id);
+another tenant's is a 404 like any unknown model, a failed/cancelled/running one a 400 saying why, with
+nothing stored. The source is `trained_job` (a real LoRA job run as a worker runs it); the other sources are
+rows in the real PostgreSQL in the state named."""
+from __future__ import annotations
+
+import pytest
+
+from app.core.db import session_scope
+from app.core.ids import new_id
+from app.models import Job
+from tests.api.helpers import assert_error, auth, classification_rows, jsonl, upload
+from tests.api.test_jobs import _jobs, create
+from tests.conftest import new_tenant
+from tests.e2e.conftest import wait_for
+
+
+def _job_row(tenant_id: str, status: str, error: dict | None = None) -> str:
+    with session_scope() as db:
+        job = Job(id=new_id("ftjob-"), tenant_id=tenant_id, model="tiny-bert", status=status, training_file="file-x",
+                  method={"type": "supervised", "supervised": {}}, seed=0, attempt=1, error=error)
+        db.add(job)
+        db.flush()
+        return job.id
+
+
+def _source(client, trained_job) -> dict:
+    return client.get(f"/v1/fine_tuning/jobs/{trained_job.job_id}", headers=auth(trained_job.key)).json()
+
+
+@pytest.mark.parametrize("by", ["fine_tuned_model", "id"])
+def test_a_succeeded_job_of_the_tenant_starts_a_new_job(by, client, trained_job):
+    source = _source(client, trained_job)
+    train = upload(client, trained_job.key, jsonl(classification_rows(16, labels=("a", "b", "c")))).json()["id"]
+    response = create(client, trained_job.key, model=source[by], training_file=train,
+                      method={"type": "bitfit", "bitfit": {"hyperparameters": {"n_epochs": 1}}})
+    assert response.status_code == 200, response.text
+    assert response.json()["model"] == trained_job.job_id  # stored as the source's id, whatever named it
+
+
+def test_a_chained_job_runs_from_the_sources_encoder_and_records_its_lineage(client, trained_job):
+    """The worker's path, in this process: the encoder is materialized and registered once as
+    encoder:<source>, the job's events and manifest name the lineage, and a second chain reuses it."""
+    from app.artifacts.service import job_artifact_dir
+    from app.models import BaseModel
+    from app.training.artifacts import read_manifest
+    from workers.tasks.run_job import execute
+
+    train = upload(client, trained_job.key, jsonl(classification_rows(16, labels=("x", "y")))).json()["id"]
+    ids = []
+    for _ in range(2):
+        response = create(client, trained_job.key, model=trained_job.job_id, training_file=train, seed=1,
+                          method={"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 1}}})
+        assert response.status_code == 200, response.text
+        ids.append(response.json()["id"])
+        if execute(ids[-1]) == "skipped":  # a worker of this test session claimed it first
+            wait_for(lambda: client.get(f"/v1/fine_tuning/jobs/{ids[-1]}", headers=auth(trained_job.key)).json(),
+                     lambda job: job["status"] not in ("queued", "running"), timeout=120)
+        assert client.get(f"/v1/fine_tuning/jobs/{ids[-1]}", headers=auth(trained_job.key)).json()["status"] == "succeeded"
+    with session_scope() as db:
+        encoder = db.get(BaseModel, f"encoder:{trained_job.job_id}")
+        jobs = [db.get(Job, i) for i in ids]
+        manifests = [read_manifest(job_artifact_dir(j)) for j in jobs]
+        assert encoder.tenant_id == trained_job.tenant_id and encoder.owned_by == trained_job.tenant_id
+    for manifest in manifests:
+        assert manifest["base_model"] == {"id": encoder.id, "sha256": encoder.sha256}
+        assert [s.get("job") for s in manifest["lineage"]] == [None, trained_job.job_id]
+        assert manifest["lineage"][0]["model"] == "tiny-bert" and manifest["lineage"][1]["method"] == "lora"
+        assert manifest["labels"] == ["x", "y"]
+    events = client.get(f"/v1/fine_tuning/jobs/{ids[1]}/events?limit=100", headers=auth(trained_job.key)).json()
+    started = [e for e in events["data"] if e["message"].startswith(f"Starting from job {trained_job.job_id}")]
+    assert len(started) == 1 and "tiny-bert → " in started[0]["message"]
+    predicted = client.post("/v1/predictions", headers=auth(trained_job.key),
+                            json={"model": ids[0], "input": ["good great", "awful bad"]})
+    assert predicted.status_code == 200, predicted.text
+
+
+def test_another_tenants_job_is_not_found(client, trained_job):
+    source = _source(client, trained_job)
+    _, key = new_tenant()
+    train = upload(client, key, jsonl(classification_rows())).json()["id"]
+    for name in (source["fine_tuned_model"], source["id"]):
+        assert_error(create(client, key, model=name, training_file=train), 404, "Unknown base model", param="model")
+
+
+@pytest.mark.parametrize(("status", "fragment"), [
+    ("failed", "it failed (training loss became nan"), ("cancelled", "it was cancelled"),
+    ("running", "it is running; wait until it succeeds"), ("queued", "it is queued; wait")])
+def test_a_job_that_did_not_succeed_is_a_400_saying_why(status, fragment, client, tenant):
+    tenant_id, key = tenant
+    error = {"code": "nan_loss", "message": "Training loss became nan at step 3"} if status == "failed" else None
+    source = _job_row(tenant_id, status, error)
+    train = upload(client, key, jsonl(classification_rows())).json()["id"]
+    before = _jobs(tenant_id)
+    assert_error(create(client, key, model=source, training_file=train), 400, "did not succeed", fragment,
+                 param="model")
+    assert _jobs(tenant_id) == before
+
+
+def test_a_succeeded_job_without_its_artifact_is_a_400(client, tenant):
+    tenant_id, key = tenant
+    source = _job_row(tenant_id, "succeeded")
+    train = upload(client, key, jsonl(classification_rows())).json()["id"]
+    assert_error(create(client, key, model=source, training_file=train), 400, "artifact is missing", param="model")
