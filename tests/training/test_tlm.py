@@ -85,8 +85,9 @@ def test_bm25_retrieves_each_examples_own_documents(tlm_ctx):
 
 
 def test_interleaving_is_rho1_external_batches_per_internal_one(tlm_ctx, index_dir):
-    from app.training.classification import tokenize
+    from app.training.tasks import get_task
     from app.training.data import load_classification_examples
+    from app.training.engine import epoch_batches
     from app.training.masking import MlmCollator
     from app.training.strategies.tlm.config import TlmSettings
     from app.training.strategies.tlm.external import ExternalTexts, write_external
@@ -97,7 +98,7 @@ def test_interleaving_is_rho1_external_batches_per_internal_one(tlm_ctx, index_d
     settings, hp = ctx.settings_as(TlmSettings), ctx.hyperparameters
     tokenizer = AutoTokenizer.from_pretrained(ctx.base_model.path)
     examples = load_classification_examples(ctx.train_file)
-    train = tokenize(tokenizer, examples, {"neg": 0, "pos": 1}, hp.max_length)
+    train = get_task("sequence_classification").encode(tokenizer, examples, ["neg", "pos"], hp.max_length)
     store = ctx.checkpoint_dir / "s"
     store.mkdir(parents=True)
     write_external(store, corpus_rows()[:5])  # 5 documents: a batch of 8 wraps into the next shuffled pass
@@ -107,9 +108,12 @@ def test_interleaving_is_rho1_external_batches_per_internal_one(tlm_ctx, index_d
     kinds = ["internal" if "labels" in batch(0, b) else "external" for b in range(2 * 4)]
     assert kinds == ["external"] * 3 + ["internal"] + ["external"] * 3 + ["internal"]
     first = batch(0, 0)
-    assert set(first) >= {"input_ids", "attention_mask", "mlm_labels"} and "mlm_input_ids" not in first
+    assert set(first) >= {"input_ids", "attention_mask", "mlm_labels"} and "labels" not in first
     inner = batch(0, 3)
     assert inner["labels"].shape == (8,) and inner["mlm_labels"].shape == inner["input_ids"].shape
+    clean = train.batch(epoch_batches(len(train), hp)(0, 0), torch.device("cpu"))["input_ids"]
+    masked = inner["mlm_labels"] != -100  # the task reads the masked input, as in the authors' model
+    assert torch.equal(inner["input_ids"][~masked], clean[~masked]) and (inner["input_ids"] != clean).any()
     assert (inner["mlm_labels"] != -100).any() and torch.equal(batch(0, 3)["mlm_labels"], inner["mlm_labels"])
     # external batches 0 and 1 read items 0-7 and 8-15 of the endless passes: each pass is all 5 documents
     seen = [external.batch_texts(g, 8) for g in range(3)]
@@ -159,13 +163,13 @@ def test_loss_is_rho2_weighted_mlm_plus_task_and_external_is_mlm_alone():
     masked[:, 2] = 4
     mask = torch.ones_like(ids)
     labels = torch.tensor([0, 1, 0, 1])
-    with torch.no_grad():
-        task = classifier(input_ids=ids, attention_mask=mask, labels=labels).loss
+    with torch.no_grad():  # the authors' model: one encoder pass over the masked input serves both losses
+        task = classifier(input_ids=masked, attention_mask=mask, labels=labels).loss
         mlm_loss = mlm(labels=mlm_labels, input_ids=masked, attention_mask=mask).loss
-        joint = model(input_ids=ids, attention_mask=mask, labels=labels, mlm_input_ids=masked, mlm_labels=mlm_labels).loss
+        joint = model(input_ids=masked, attention_mask=mask, labels=labels, mlm_labels=mlm_labels).loss
         external = model(input_ids=masked, attention_mask=mask, mlm_labels=mlm_labels).loss
         model.rho2 = 0.0
-        alone = model(input_ids=ids, attention_mask=mask, labels=labels, mlm_input_ids=masked, mlm_labels=mlm_labels).loss
+        alone = model(input_ids=masked, attention_mask=mask, labels=labels, mlm_labels=mlm_labels).loss
     assert joint.item() == pytest.approx((20 * mlm_loss.item() + task.item()) / 21, rel=1e-6)
     assert external.item() == pytest.approx(mlm_loss.item(), rel=1e-6) and alone.item() == pytest.approx(task.item())
     assert mlm.model.get_output_embeddings().weight is classifier.get_input_embeddings().weight  # one encoder

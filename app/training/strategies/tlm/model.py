@@ -11,6 +11,7 @@ import torch
 
 from app.training.artifacts import label_kwargs
 from app.training.base import TrainingError
+from app.training.masking import IGNORE_INDEX
 from app.training.mlm import PredictedPositionsOnly
 from app.training.strategies.tlm.config import EncoderShape
 
@@ -69,23 +70,35 @@ def encoder_config(base_path: Path, shape: EncoderShape, tokenizer: Any, labels:
 
 
 class TlmModel(torch.nn.Module):
-    """Stage 1's objective (the authors' model.py): an internal batch (task labels in `labels`, its masked copy
-    in `mlm_input_ids`/`mlm_labels`) scores (rho2·MLM + task) / (rho2 + 1); an external batch (no `labels`)
-    scores MLM alone. The MLM head runs on predicted positions only."""
+    """Stage 1's objective, as the authors' model.py computes it: an internal batch (task labels in `labels`,
+    its inputs masked, the masked tokens in `mlm_labels`) runs the encoder once and scores
+    (rho2·MLM + task) / (rho2 + 1), the task head reading the masked input; an external batch (no `labels`)
+    scores MLM alone. The MLM head runs on predicted positions only, over the encoder output the classifier
+    computed (captured by a forward hook), so an internal batch costs one encoder pass, as the FLOPs count."""
 
     def __init__(self, classifier: torch.nn.Module, mlm: PredictedPositionsOnly, rho2: float):
         super().__init__()
         self.classifier, self.mlm, self.rho2 = classifier, mlm, rho2
+        if mlm.head is None:
+            raise TrainingError(f"TLM needs an MLM head that is one module on the encoder; "
+                                f"{classifier.config.model_type} has none; choose a BERT-style base model.",
+                                code="invalid_base_model", param="model")
+        self._hidden: list[torch.Tensor] = []
+        encoder = getattr(classifier, classifier.base_model_prefix)
+        encoder.register_forward_hook(lambda module, args, out: self._hidden.append(out[0]))
 
-    def forward(self, mlm_input_ids: torch.Tensor | None = None, mlm_labels: torch.Tensor | None = None,
-                **batch: torch.Tensor) -> Any:
-        extra = {k: batch[k] for k in ("attention_mask", "token_type_ids") if k in batch}
+    def forward(self, mlm_labels: torch.Tensor | None = None, **batch: torch.Tensor) -> Any:
+        self._hidden.clear()
         if "labels" not in batch:  # external: MLM only
-            return self.mlm(labels=mlm_labels, input_ids=batch["input_ids"], **extra)
+            return self.mlm(labels=mlm_labels, **batch)
         out = self.classifier(**batch)
-        if mlm_input_ids is not None and self.rho2 > 0:
-            mlm_loss = self.mlm(labels=mlm_labels, input_ids=mlm_input_ids, **extra).loss
+        if mlm_labels is not None and self.rho2 > 0:
+            where = mlm_labels != IGNORE_INDEX
+            logits = self.mlm.head(self._hidden[-1][where])
+            mlm_loss = torch.nn.functional.cross_entropy(logits.float(), mlm_labels[where]) if where.any() \
+                else logits.sum() * 0.0
             out.loss = (self.rho2 * mlm_loss + out.loss) / (self.rho2 + 1)
+        self._hidden.clear()
         return out
 
 

@@ -30,9 +30,9 @@ import torch
 from app.fsio import fsync_tree, replace_dir
 from app.training.base import OffsetSink, TrainContext, TrainingError, TrainResult
 from app.training.checkpoints import latest_complete_checkpoint
-from app.training.classification import (_padded_word_ids, evaluate_classifier, finish_classification,
-                                         load_task_data, tokenize)
+from app.training.classification import _padded_word_ids, evaluate_classifier, finish_classification, load_task_data
 from app.training.config import Hyperparameters
+from app.training.data import CLASSIFICATION
 from app.training.engine import Run, RunResult, batch_seed, epoch_batches, optimize
 from app.training.masking import MlmCollator
 from app.training.mlm import pmi_vocabulary
@@ -42,6 +42,7 @@ from app.training.strategies.tlm.model import (TlmModel, base_tokenizer, build_m
                                                train_tokenizer)
 from app.training.strategies.tlm.queries import build_queries
 from app.training.strategies.tlm.retrieve import select
+from app.training.tasks import get_task
 
 DONE = "done.json"
 RETRIEVED = "retrieved.jsonl"
@@ -180,7 +181,7 @@ def _interleaved_batches(settings: TlmSettings, hp: Hyperparameters, train, exte
         if collator is not None and settings.rho2 > 0:
             word_ids = _padded_word_ids(train, indices, out["input_ids"].shape[1])
             masked, labels = collator.masker(out["input_ids"].cpu(), out["attention_mask"].cpu(), word_ids=word_ids)
-            out["mlm_input_ids"], out["mlm_labels"] = masked.to(device), labels.to(device)
+            out["input_ids"], out["mlm_labels"] = masked.to(device), labels.to(device)  # the task reads it masked too
         return out
 
     return batch
@@ -256,9 +257,9 @@ def train(ctx: TrainContext) -> TrainResult:
     s_tokens = _external_tokens(ctx, external, tokenizer, hp.max_length) if len(external) else {"tokens": 0}
     ctx.sink.message(f"TLM external data S: {len(external):,} documents, {s_tokens['tokens']:,} tokens",
                      data={"external_documents": len(external), "external_tokens": s_tokens["tokens"]})
-    index = {label: i for i, label in enumerate(labels)}
-    train = tokenize(tokenizer, train_examples, index, hp.max_length)
-    valid = tokenize(tokenizer, valid_examples, index, hp.max_length) if valid_examples else None
+    encode = get_task(CLASSIFICATION).encode  # single-label classification, the one task type TLM trains
+    train = encode(tokenizer, train_examples, labels, hp.max_length)
+    valid = encode(tokenizer, valid_examples, labels, hp.max_length) if valid_examples else None
     config = encoder_config(ctx.base_model.path, settings.shape, tokenizer, labels)
     if hp.max_length > config.max_position_embeddings:
         raise TrainingError(f"max_length {hp.max_length} exceeds the {config.max_position_embeddings} positions of "
