@@ -49,8 +49,8 @@ def _lines(stream: IO[bytes]) -> Iterator[tuple[int, str]]:
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
-                raise DatasetError(f"not valid UTF-8 (byte {exc.start} of the line); save the file as UTF-8",
-                                   number) from None
+                raise DatasetError(f"not valid UTF-8 (byte {exc.start} of the line): a binary file or another "
+                                   "encoding; upload text saved as UTF-8", number) from None
             if number == 1:
                 line = line.removeprefix("\ufeff")
             yield number, line.rstrip("\r\n")

@@ -87,3 +87,69 @@ def test_pagination_after_and_limit(client, tenant):
     assert [f["id"] for f in rest["data"]] == [ids[0]] and rest["has_more"] is False
     assert_error(client.get("/v1/files?limit=0", headers=auth(key)), 400, "limit")
     assert_error(client.get("/v1/files?limit=abc", headers=auth(key)), 400, "limit")
+
+
+CORPUS_DOCS = [f"the match ended {i} to nil after extra time" for i in range(40)]
+
+
+def _corpus_variants() -> dict[str, bytes]:
+    import gzip
+
+    text = ("\n".join(CORPUS_DOCS) + "\n").encode()
+    rows = jsonl([{"text": d, "source": "x"} for d in CORPUS_DOCS])
+    return {"corpus.txt": text, "corpus.jsonl": rows, "corpus.txt.gz": gzip.compress(text),
+            "no-suffix": gzip.compress(rows)}  # gzip is told by its magic bytes, not the name
+
+
+def test_corpus_uploads_text_jsonl_and_gzip(client, tenant, registered_tiny_model):
+    from tests.api.test_jobs import create
+
+    _, key = tenant
+    train = upload(client, key, jsonl(classification_rows())).json()["id"]
+    for filename, content in _corpus_variants().items():
+        created = upload(client, key, content, filename=filename, purpose="corpus")
+        assert created.status_code == 200, (filename, created.text)
+        body = created.json()
+        assert body["purpose"] == "corpus" and body["bytes"] == len(content)
+        assert client.get(f"/v1/files/{body['id']}/content", headers=auth(key)).content == content
+        # a corpus file is adaptive's corpus_file as it is: the job checks it through the same reader
+        job = create(client, key, model=registered_tiny_model, training_file=train,
+                     method={"type": "adaptive", "adaptive": {"corpus_file": body["id"]}})
+        assert job.status_code == 200, (filename, job.text)
+    listed = client.get("/v1/files", headers=auth(key), params={"purpose": "corpus"}).json()["data"]
+    assert len(listed) == 4 and {f["purpose"] for f in listed} == {"corpus"}
+
+
+def test_bad_corpus_uploads_name_the_line_and_store_nothing(client, tenant, data_dir):
+    import gzip
+
+    tenant_id, key = tenant
+    cases = [
+        (b"", "empty"),
+        (b"\n  \n\t\n", "no documents"),
+        (gzip.compress(b"\n\n"), "no documents"),
+        (b"one doc\n\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\n", "line 2: not valid UTF-8", "binary file"),
+        (b"one doc\ntwo\x00\x01\x02\n", "line 2: binary content"),
+        (b"\xff\xd8\xff\xe0 jpeg bytes\n", "line 1: not valid UTF-8"),
+        (gzip.compress(b"fine\nalso fine\ncaf\xe9\n"), "line 3: not valid UTF-8"),
+        (b'{"text": "a"}\n{"body": "b"}\n', 'line 2: needs a "text" string'),
+        (b'{"text": "a"}\n{"text": null}\n', "line 2"),
+        (b'{"text": "a"}\nnot json\n', "line 2: not valid json"),
+        (gzip.compress(b"".join(b"line %d\n" % i for i in range(50_000)))[:5000], "gzip stream is damaged"),
+    ]
+    for content, *fragments in cases:
+        assert_error(upload(client, key, content, filename="c.txt", purpose="corpus"), 400, *fragments, param="file")
+    assert _count_files(tenant_id) == 0
+    stored = list((data_dir / "files" / tenant_id).glob("*")) if (data_dir / "files" / tenant_id).exists() else []
+    assert stored == []
+
+
+def test_large_corpus_streams_to_disk(client, tenant):
+    """~24 MB of text (400k documents) in one upload: stored, checksummed and counted by streaming."""
+    import hashlib
+
+    _, key = tenant
+    content = b"".join(b"document %d about the match, the market and the budget\n" % i for i in range(400_000))
+    created = upload(client, key, content, filename="big.txt", purpose="corpus")
+    assert created.status_code == 200, created.text
+    assert created.json()["bytes"] == len(content) and created.json()["sha256"] == hashlib.sha256(content).hexdigest()
