@@ -14,14 +14,16 @@ Importing this module does not import torch (reading or checking a manifest need
 """
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from app.fsio import directory_sha256, sha256_file
-from app.training.base import TrainingError
+from app.training.base import TrainContext, TrainingError, TrainResult
 from app.training.registry import get_strategy
 
 MANIFEST = "manifest.json"
@@ -44,6 +46,24 @@ def write_manifest(output_dir: Path, **fields: Any) -> Path:
     path = output_dir / MANIFEST
     path.write_text(json.dumps(manifest, indent=2, default=str))
     return path
+
+
+def write_stage_manifest(ctx: TrainContext, result: TrainResult, task: str, then: str | None, **record: Any) -> None:
+    """The manifest of a job whose first stage trains an encoder (adaptive, multitask) and whose `then` task
+    method may follow: with `then`, that method's manifest gains the stage's `record` and the job's totals
+    (method = the job's, task_method = then's, which applies its files); without, the encoder gets its own."""
+    totals = {"trained_tokens": result.trained_tokens, "flops": result.flops, "steps": result.steps}
+    path = ctx.output_dir / MANIFEST
+    if then is not None:
+        manifest = json.loads(path.read_text())
+        path.unlink()
+        fields = {k: v for k, v in manifest.items() if k not in ("format_version", "files")}
+        write_manifest(ctx.output_dir, **{**fields, "method": ctx.method, "task_method": then, **totals, **record})
+        return
+    write_manifest(ctx.output_dir, job_id=ctx.job_id, method=ctx.method, task=task,
+                   base_model={"id": ctx.base_model.id, "sha256": ctx.base_model.sha256}, metrics=result.metrics,
+                   **totals, hyperparameters=dataclasses.asdict(ctx.hyperparameters), settings=ctx.settings_record(),
+                   **record, created_at=datetime.now(UTC).isoformat())
 
 
 def add_to_manifest(output_dir: Path, name: str) -> None:
@@ -103,7 +123,8 @@ def verify_files(artifact_dir: Path, manifest: dict[str, Any]) -> None:
 
 def load_classifier(artifact_dir: Path, base_model_dir: Path | None = None, swap: dict[str, Path] | None = None):
     """(model in eval mode, tokenizer, labels) for a task method's artifact: a whole `model/`, or one
-    its method's spec applies over the base (`StrategySpec.apply`).
+    its method's spec applies over the base (`StrategySpec.apply`), with the head of the manifest's
+    `task` type (app.training.tasks: a token-classification model for NER, one output for regression).
 
     `swap` ({stacked job id: adapter dir}) replaces adapters a stacked bottleneck artifact loads under
     its task adapter with other ones trained on the same base, e.g. another language's adapter for
@@ -114,9 +135,12 @@ def load_classifier(artifact_dir: Path, base_model_dir: Path | None = None, swap
     still checked when given. The tokenizer truncates at the training max_length, so `predict`
     reproduces the job's own predictions.
     """
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoTokenizer
+
+    from app.training.tasks import get_task
 
     artifact_dir, manifest = Path(artifact_dir), read_manifest(Path(artifact_dir))
+    task = get_task(manifest.get("task"))
     verify_files(artifact_dir, manifest)
     labels = manifest["labels"]
     if base_model_dir is not None:
@@ -127,13 +151,13 @@ def load_classifier(artifact_dir: Path, base_model_dir: Path | None = None, swap
         raise TrainingError("swap replaces stacked adapters, and this artifact stacks none; only bottleneck "
                             "adapters (method adapter with stack) can swap.", code="invalid_swap", param="swap")
     if apply is None:  # a whole model
-        model = AutoModelForSequenceClassification.from_pretrained(artifact_dir / "model")
+        model = task.model_class().from_pretrained(artifact_dir / "model")
         tokenizer = AutoTokenizer.from_pretrained(artifact_dir / "model")
     elif base_model_dir is None:
         raise TrainingError("This artifact applies over a base model; pass the base model's directory.",
                             code="base_model_required")
     else:
-        model = AutoModelForSequenceClassification.from_pretrained(base_model_dir, **label_kwargs(labels))
+        model = task.model_class().from_pretrained(base_model_dir, **task.model_kwargs(labels))
         # structural settings (drop_top_layers) rebuild the trained shape before the artifact applies
         from app.training.structure import restore_structure
         options = {"swap": swap} if swap else {}
@@ -149,33 +173,19 @@ def load_classifier(artifact_dir: Path, base_model_dir: Path | None = None, swap
     return model.eval(), tokenizer, labels
 
 
-def predict(model, tokenizer, examples: list, labels: list | None = None, batch_size: int = 32) -> list[dict[str, Any]]:
-    """[{"index", "predicted", "logits"}] for Examples, {"text", "text_pair"} dicts or plain strings.
+def predict(model, tokenizer, examples: list, labels: list | None = None, batch_size: int = 32,
+            threshold: float = 0.5) -> list[dict[str, Any]]:
+    """[{"index", "predicted", ...}] for Examples, {"text", "text_pair"} / {"tokens"} dicts or plain strings,
+    answered as the model's task type says (app.training.tasks.predict: a label and logits, a number, the
+    labels at or above `threshold`, or a tag per word with entity spans).
 
     Batches are padded dynamically and truncated at `tokenizer.model_max_length`. `predicted` is
     taken from `labels` (the manifest's list) when given, else from the model's id2label.
     """
-    import torch
+    from app.training.tasks.predict import predict_rows, task_of
 
-    def field(example, name):
-        return example.get(name) if isinstance(example, dict) else getattr(example, name, None)
-
-    texts = [e if isinstance(e, str) else field(e, "text") for e in examples]
-    pairs = [None if isinstance(e, str) else field(e, "text_pair") for e in examples]
     names = labels if labels is not None else [model.config.id2label[i] for i in range(model.config.num_labels)]
-    device = next(model.parameters()).device
-    rows: list[dict[str, Any]] = []
-    model.eval()
-    for start in range(0, len(texts), batch_size):
-        chunk_pairs = pairs[start:start + batch_size]
-        encoded = tokenizer(texts[start:start + batch_size], chunk_pairs if chunk_pairs[0] is not None else None,
-                            truncation=True, padding=True, return_tensors="pt").to(device)
-        with torch.no_grad():
-            logits = model(**encoded).logits.float().cpu()
-        for offset, row in enumerate(logits.tolist()):
-            best = max(range(len(row)), key=row.__getitem__)
-            rows.append({"index": start + offset, "predicted": names[best], "logits": row})
-    return rows
+    return predict_rows(model, tokenizer, examples, names, task_of(model, threshold), batch_size)
 
 
 def label_kwargs(labels: list) -> dict[str, Any]:

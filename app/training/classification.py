@@ -1,4 +1,5 @@
-"""Sequence classification, the task every task method (supervised, LoRA, BitFit, …) shares.
+"""The labelled task every task method (supervised, LoRA, BitFit, …) shares, of any task type the
+training file holds (single-label, regression, multi-label, token classification: app.training.tasks).
 
 A strategy only decides which parameters train (`prepare`) and how the result is saved (`save`);
 data, the per-epoch shuffle (seeded with seed + epoch, so a resumed run sees exactly the batches
@@ -17,16 +18,17 @@ from typing import Any, Protocol
 
 import torch
 
-from app.training.artifacts import label_kwargs, write_manifest
+from app.training.artifacts import write_manifest
 from app.training.aux_mlm import attach_aux_mlm
 from app.training.base import TrainContext, TrainingError, TrainResult
 from app.training.config import Hyperparameters, TaskMethodSettings
-from app.training.data import DatasetError, Example, load_classification_examples, validate_classification_file
+from app.training.data import (CLASSIFICATION, MULTI_LABEL, REGRESSION, DatasetError, DatasetSummary, Example, load_classification_examples,
+                               validate_classification_file)
 from app.training.engine import Run, RunResult, batch_seed, epoch_batches, finite, seed_everything
 from app.training.masking import MaskingSettings, MlmMasker
-from app.training.metrics import classification_metrics
 from app.training.mlm import pmi_vocabulary
 from app.training.structure import restructure
+from app.training.tasks import Rows, Task, get_task
 
 # prepare(model, ctx, new_parameters): `new_parameters` names weights the base checkpoint lacked
 # (the head, sometimes a pooler); they start random, so every artifact must carry them.
@@ -38,41 +40,8 @@ __all__ = ["build_classifier", "evaluate_classifier", "finish_classification", "
            "load_task_data"]
 
 
-@dataclass
-class Batches:
-    """Pre-tokenized examples; batches are padded to their own longest row."""
-
-    features: list[dict[str, list[int]]]
-    label_ids: list[int]
-    pad_id: int
-    word_ids: list[list[int | None]] | None = None  # per row, for word-level masking (auxiliary MLM)
-
-    def __len__(self) -> int:
-        return len(self.label_ids)
-
-    def batch(self, indices: list[int], device: torch.device) -> dict[str, torch.Tensor]:
-        rows = [self.features[i] for i in indices]
-        width = max(len(r["input_ids"]) for r in rows)
-        out: dict[str, torch.Tensor] = {}
-        for key in rows[0]:
-            pad = self.pad_id if key == "input_ids" else 0
-            out[key] = torch.tensor([r[key] + [pad] * (width - len(r[key])) for r in rows], device=device)
-        out["labels"] = torch.tensor([self.label_ids[i] for i in indices], device=device)
-        return out
-
-
-def tokenize(tokenizer, examples: list[Example], label_index: dict, max_length: int) -> Batches:
-    texts = [e.text for e in examples]
-    pairs = [e.text_pair for e in examples] if examples and examples[0].text_pair is not None else None
-    encoded = tokenizer(texts, pairs, truncation=True, max_length=max_length)
-    keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in encoded]
-    features = [{k: encoded[k][i] for k in keys} for i in range(len(examples))]
-    word_ids = [encoded.word_ids(i) for i in range(len(examples))] if tokenizer.is_fast else None
-    return Batches(features, [label_index[e.label] for e in examples], tokenizer.pad_token_id or 0, word_ids)
-
-
 class LabelledRows(Protocol):
-    """What evaluation reads: padded batches of rows with their label ids (Batches, or a method's own rows)."""
+    """What evaluation reads: padded batches of rows with their label ids (Rows, or a method's own rows)."""
 
     label_ids: list[int]
 
@@ -82,19 +51,20 @@ class LabelledRows(Protocol):
 
 
 def evaluate_classifier(model, data: LabelledRows, device,
-                        batch_size: int = 64) -> tuple[dict[str, float], torch.Tensor]:
-    """(eval_loss, accuracy, macro-F1) and the logits of every row of `data`, in order."""
+                        batch_size: int = 64) -> tuple[dict[str, float], list[torch.Tensor]]:
+    """eval_loss and the task type's metrics (`data.task`; none: single-label classification), and
+    the scored outputs of every row of `data`, in order (logits; token tasks: per scored word)."""
+    task = getattr(data, "task", None) or get_task(CLASSIFICATION)
     model.eval()
-    logits, losses = [], []
+    outputs, losses = [], []
     with torch.no_grad():
         for start in range(0, len(data), batch_size):
-            out = model(**data.batch(list(range(start, min(start + batch_size, len(data)))), device))
-            logits.append(out.logits.float().cpu())
+            batch = data.batch(list(range(start, min(start + batch_size, len(data)))), device)
+            out = model(**batch)
+            outputs += task.outputs(out.logits, batch)
             losses.append(out.loss.item() * out.logits.shape[0])
     model.train()
-    all_logits = torch.cat(logits)
-    metrics = classification_metrics(all_logits.argmax(-1).tolist(), data.label_ids, all_logits.shape[-1])
-    return {"eval_loss": sum(losses) / len(data), **metrics}, all_logits
+    return {"eval_loss": sum(losses) / len(data), **task.metrics(outputs, data)}, outputs
 
 
 def _aux_masker(ctx: TrainContext, tokenizer: Any, examples: list[Example]) -> MlmMasker:
@@ -104,7 +74,7 @@ def _aux_masker(ctx: TrainContext, tokenizer: Any, examples: list[Example]) -> M
     return MlmMasker.from_tokenizer(tokenizer, settings, vocab, generator=torch.Generator())
 
 
-def _padded_word_ids(data: Batches, indices: list[int], width: int) -> list[list[int | None]] | None:
+def _padded_word_ids(data: Rows, indices: list[int], width: int) -> list[list[int | None]] | None:
     if data.word_ids is None:
         return None
     return [data.word_ids[i] + [None] * (width - len(data.word_ids[i])) for i in indices]
@@ -119,23 +89,28 @@ class TaskData:
     labels: list
     tokenizer: Any
     device: torch.device
-    _rows: dict[int, tuple[Batches, Batches | None]] = dataclasses.field(default_factory=dict)
+    task: Task = dataclasses.field(default_factory=lambda: get_task(CLASSIFICATION))
+    _rows: dict[int, tuple[Rows, Rows | None]] = dataclasses.field(default_factory=dict)
 
-    def rows(self, max_length: int) -> tuple[Batches, Batches | None]:
+    def rows(self, max_length: int) -> tuple[Rows, Rows | None]:
         """Training and validation rows tokenized to `max_length` (once per length)."""
         if max_length not in self._rows:
-            index = {label: i for i, label in enumerate(self.labels)}
-            valid = tokenize(self.tokenizer, self.valid_examples, index, max_length) if self.valid_examples else None
-            self._rows[max_length] = tokenize(self.tokenizer, self.train_examples, index, max_length), valid
+            encode = self.task.encode
+            valid = encode(self.tokenizer, self.valid_examples, self.labels, max_length) if self.valid_examples else None
+            self._rows[max_length] = encode(self.tokenizer, self.train_examples, self.labels, max_length), valid
         return self._rows[max_length]
 
 
 def load_task(ctx: TrainContext) -> TaskData:
     from transformers import AutoTokenizer
 
-    train_examples, valid_examples, labels = load_task_data(ctx)
+    train_examples, valid_examples, summary = read_task_files(ctx)
+    task = get_task(summary.task, ctx.settings_as(TaskMethodSettings).multi_label_threshold)
+    ctx.sink.message(f"Task: {describe_task(summary)}", data={"task": summary.task, "labels": summary.labels,
+                                                             "n_examples": summary.n_examples})
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return TaskData(train_examples, valid_examples, labels, AutoTokenizer.from_pretrained(ctx.base_model.path), device)
+    return TaskData(train_examples, valid_examples, summary.labels, AutoTokenizer.from_pretrained(ctx.base_model.path),
+                    device, task)
 
 
 @dataclass
@@ -148,8 +123,8 @@ class Classifier:
     trained: torch.nn.Module
     new_parameters: set[str]
     hyperparameters: Hyperparameters
-    train: Batches
-    valid: Batches | None
+    train: Rows
+    valid: Rows | None
     batch: Callable[[int, int], dict[str, torch.Tensor]]
     device: torch.device
 
@@ -170,12 +145,10 @@ class Classifier:
 
 def build_classifier(ctx: TrainContext, task: TaskData, prepare: Prepare) -> Classifier:
     """Load the base with a new head under ctx's seed, restructure and prepare it as the method says."""
-    from transformers import AutoModelForSequenceClassification
-
     hp, tokenizer, device = ctx.hyperparameters, task.tokenizer, task.device
     seed_everything(hp.seed)
-    model, info = AutoModelForSequenceClassification.from_pretrained(
-        ctx.base_model.path, output_loading_info=True, **label_kwargs(task.labels))
+    model, info = task.task.model_class().from_pretrained(
+        ctx.base_model.path, output_loading_info=True, **task.task.model_kwargs(task.labels))
     limit = min(tokenizer.model_max_length, getattr(model.config, "max_position_embeddings", None) or 10**9)
     if hp.max_length > limit:  # longer inputs would index past the position embeddings
         ctx.sink.message(f"max_length {hp.max_length} exceeds what {ctx.base_model.id} accepts; using {limit}",
@@ -210,38 +183,41 @@ def finish_classifier(ctx: TrainContext, task: TaskData, classifier: Classifier,
     model = classifier.model
     return finish_classification(
         ctx, run, model, classifier.valid, (task.train_examples, task.valid_examples), task.labels,
-        classifier.hyperparameters, **extra,
+        classifier.hyperparameters, task=task.task, **extra,
         save_artifact=lambda: save(model, task.tokenizer, ctx.output_dir, ctx, classifier.new_parameters))
 
 
 def finish_classification(ctx: TrainContext, run: RunResult, model: torch.nn.Module, valid: LabelledRows | None,
                           examples: tuple[list[Example], list[Example]], labels: list, hp: Hyperparameters,
                           save_artifact: Callable[[], None], metrics: dict[str, float] | None = None,
-                          manifest: dict[str, Any] | None = None) -> TrainResult:
+                          manifest: dict[str, Any] | None = None, task: Task | None = None) -> TrainResult:
     """The end every task method shares: after a succeeded run, the final evaluation and its predictions
-    file, the method's own files (`save_artifact`), the ready folder and the manifest. `metrics` join the
-    final metrics, `manifest` the manifest's fields (e.g. what stability options did)."""
+    file, the method's own files (`save_artifact`), the ready folder and the manifest (naming the task
+    type, `task`; None: single-label classification). `metrics` join the final metrics, `manifest` the
+    manifest's fields (e.g. what stability options did)."""
+    task = task or get_task(CLASSIFICATION)
     if run.status != "succeeded":
         return TrainResult(run.status, run.step, run.trained_tokens, run.flops, run.eval_metrics)
     train_examples, valid_examples = examples
     final_metrics = finite({"train_loss": run.last_loss})
     if valid is not None:
-        eval_metrics, logits = evaluate_classifier(model, valid, next(model.parameters()).device)
+        eval_metrics, outputs = evaluate_classifier(model, valid, next(model.parameters()).device)
         final_metrics.update(eval_metrics)
         if run.selected_step is not None:  # its scores reached the metrics stream at that step
             final_metrics["selected_step"] = run.selected_step
         elif run.eval_step != run.step:  # the final model's scores always reach the metrics stream
             ctx.sink.metrics(run.step, dict(eval_metrics))
-        _write_predictions(ctx.output_dir, valid_examples, labels, logits)
+        _write_predictions(ctx.output_dir, valid_examples, labels, outputs, task)
     final_metrics.update(metrics or {})
     save_artifact()
     _write_ready_folder(ctx, model, labels, len(train_examples), len(valid_examples), final_metrics, run)
-    write_manifest(ctx.output_dir, job_id=ctx.job_id, method=ctx.method, task="sequence_classification",
+    threshold = {"multi_label_threshold": task.threshold} if task.name == MULTI_LABEL else {}
+    write_manifest(ctx.output_dir, job_id=ctx.job_id, method=ctx.method, task=task.name,
                    base_model={"id": ctx.base_model.id, "sha256": ctx.base_model.sha256}, labels=labels,
                    metrics=final_metrics, trained_tokens=run.trained_tokens, flops=run.flops, steps=run.step,
                    hyperparameters=dataclasses.asdict(hp), settings=ctx.settings_record(),
                    parameters={"total": run.total_parameters, "trainable": run.trainable_parameters},
-                   created_at=datetime.now(UTC).isoformat(), **(manifest or {}))
+                   created_at=datetime.now(UTC).isoformat(), **threshold, **(manifest or {}))
     return TrainResult("succeeded", run.step, run.trained_tokens, run.flops, final_metrics)
 
 
@@ -258,27 +234,55 @@ def _write_ready_folder(ctx: TrainContext, model, labels: list, n_train: int, n_
                      parameters={"total": run.total_parameters, "trainable": run.trainable_parameters})
 
 
-def load_task_data(ctx: TrainContext) -> tuple[list[Example], list[Example], list]:
-    """Training and validation examples plus the sorted label list (the id2label order).
+def describe_task(summary: DatasetSummary) -> str:
+    """What the job trains, in words, for its events."""
+    n = summary.n_examples
+    pair = " (text pairs)" if summary.has_pair else ""
+    return {
+        "sequence_classification": f"single-label classification{pair}, {len(summary.labels)} labels, {n} examples",
+        "regression": f"regression{pair} (float labels; MSE loss, Pearson/Spearman reported), {n} examples",
+        "multi_label_classification": f"multi-label classification{pair} (a sigmoid per label), "
+                                      f"{len(summary.labels)} labels, {n} examples",
+        "token_classification": f"token classification (BIO tags, entity-level F1), {len(summary.labels)} tags, "
+                                f"{n} sentences",
+    }[summary.task]
+
+
+def _label_set(examples: list[Example], task: str) -> set:
+    if task == REGRESSION:
+        return set()
+    return {label for e in examples for label in (e.label if isinstance(e.label, list) else [e.label])}
+
+
+def read_task_files(ctx: TrainContext) -> tuple[list[Example], list[Example], DatasetSummary]:
+    """Training and validation examples plus the training file's summary (task type, sorted labels).
 
     The API validated both files at submission; this re-checks because a worker may run a job
-    whose files changed meaning (e.g. a validation label the training file lacks)."""
+    whose files changed meaning (e.g. a validation label the training file lacks), and refuses a task
+    type the method cannot train (StrategySpec.task_kinds)."""
+    from app.training.registry import get_strategy
+
     try:
         summary = validate_classification_file(ctx.train_file)
-        train = load_classification_examples(ctx.train_file)
+        train = load_classification_examples(ctx.train_file, summary.task)
     except DatasetError as exc:
         raise TrainingError(f"training_file: {exc}", code="invalid_training_file", param="training_file") from exc
+    spec = get_strategy(ctx.method)
+    if summary.task not in spec.task_kinds:
+        raise TrainingError(f"method {ctx.method} cannot train {summary.task} ({spec.task_note or 'not supported'}); "
+                            "choose another method or file.", code="unsupported_task_type", param="training_file")
     if ctx.validation_file is None:
-        return train, [], summary.labels
+        return train, [], summary
     try:
-        valid = load_classification_examples(ctx.validation_file)
+        valid_task = validate_classification_file(ctx.validation_file).task
+        valid = load_classification_examples(ctx.validation_file, summary.task) if valid_task == summary.task else []
     except DatasetError as exc:
         raise TrainingError(f"validation_file: {exc}", code="invalid_validation_file",
                             param="validation_file") from exc
     problem = None
-    if not valid:
-        problem = "has no examples"
-    elif unseen := {e.label for e in valid} - set(summary.labels):
+    if valid_task != summary.task:
+        problem = f"holds {valid_task} rows but the training file {summary.task} rows"
+    elif unseen := _label_set(valid, summary.task) - set(summary.labels):
         problem = (f"has labels the training file lacks: {sorted(map(str, unseen))[:10]}; the model can only "
                    f"predict {[str(label) for label in summary.labels][:10]}")
     elif any((e.text_pair is not None) != summary.has_pair for e in valid):
@@ -286,15 +290,22 @@ def load_task_data(ctx: TrainContext) -> tuple[list[Example], list[Example], lis
                    else 'lacks "text_pair" on some rows but the training file uses text pairs')
     if problem:
         raise TrainingError(f"validation_file {problem}.", code="invalid_validation_file", param="validation_file")
+    return train, valid, summary
+
+
+def load_task_data(ctx: TrainContext) -> tuple[list[Example], list[Example], list]:
+    """read_task_files' examples and the sorted label list (the id2label order)."""
+    train, valid, summary = read_task_files(ctx)
     return train, valid, summary.labels
 
 
-def _write_predictions(output_dir: Path, examples: list[Example], labels: list, logits: torch.Tensor) -> None:
+def _write_predictions(output_dir: Path, examples: list[Example], labels: list, outputs: list[torch.Tensor],
+                       task: Task) -> None:
+    """eval/predictions.jsonl: per validation row its index, gold label and the task's prediction."""
     import json
 
     path = output_dir / "eval" / "predictions.jsonl"
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w") as f:
-        for i, (example, row) in enumerate(zip(examples, logits.tolist(), strict=True)):
-            predicted = labels[max(range(len(row)), key=row.__getitem__)]
-            f.write(json.dumps({"index": i, "label": example.label, "predicted": predicted, "logits": row}) + "\n")
+        for i, (example, output) in enumerate(zip(examples, outputs, strict=True)):
+            f.write(json.dumps({"index": i, "label": example.label, **task.prediction(output, labels)}) + "\n")

@@ -152,6 +152,12 @@ class MethodSettings(BaseModel):
         readable, and the worker hands their paths to the strategy as `ctx.input_files`."""
         return ()
 
+    def named_files(self) -> dict[str, str]:
+        """{dotted field: file id} of every further file these settings name: the file_fields() that are set,
+        unless a method's files sit deeper (multitask's tasks.<i>.training_file). A field ending in
+        training_file or validation_file holds labelled rows, checked as such; any other a text corpus."""
+        return {name: getattr(self, name) for name in self.file_fields() if getattr(self, name)}
+
     def check_base(self, facts: BaseFacts) -> list[BaseProblem]:
         """Settings the chosen base model cannot take, as (field, what to change): the API refuses them
         with a 400 at submission instead of a job failing later; the strategy checks again when it runs."""
@@ -194,6 +200,9 @@ class TaskMethodSettings(MethodSettings):
         "Re-initialise the pooler and the top k encoder layers (counted after drop_top_layers; at least one "
         "pretrained layer must remain) before fine-tuning (Zhang et al. 2021, Revisiting Few-sample BERT "
         "Fine-tuning); they train fully and ship whole in the artifact, like the head."))
+    multi_label_threshold: float = Field(0.5, gt=0, lt=1, description=(
+        "Multi-label training files only: a label applies when its sigmoid probability reaches this value, in "
+        "validation metrics and predictions (a prediction request may give its own)."))
     stability: StabilitySettings | None = Field(None, description=(
         "Remedies for unstable fine-tuning on small data (several seeds with early discarding, R3F/R4F/SMART, "
         "LP-FT, the Mosbach recipe, layer-wise learning-rate decay, early stopping); all off by default."))

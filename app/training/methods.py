@@ -107,8 +107,23 @@ def base_problems(method: Method, facts: BaseFacts, path: str = "method") -> lis
 
 def data_problems(method: Method, data: DatasetSummary, path: str = "method") -> list[tuple[str, str]]:
     """(param, message) for each setting of this method, or of a method nested in it, that the training
-    file cannot take; see MethodSettings.check_data."""
-    return _problems(method, lambda settings: settings.check_data(data), path)
+    file cannot take (a task type the method does not train, see StrategySpec.task_kinds; then
+    MethodSettings.check_data)."""
+    return _task_type_problems(method, data, path) + _problems(method, lambda settings: settings.check_data(data), path)
+
+
+def _task_type_problems(method: Method, data: DatasetSummary, path: str) -> list[tuple[str, str]]:
+    """A task method (here or nested) that cannot train the file's task type, with the spec's reason."""
+    where, spec = f"{path}.{method.type}", method.spec
+    problems = []
+    if spec.trains_task and data.task not in spec.task_kinds:
+        able = ", ".join(s.name for s in list_strategies() if data.task in s.task_kinds)
+        problems.append((f"{path}.type", f"the training file holds {data.task} rows, which {method.type} cannot "
+                                         f"train ({spec.task_note}); methods that can: {able}"))
+    for name, value in method.settings:
+        if isinstance(value, Method):
+            problems += _task_type_problems(value, data, f"{where}.{name}")
+    return problems
 
 
 def submission_problems(method: Method, facts: SubmissionFacts, path: str = "method") -> list[tuple[str, str]]:

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from app.training.base import TrainContext, TrainResult
 from app.training.config import AutoRule, MethodSettings
+from app.training.data import CLASSIFICATION, TASK_TYPES
 
 STRATEGIES_PACKAGE = "app.training.strategies"
 # How a fresh process loads an artifact: plain transformers (`model/`), plain peft over the shared base
@@ -44,14 +45,16 @@ class StrategySpec:
     # "module:function" giving the tokenizer the applied model reads, tokenizer(base tokenizer, artifact_dir);
     # None: the base's own (cloze wraps it in the job's patterns)
     tokenizer: str | None = None
-    task_kinds: tuple[str, ...] = ("sequence_classification",)
+    # the task types of training files the method trains (app.training.data.TASK_TYPES), or ("masked_lm",)
+    task_kinds: tuple[str, ...] = TASK_TYPES
+    task_note: str = ""  # why a task method trains fewer than every task type (shown in the 400)
     base_model_kinds: tuple[str, ...] = ("encoder",)
     default: bool = False  # the method of a job that names none
 
     @property
     def trains_task(self) -> bool:
         """A task method: it fine-tunes on the labelled task, so it may follow another method."""
-        return "sequence_classification" in self.task_kinds
+        return CLASSIFICATION in self.task_kinds
 
     def load(self) -> Callable[[TrainContext], TrainResult]:
         return _resolve(self.entrypoint)

@@ -24,7 +24,8 @@ GOOD = b'{"text": "a", "label": "x"}\n'
     (GOOD + b'{"text": ["b"], "label": "y"}\n', 2, '"text" must be a string'),
     (b'{"text": "a"}\n', 1, 'missing the "label" field'),
     (b'{"text": "a", "label": true}\n', 1, '"label" must be a non-empty string or an integer, got true'),
-    (b'{"text": "a", "label": 1.5}\n', 1, "got 1.5"),
+    (b'{"text": "a", "label": 1.5}\n', None, "regression needs labels that vary"),  # a fraction: regression
+    (GOOD + b'{"text": "b", "label": 1.5}\n', 2, "is a regression row"),
     (b'{"text": "a", "label": null}\n', 1, "got null"),
     (b'{"text": "a", "label": ""}\n', 1, '"label" must be a non-empty'),
     (b'{"text": "a", "label": "x", "text_pair": 3}\n', 1, '"text_pair" must be a string'),

@@ -13,4 +13,7 @@ SPEC = register_strategy(StrategySpec(
         "0.834 / 0.828 at 1e-5 (0.790 at 3e-4 with 32): 1e-4, the best mean; up to 30 epochs on small files")),
     # the default layout (no cloze.peft); with peft: adapter/ (lora) or delta/delta.safetensors (bitfit)
     artifact_files=("mlm/model.safetensors", "mlm/config.json", "cloze/cloze.json"), reload="tuneforge",
-    apply=f"{__name__}.apply:apply_cloze", tokenizer=f"{__name__}.apply:cloze_tokenizer"))
+    apply=f"{__name__}.apply:apply_cloze", tokenizer=f"{__name__}.apply:cloze_tokenizer",
+    task_kinds=("sequence_classification",), task_note=(
+        "cloze reads one [MASK] through the verbalizer, one word per label: it has no output for a number, a set "
+        "of labels or a tag per token; use supervised, lora or another task method")))

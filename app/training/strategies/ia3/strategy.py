@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from app.training.base import TrainContext, TrainResult
 from app.training.task_run import run_classification
+from app.training.tasks.base import peft_task_type
 from app.training.peft_adapter import checked_targets, new_module_names, save_adapter
 from app.training.strategies.ia3.config import IA3Settings
 
 
 def _prepare(model, ctx: TrainContext, new_parameters: set[str]):
-    from peft import IA3Config, TaskType, get_peft_model
+    from peft import IA3Config, get_peft_model
 
     settings = ctx.settings_as(IA3Settings)
     new_modules = new_module_names(new_parameters)
@@ -21,7 +22,7 @@ def _prepare(model, ctx: TrainContext, new_parameters: set[str]):
     feedforward = settings.feedforward_modules
     if targets and feedforward is None:
         feedforward = []  # peft's default feed-forward names need not be among the targets given
-    config = IA3Config(task_type=TaskType.SEQ_CLS, modules_to_save=new_modules or None, target_modules=targets,
+    config = IA3Config(task_type=peft_task_type(model), modules_to_save=new_modules or None, target_modules=targets,
                        feedforward_modules=feedforward)
     return get_peft_model(model, config)
 

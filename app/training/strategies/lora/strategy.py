@@ -7,12 +7,13 @@ from __future__ import annotations
 
 from app.training.base import TrainContext, TrainingError, TrainResult
 from app.training.task_run import run_classification
+from app.training.tasks.base import peft_task_type
 from app.training.peft_adapter import all_linear_names, checked_targets, new_module_names, save_adapter
 from app.training.strategies.lora.config import LoraSettings, default_targets
 
 
 def _prepare(model, ctx: TrainContext, new_parameters: set[str]):
-    from peft import LoraConfig, TaskType, get_peft_model
+    from peft import LoraConfig, get_peft_model
 
     settings = ctx.settings_as(LoraSettings)
     new_modules = new_module_names(new_parameters)
@@ -26,7 +27,7 @@ def _prepare(model, ctx: TrainContext, new_parameters: set[str]):
     else:
         targets = settings.target_modules or default_targets(model.config.model_type)
         targets = checked_targets(model, ctx, targets, whole)
-    config = LoraConfig(task_type=TaskType.SEQ_CLS, modules_to_save=whole or None, target_modules=targets,
+    config = LoraConfig(task_type=peft_task_type(model), modules_to_save=whole or None, target_modules=targets,
                         r=settings.r, lora_alpha=settings.lora_alpha, lora_dropout=settings.lora_dropout,
                         bias=settings.bias, use_rslora=settings.use_rslora, use_dora=settings.use_dora)
     return get_peft_model(model, config)

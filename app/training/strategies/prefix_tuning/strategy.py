@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from app.training.base import TrainContext, TrainResult
 from app.training.task_run import run_classification
+from app.training.tasks.base import peft_task_type
 from app.training.peft_adapter import save_adapter
 from app.training.strategies.prefix_tuning.backbone import accept_prefix
 from app.training.strategies.prefix_tuning.config import PrefixTuningSettings
@@ -22,11 +23,11 @@ PROJECTION_WIDTH = 512  # Li & Liang 2021's MLP width (P-Tuning v2's prefix_hidd
 
 
 def _prepare(model, ctx: TrainContext, new_parameters: set[str]):
-    from peft import PrefixTuningConfig, TaskType
+    from peft import PrefixTuningConfig
 
     settings = ctx.settings_as(PrefixTuningSettings)
     config = PrefixTuningConfig(
-        task_type=TaskType.SEQ_CLS, num_virtual_tokens=settings.num_virtual_tokens,
+        task_type=peft_task_type(model), num_virtual_tokens=settings.num_virtual_tokens,
         prefix_projection=settings.prefix_projection,
         encoder_hidden_size=(settings.encoder_hidden_size or PROJECTION_WIDTH) if settings.prefix_projection else None)
     return virtual_token_model(accept_prefix(model, ctx.base_model.id), ctx, new_parameters, config)

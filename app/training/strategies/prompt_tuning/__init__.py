@@ -11,4 +11,7 @@ SPEC = register_strategy(StrategySpec(
         "and its sequence-classification notebooks 20 epochs. Checked on minilm-l6 (400 election tweets, 4 epochs, "
         "1 seed): validation accuracy 81% at 3e-2, 80% at 1e-1, 51% (chance) at 1e-3")),
     artifact_files=("adapter/adapter_model.safetensors", "adapter/adapter_config.json"), reload="peft",
-    apply="app.training.peft_adapter:apply_adapter"))
+    apply="app.training.peft_adapter:apply_adapter",
+    task_kinds=("sequence_classification", "regression", "multi_label_classification"), task_note=(
+        "prompt tuning prepends its virtual tokens to the input, so a per-token head's outputs no longer line up "
+        "with the words (peft passes token labels unshifted); use prefix_tuning, which keeps them aligned, or lora")))

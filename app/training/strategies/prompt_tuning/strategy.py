@@ -11,18 +11,19 @@ from __future__ import annotations
 
 from app.training.base import TrainContext, TrainResult
 from app.training.task_run import run_classification
+from app.training.tasks.base import peft_task_type
 from app.training.peft_adapter import save_adapter
 from app.training.strategies.prompt_tuning.config import PromptTuningSettings
 from app.training.virtual_tokens import virtual_token_model
 
 
 def _prepare(model, ctx: TrainContext, new_parameters: set[str]):
-    from peft import PromptTuningConfig, PromptTuningInit, TaskType
+    from peft import PromptTuningConfig, PromptTuningInit
 
     settings = ctx.settings_as(PromptTuningSettings)
     text = settings.prompt_tuning_init == "text"
     config = PromptTuningConfig(
-        task_type=TaskType.SEQ_CLS, num_virtual_tokens=settings.num_virtual_tokens,
+        task_type=peft_task_type(model), num_virtual_tokens=settings.num_virtual_tokens,
         # the prompt lives in the input-embedding space (narrower than hidden in ALBERT); DistilBERT's
         # config names its heads n_heads, which peft does not find on its own
         token_dim=model.get_input_embeddings().embedding_dim, num_attention_heads=model.config.num_attention_heads,

@@ -1,0 +1,17 @@
+"""Task types (inferred from the training file by app.training.data): what differs between them is the
+head, the targets, the loss, the metrics and the output; the training loop (app.training.engine) and
+the method's `prepare`/`save` are the same for all.
+
+- sequence_classification: a softmax head, cross-entropy; accuracy, macro-F1 (Devlin et al. 2019).
+- regression: one output, mean squared error; MSE, Pearson, Spearman (STS-B, Cer et al. 2017).
+- multi_label_classification: one sigmoid per label, binary cross-entropy; a label applies when its
+  probability reaches `threshold` (0.5 unless the job says otherwise); micro-/macro-F1, subset accuracy.
+- token_classification: a per-token softmax head (BIO tags), labels on each word's first sub-token
+  (the others -100, ignored by the loss, as in Devlin et al. 2019's NER setup); entity-level
+  precision/recall/F1 as seqeval defines them.
+The losses are the transformers heads' own (`problem_type`), so `model(**batch).loss` is the task loss
+everywhere the engine or a stability remedy reads it.
+"""
+from app.training.tasks.base import Rows, Task, get_task
+
+__all__ = ["Rows", "Task", "get_task"]
