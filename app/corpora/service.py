@@ -6,10 +6,12 @@ Visibility: a tenant sees its own corpora and those an admin shared; any other i
 """
 from __future__ import annotations
 
+import logging
 import shutil
 from pathlib import Path
 from typing import Any
 
+import httpx
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
@@ -22,6 +24,7 @@ from app.files.schemas import CORPUS_PURPOSE
 from app.models import Corpus, CorpusStatus
 from app.models.base import utcnow
 
+log = logging.getLogger(__name__)
 INDEXING = (CorpusStatus.queued, CorpusStatus.running)
 CORPUS_PURPOSES = (CORPUS_PURPOSE, "fine-tune")  # a fine-tune JSONL file's "text" fields index too
 
@@ -102,6 +105,18 @@ def delete_corpus(session: Session, tenant_id: str, corpus_id: str) -> Path:
 
 
 def remove_index(path: Path) -> None:
+    """The index (on disk, or its cluster index) and any staging dir a killed worker left beside it."""
+    from app.corpora.index import read_stats
+    from app.corpora.remote import RemoteSearchError, drop_remote
+
+    try:
+        stats = read_stats(path)
+        if stats.get("backend") == "opensearch":
+            drop_remote(stats)
+    except (OSError, ValueError, RemoteSearchError, httpx.HTTPError) as exc:
+        log.warning("corpus index %s: %s", path, exc)
+    for leftover in path.parent.glob(f".{path.name}.*.building"):
+        shutil.rmtree(leftover, ignore_errors=True)
     shutil.rmtree(path, ignore_errors=True)
 
 

@@ -3,8 +3,10 @@ progress on the corpus row, published atomically (built in a staging dir, rename
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
 
+import httpx
 from celery import shared_task
 
 from app.core.config import get_settings
@@ -12,7 +14,7 @@ from app.core.errors import AppError
 from app.core.queue import INDEX_CORPUS_TASK
 from app.core.retry import with_db
 from app.corpora import service
-from app.corpora.index import build_index
+from app.corpora.remote import RemoteSearchError, build_configured
 from app.files import service as files
 from app.models import Corpus, File
 from app.training.data import DatasetError
@@ -42,7 +44,9 @@ def _publish(corpus_id: str, me: str, source: Path, dest: Path) -> str:
     def progress(documents: int) -> None:
         with_db(lambda session: service.progress(session, corpus_id, me, documents))
 
-    stats = build_index(source, dest, progress=progress)
+    for leftover in dest.parent.glob(f".{dest.name}.*.building"):  # an earlier attempt's worker was killed
+        shutil.rmtree(leftover, ignore_errors=True)
+    stats = build_configured(source, dest, corpus_id, progress=progress)
     if with_db(lambda session: service.complete(session, corpus_id, me, stats.documents, stats.index_bytes)):
         log.info("corpus %s: %d documents indexed, %d index bytes", corpus_id, stats.documents, stats.index_bytes)
         return "ready"
@@ -71,6 +75,9 @@ def execute_index(corpus_id: str) -> str:
             return _publish(corpus_id, me, source, dest)
     except DatasetError as exc:
         return _fail(corpus_id, me, "invalid_file", f"The corpus file is not usable: {exc}", "file")
+    except (RemoteSearchError, httpx.HTTPError) as exc:
+        return _fail(corpus_id, me, "search_cluster_error", f"The search cluster (TUNEFORGE_SEARCH_URL) failed: "
+                     f"{type(exc).__name__}: {exc}"[:2000] + "; check the cluster, then create the corpus again.")
     except Exception as exc:  # noqa: BLE001 - the worker must survive any one corpus's failure
         log.exception("indexing corpus %s crashed", corpus_id)
         if out_of_space(exc):
