@@ -55,12 +55,13 @@ def _check_file(file: File, param: str) -> DatasetSummary:
 
 
 def _check_input_files(session: Session, tenant_id: str, method_type: str, settings: Any) -> None:
-    """Files a method's settings name (e.g. adaptive's corpus_file): the tenant's, and readable text."""
-    for name in settings.file_fields():
-        file_id = getattr(settings, name)
-        if file_id is None:
-            continue
+    """Files a method's settings name (e.g. adaptive's corpus_file): the tenant's, and readable text, or
+    labelled rows like a training file (multitask's tasks.<i>.training_file)."""
+    for name, file_id in settings.named_files().items():
         param = f"method.{method_type}.{name}"
+        if name.endswith(("training_file", "validation_file")):
+            _check_file(_named_file(session, tenant_id, file_id, param), param)
+            continue
         file = files.get_file(session, tenant_id, file_id, param=param)
         try:
             validate_texts(files.verified_path(file))
@@ -168,6 +169,9 @@ def create_job(session: Session, tenant_id: str, body: dict[str, Any], request_f
     if valid_file is not None:
         valid = _check_file(valid_file, "validation_file")
         unseen = set(valid.labels) - set(train.labels)
+        if valid.task != train.task:
+            raise BadRequest(f"validation_file holds {valid.task} rows but training_file holds {train.task} rows; "
+                             "give both files the same task type.", param="validation_file")
         if unseen:
             raise BadRequest(f"validation_file has labels the training file lacks: {sorted(map(str, unseen))[:10]}.",
                              param="validation_file")
@@ -187,8 +191,8 @@ def create_job(session: Session, tenant_id: str, body: dict[str, Any], request_f
     session.flush()
     record_event(session, job.id, f"Validating training file: {request.training_file}")
     labels = ", ".join(map(str, train.labels[:20]))
-    record_event(session, job.id, f"Files validated: {train.n_examples} examples, {len(train.labels)} labels ({labels})",
-                 data={"n_examples": train.n_examples, "labels": train.labels})
+    record_event(session, job.id, f"Files validated: {train.task}, {train.n_examples} examples, {len(train.labels)} "
+                 f"labels ({labels})", data={"n_examples": train.n_examples, "labels": train.labels, "task": train.task})
     for message, data in describe_resolution(resolved):
         record_event(session, job.id, message, data=data)
     state.queue_validated(session, job)

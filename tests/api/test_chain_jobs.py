@@ -102,3 +102,61 @@ def test_a_succeeded_job_without_its_artifact_is_a_400(client, tenant):
     source = _job_row(tenant_id, "succeeded")
     train = upload(client, key, jsonl(classification_rows())).json()["id"]
     assert_error(create(client, key, model=source, training_file=train), 400, "artifact is missing", param="model")
+
+
+# multitask (Muppet): every task file is checked like a training file at submission
+
+
+def _multitask(client, key, tasks: list[dict], **settings):
+    train = upload(client, key, jsonl(classification_rows())).json()["id"]
+    return create(client, key, model="tiny-bert", training_file=train,
+                  method={"type": "multitask", "multitask": {"tasks": tasks, **settings}})
+
+
+def test_a_multitask_job_with_its_task_files_is_queued(client, tenant, registered_tiny_model):
+    _, key = tenant
+    files = [upload(client, key, jsonl(classification_rows(labels=labels))).json()["id"]
+             for labels in (("a", "b"), ("x", "y", "z"), ("x", "y"))]
+    response = _multitask(client, key, [{"name": "ab", "training_file": files[0]},
+                                        {"name": "xyz", "training_file": files[1], "validation_file": files[2]}],
+                          sampling="temperature", temperature=3, then={"type": "lora", "lora": {"r": 4}})
+    assert response.status_code == 200, response.text
+    stored = response.json()["method"]["multitask"]
+    assert stored["tasks"][1] == {"name": "xyz", "training_file": files[1], "validation_file": files[2]}
+    assert stored["then"]["lora"]["hyperparameters"]["n_epochs"] >= 1  # resolved at submission
+
+
+@pytest.mark.parametrize(("settings", "param", "fragment"), [
+    ({"tasks": "one"}, "method.multitask.tasks", "at least two tasks"),
+    ({"tasks": "same-names"}, "method.multitask.tasks", "must differ"),
+    ({"tasks": "two", "temperature": 3}, "method.multitask", 'only with sampling: "temperature"'),
+    ({"tasks": "two", "then": {"type": "adaptive", "adaptive": {"tapt": True}}}, "method.multitask.then",
+     "task method"),
+])
+def test_bad_multitask_settings_are_400s_naming_the_field(settings, param, fragment, client, tenant,
+                                                        registered_tiny_model):
+    tenant_id, key = tenant
+    file_id = upload(client, key, jsonl(classification_rows())).json()["id"]
+    task = {"name": "a", "training_file": file_id}
+    tasks = {"one": [task], "same-names": [task, task], "two": [task, {**task, "name": "b"}]}[settings.pop("tasks")]
+    before = _jobs(tenant_id)
+    assert_error(_multitask(client, key, tasks, **settings), 400, fragment, param=param)
+    assert _jobs(tenant_id) == before
+
+
+def test_a_task_file_that_is_not_labelled_rows_is_a_400_naming_the_task(client, tenant, registered_tiny_model):
+    _, key = tenant
+    good = upload(client, key, jsonl(classification_rows())).json()["id"]
+    corpus = upload(client, key, jsonl([{"text": "no label here"}] * 4)).json()["id"]
+    response = _multitask(client, key, [{"name": "a", "training_file": good}, {"name": "b", "training_file": corpus}])
+    assert_error(response, 400, "not a valid classification file", "label", param="method.multitask.tasks.1.training_file")
+
+
+def test_another_tenants_task_file_is_not_found(client, tenant, registered_tiny_model):
+    _, key = tenant
+    _, other = new_tenant()
+    theirs = upload(client, other, jsonl(classification_rows())).json()["id"]
+    mine = upload(client, key, jsonl(classification_rows())).json()["id"]
+    response = _multitask(client, key, [{"name": "a", "training_file": mine},
+                                        {"name": "b", "training_file": mine, "validation_file": theirs}])
+    assert_error(response, 404, param="method.multitask.tasks.1.validation_file")

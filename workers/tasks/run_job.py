@@ -54,8 +54,7 @@ def build_context(job: Job, sink: DatabaseSink, output_dir: Path) -> TrainContex
     except (MethodError, ValueError) as exc:
         raise TrainingError(f"The job's stored method is no longer valid: {exc}", code="invalid_method_settings",
                             param="method") from exc
-    named = {field: getattr(method.settings, field) for field in method.settings.file_fields()
-             if getattr(method.settings, field)}
+    named = method.settings.named_files()
     stack = getattr(method.settings, "stack", None) or []  # MAD-X: jobs whose adapters load under this one
 
     def load(session):

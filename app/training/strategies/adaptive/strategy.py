@@ -15,12 +15,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from app.fsio import directory_sha256, fsync_tree, replace_dir
-from app.training.artifacts import write_manifest
+from app.training.artifacts import write_stage_manifest
 from app.training.base import BaseModelRef, OffsetSink, ProducedModel, TrainContext, TrainingError, TrainResult
 from app.training.checkpoints import latest_complete_checkpoint
 from app.training.data import DatasetError, load_classification_examples, load_texts
@@ -143,17 +142,4 @@ def _write_manifest(ctx: TrainContext, settings: AdaptiveSettings, records: list
     adaptive = {"base_model": {"id": ctx.base_model.id, "sha256": ctx.base_model.sha256},
                 "phases": [{k: r[k] for k in ("phase", "steps", "trained_tokens", "before", "after")} for r in records],
                 "mlm": settings.mlm.model_dump(mode="json")}
-    path = ctx.output_dir / "manifest.json"
-    if settings.then:
-        manifest = json.loads(path.read_text())
-        path.unlink()
-        fields = {k: v for k, v in manifest.items() if k not in ("format_version", "files")}
-        write_manifest(ctx.output_dir, **{**fields, "method": ctx.method, "task_method": settings.then.type,
-                                          "trained_tokens": result.trained_tokens, "flops": result.flops,
-                                          "steps": result.steps, "adaptive": adaptive})
-        return
-    write_manifest(ctx.output_dir, job_id=ctx.job_id, method=ctx.method, task="masked_lm",
-                   base_model=adaptive["base_model"], metrics=result.metrics, trained_tokens=result.trained_tokens,
-                   flops=result.flops, steps=result.steps, hyperparameters=dataclasses.asdict(ctx.hyperparameters),
-                   settings=ctx.settings_record(), adaptive=adaptive, created_at=datetime.now(UTC).isoformat())
-
+    write_stage_manifest(ctx, result, "masked_lm", settings.then.type if settings.then else None, adaptive=adaptive)
