@@ -37,7 +37,9 @@ COVERAGE_SAMPLE = 12
 # POST /v1/files declares its `file` part as application/jsonl: generate such files, not random bytes
 _json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=8),
                             lambda inner: st.lists(inner, max_size=3), max_leaves=4)
-_objects = st.dictionaries(st.text(max_size=8), _json_values, min_size=1, max_size=3)
+# every row has a non-blank "text", so a generated file is valid for each purpose (a corpus needs one per row)
+_objects = st.builds(lambda text, rest: {**rest, "text": text}, st.text(min_size=1, max_size=8).filter(str.strip),
+                     st.dictionaries(st.text(max_size=8), _json_values, max_size=2))
 schemathesis.openapi.media_type(JSONL, st.lists(_objects, min_size=1, max_size=4).map(
     lambda rows: "".join(json.dumps(row) + "\n" for row in rows).encode()))
 
