@@ -1,23 +1,28 @@
-"""Work a worker claims and holds (WorkerLeaseMixin: jobs and exports), as the maintenance pass sees it.
+"""Work a worker claims and holds (WorkerLeaseMixin: jobs, exports, corpora), as the maintenance pass sees it.
 
 The database says what is queued or held; the broker only delivers. A row held by a worker whose
 heartbeat went stale, and a queued row whose message the broker no longer holds, are found the same
 way for every such table. What then happens to the row (re-queued, failed, an event) stays with its
-table's owner: app/jobs/state.py for jobs, app/exports/recovery.py for exports.
+table's owner: app/jobs/state.py for jobs; exports and corpora share `requeue_or_fail` and `send_unsent`
+(app/exports/recovery.py, app/corpora/recovery.py).
 """
 from __future__ import annotations
 
+import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.core.config import get_settings
+from app.core.db import session_scope
 from app.core.queue import held_by_broker
 from app.models.base import WorkerLeaseMixin, utcnow
+
+log = logging.getLogger(__name__)
 
 L = TypeVar("L", bound=WorkerLeaseMixin)  # a mapped class with `id` and `status` columns too
 
@@ -71,3 +76,38 @@ def worker_lost_error(what: str, attempts: int, silent: int, max_attempts: int) 
     message = (f"The worker running this {what} stopped responding {attempts} times (no heartbeat for {silent}s); "
                f"giving up after {max_attempts} attempts.")
     return {"code": "worker_lost", "message": message, "param": None}
+
+
+def requeue_or_fail(session: Session, model: type[L], running: str, queued: str, failed: str, what: str) -> list[str]:
+    """Rows `running` whose worker stopped beating: `queued` again (to be sent), or `failed` as worker_lost
+    after `max_attempts`. For tables whose rows carry an `error` column (exports, corpora); jobs keep
+    their own rules (app/jobs/state.py). Returns their ids."""
+    max_attempts = get_settings().max_attempts
+    rows: list[Any] = stale(session, model, (running,))
+    for row in rows:  # locked FOR UPDATE: the old worker's compare-and-set writes wait, then miss
+        silent, worker = silence(row), row.worker_id
+        if row.attempt >= max_attempts:
+            row.status, row.finished_at = failed, utcnow()
+            row.error = worker_lost_error(what, row.attempt, silent, max_attempts)
+        else:
+            row.status, row.worker_id, row.enqueued_at = queued, None, None
+        log.warning("%s %s: worker %s lost (no heartbeat for %ds); %s", what, row.id, worker, silent, row.status)
+    return [row.id for row in rows]
+
+
+def send_unsent(model: Any, queued: str, send: Callable[[str], None], what: str) -> list[str]:
+    """Send every `queued` row of `model` not sent yet (re-queued, lost, or refused by a down broker);
+    returns their ids. Never raises for a down broker or database: the rows stay unsent and the next
+    pass tries again."""
+    sent: list[str] = []
+    try:
+        with session_scope() as session:
+            unsent = session.scalars(select(model).where(model.status == queued, model.enqueued_at.is_(None))
+                                     .order_by(model.created_at).with_for_update(skip_locked=True))
+            for row in unsent:
+                send(row.id)
+                row.enqueued_at = utcnow()
+                sent.append(row.id)
+    except Exception as exc:  # noqa: BLE001 - nothing is lost, the rows stay unsent
+        log.warning("%s pass failed after sending %d: %s", what, len(sent), exc)
+    return sent
