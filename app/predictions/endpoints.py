@@ -1,6 +1,8 @@
 """/v1/predictions: labels and probabilities from a succeeded fine-tuning job."""
 from __future__ import annotations
 
+import dataclasses
+
 from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 
@@ -21,11 +23,15 @@ RESPONSES: dict[int | str, dict] = {status: {"model": ErrorResponse, "descriptio
 ]}
 
 
-@router.post("", response_model=PredictionList, responses=RESPONSES)
+@router.post("", response_model=PredictionList, response_model_exclude_none=True, responses=RESPONSES)
 async def create_predictions(body: PredictionRequest, session: SessionDep, tenant: TenantDep) -> dict:
-    """Classify `input` with a fine-tuned model: per input, the most probable label and every label's
-    probability. Adapters of one base share it in memory and one forward pass; outputs equal loading
+    """Predict `input` with a fine-tuned model: per input, the most probable label and every label's
+    probability (regression: `value`; multi-label: `labels` at or above `threshold` and each label's
+    sigmoid probability; token classification: `tags` per whitespace-split word and `entities` with
+    character spans). Adapters of one base share it in memory and one forward pass; outputs equal loading
     the artifact alone (`load_classifier` + `predict`)."""
     served = await run_in_threadpool(service.resolve, session, tenant.id, body.model)
-    logits = await service.predict(served, body.input)
-    return service.prediction_list(served, logits)
+    if body.threshold is not None:
+        served = dataclasses.replace(served, threshold=body.threshold)
+    rows = await service.predict(served, body.input)
+    return service.prediction_list(served, rows)

@@ -24,6 +24,8 @@ from app.training.base import BaseModelRef
 from app.training.delta import load_delta
 from app.training.structure import restore_structure
 
+from app.training.tasks import get_task
+from app.training.tasks.predict import predict_rows
 MIXABLE = (torch.nn.Linear, torch.nn.Embedding)  # modules peft's mixed batches can run per row
 
 
@@ -176,6 +178,7 @@ class Engines:
                 try:
                     loaded = self.load(work.served)
                 except Exception as exc:  # noqa: BLE001 - this request fails, the others go on
+        works = [work for work in works if not self._answered_alone(work)]
                     work.future.set_exception(exc)
                     continue
                 groups.setdefault(id(loaded.runner), []).append((work, loaded))
@@ -192,6 +195,21 @@ class Engines:
     def _waves(self, works: list[Work]) -> Iterator[list[Work]]:
         """`works` in order, cut where a wave would need more distinct models than a cache holds: loading
         one must never evict another that the same forward passes need."""
+    def _answered_alone(self, work: Work) -> bool:
+        """Task types other than single-label classification (a number, a label set, tags per word) are
+        answered here, per request, with the task's own outputs (app.training.tasks.predict)."""
+        if work.served.task == "sequence_classification":
+            return False
+        try:
+            loaded = self.load(work.served)
+            examples = [{"text": text, "text_pair": pair} for text, pair in work.inputs]
+            work.future.set_result(predict_rows(loaded.runner.model, loaded.tokenizer, examples,
+                                                list(work.served.labels),
+                                                get_task(work.served.task, work.served.threshold), self.batch_rows))
+        except Exception as exc:  # noqa: BLE001 - this request fails, the others go on
+            work.future.set_exception(exc)
+        return True
+
         wave: list[Work] = []
         seen: dict[int, set[str]] = {id(self.adapters): set(), id(self.models): set()}
         for work in works:

@@ -39,16 +39,36 @@ class PredictionRequest(BaseModel):
 
     model: str = Field(min_length=1, max_length=MAX_MODEL_CHARS, description=(
         "A succeeded fine-tuning job of yours: its `fine_tuned_model`, or its id."))
+    threshold: float | None = Field(None, gt=0, lt=1, description=(
+        "Multi-label models only: a label applies at this sigmoid probability (default: the job's "
+        "multi_label_threshold, 0.5 unless it set one)."))
     input: list[Annotated[PredictionInput, WithJsonSchema(_INPUT_SCHEMA)]] = Field(
         min_length=1, max_length=MAX_INPUTS, description=f"1 to {MAX_INPUTS} texts, or "
         f'`{{"text", "text_pair"}}` objects, each at most {MAX_INPUT_CHARS} characters.')
 
 
+class Entity(BaseModel):
+    entity: str = Field(description="The entity type (the tag without its B-/I- prefix).")
+    start: int = Field(description="Character offset of its first character in the input text.")
+    end: int = Field(description="Character offset just past its last character.")
+    text: str = Field(description="text[start:end].")
+    words: list[int] = Field(description="[first word, last word + 1], words split on whitespace.")
+
+
 class Prediction(BaseModel):
+    """Per task type: `label` and `probabilities` (single-label), `value` (regression), `labels` and
+    `probabilities` (multi-label, sigmoid per label), `tags` and `entities` (token classification)."""
+
     object: Literal["prediction"] = "prediction"
     index: int = Field(description="The input's position in the request.")
-    label: str = Field(description="The most probable label (labels are strings here, as in config.json's id2label).")
-    probabilities: dict[str, float] = Field(description="Softmax probability of every label the model knows.")
+    label: str | None = Field(None, description=(
+        "Single-label: the most probable label (labels are strings here, as in config.json's id2label)."))
+    probabilities: dict[str, float] | None = Field(None, description=(
+        "Single-label: softmax probability of every label; multi-label: each label's own sigmoid probability."))
+    value: float | None = Field(None, description="Regression: the predicted number.")
+    labels: list[str] | None = Field(None, description="Multi-label: the labels at or above the threshold.")
+    tags: list[str] | None = Field(None, description="Token classification: one BIO tag per whitespace-split word.")
+    entities: list[Entity] | None = Field(None, description="Token classification: the tagged entities, with spans.")
 
 
 class PredictionList(BaseModel):

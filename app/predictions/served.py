@@ -35,6 +35,8 @@ class ServedModel:
     base: BaseModelRef | None  # None: a whole model/ needs no base
     drop_top_layers: int = 0  # the trained shape (app.training.structure.restore_structure)
     modules_to_save: tuple[str, ...] = ()  # LoRA: modules each adapter ships whole (head, pooler)
+    task: str = "sequence_classification"  # the manifest's task type (app.training.tasks)
+    threshold: float = 0.5  # multi-label: a label applies at this sigmoid probability
 
     @property
     def key(self) -> str:
@@ -50,8 +52,8 @@ def serving_kind(artifact_dir: Path, manifest: dict[str, Any]) -> tuple[Kind, di
         raise NotServable(f"This {method} job trained no classifier, only an encoder or a language adapter, so it "
                           "has nothing to predict with; fine-tune a task method on it (name its adapted model as "
                           "`model` in a new job, or stack its adapter) and predict with that job.")
-    if spec.apply is None:
-        return "whole", {}
+    if spec.apply is None or manifest.get("task", "sequence_classification") != "sequence_classification":
+        return "whole", {}  # other task types run alone through load_classifier (no shared-base batching yet)
     if spec.apply == DELTA_APPLY:
         return "delta", {}
     if spec.reload == "peft" and (artifact_dir / ADAPTER_CONFIG).is_file():
@@ -80,4 +82,5 @@ def describe(name: str, artifact_dir: Path, base: BaseModelRef | None,
         name=name, artifact_dir=artifact_dir, kind=kind, labels=tuple(str(label) for label in manifest["labels"]),
         max_length=(manifest.get("hyperparameters") or {}).get("max_length"), base=base if needs_base else None,
         drop_top_layers=(manifest.get("settings") or {}).get("drop_top_layers") or 0,
-        modules_to_save=tuple(sorted(set(adapter_config.get("modules_to_save") or ()))))
+        modules_to_save=tuple(sorted(set(adapter_config.get("modules_to_save") or ()))),
+        task=manifest.get("task", "sequence_classification"), threshold=manifest.get("multi_label_threshold", 0.5))

@@ -69,8 +69,10 @@ def resolve(session: Session, tenant_id: str, model: str) -> ServedModel:
                        "predict; train the job again.", param="model", code="artifact_missing") from exc
 
 
-async def predict(served: ServedModel, inputs: list[PredictionInput]) -> list[list[float]]:
-    """Logits per input, from the inference thread; a 503 when it cannot answer within predictions_timeout."""
+async def predict(served: ServedModel, inputs: list[PredictionInput]) -> list[Any]:
+    """Logits per input (single-label), or the task's answer per input (other task types: see
+    app.training.tasks.predict), from the inference thread; a 503 when it cannot answer within
+    predictions_timeout."""
     future = get_runtime().submit(served, [(item.text, item.text_pair) for item in inputs])
     timeout = get_settings().predictions_timeout
     try:
@@ -89,12 +91,20 @@ def softmax(logits: list[float]) -> list[float]:
     return [e / total for e in exps]
 
 
-def prediction_list(served: ServedModel, logits: list[list[float]]) -> dict[str, Any]:
-    """OpenAI-style list: per input its most probable label and every label's probability."""
-    data = []
-    for index, row in enumerate(logits):
-        probabilities = softmax(row)
+def _answer(served: ServedModel, row: Any) -> dict[str, Any]:
+    """One input's fields of the Prediction shape, for the served model's task type."""
+    if served.task == "sequence_classification":
         best = max(range(len(row)), key=row.__getitem__)
-        data.append({"object": "prediction", "index": index, "label": served.labels[best],
-                     "probabilities": dict(zip(served.labels, probabilities, strict=True))})
+        return {"label": served.labels[best], "probabilities": dict(zip(served.labels, softmax(row), strict=True))}
+    if served.task == "regression":
+        return {"value": row["predicted"]}
+    if served.task == "multi_label_classification":
+        return {"labels": [str(label) for label in row["predicted"]], "probabilities": row["probabilities"]}
+    return {"tags": row["predicted"], "entities": row["entities"]}
+
+
+def prediction_list(served: ServedModel, rows: list[Any]) -> dict[str, Any]:
+    """OpenAI-style list: per input the task type's answer (single-label: the most probable label and
+    every label's probability)."""
+    data = [{"object": "prediction", "index": index, **_answer(served, row)} for index, row in enumerate(rows)]
     return {"object": "list", "model": served.name, "data": data}
