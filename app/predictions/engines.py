@@ -23,9 +23,9 @@ from app.training.artifacts import check_base, load_classifier, read_manifest, v
 from app.training.base import BaseModelRef
 from app.training.delta import load_delta
 from app.training.structure import restore_structure
-
 from app.training.tasks import get_task
 from app.training.tasks.predict import predict_rows
+
 MIXABLE = (torch.nn.Linear, torch.nn.Embedding)  # modules peft's mixed batches can run per row
 
 
@@ -172,13 +172,13 @@ class Engines:
         self._names = count()
 
     def run(self, works: list[Work]) -> None:
+        works = [work for work in works if not self._answered_alone(work)]
         for wave in self._waves(works):
             groups: dict[int, list[tuple[Work, Loaded]]] = {}
             for work in wave:
                 try:
                     loaded = self.load(work.served)
                 except Exception as exc:  # noqa: BLE001 - this request fails, the others go on
-        works = [work for work in works if not self._answered_alone(work)]
                     work.future.set_exception(exc)
                     continue
                 groups.setdefault(id(loaded.runner), []).append((work, loaded))
@@ -189,12 +189,6 @@ class Engines:
                     for work, _ in members:
                         work.future.set_exception(exc)
 
-    def _cache(self, served: ServedModel) -> LRUCache[str, Loaded]:
-        return self.models if served.kind == "whole" else self.adapters
-
-    def _waves(self, works: list[Work]) -> Iterator[list[Work]]:
-        """`works` in order, cut where a wave would need more distinct models than a cache holds: loading
-        one must never evict another that the same forward passes need."""
     def _answered_alone(self, work: Work) -> bool:
         """Task types other than single-label classification (a number, a label set, tags per word) are
         answered here, per request, with the task's own outputs (app.training.tasks.predict)."""
@@ -210,6 +204,12 @@ class Engines:
             work.future.set_exception(exc)
         return True
 
+    def _cache(self, served: ServedModel) -> LRUCache[str, Loaded]:
+        return self.models if served.kind == "whole" else self.adapters
+
+    def _waves(self, works: list[Work]) -> Iterator[list[Work]]:
+        """`works` in order, cut where a wave would need more distinct models than a cache holds: loading
+        one must never evict another that the same forward passes need."""
         wave: list[Work] = []
         seen: dict[int, set[str]] = {id(self.adapters): set(), id(self.models): set()}
         for work in works:
