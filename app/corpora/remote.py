@@ -47,8 +47,9 @@ def search_settings() -> SearchSettings:
     return SearchSettings()
 
 
-class RemoteSearchError(RuntimeError):
-    """The cluster refused or failed a request; the message carries its own reason."""
+class RemoteSearchError(OSError):
+    """The cluster refused or failed a request (or is not configured); the message carries the reason.
+    An OSError: to a caller it is the index's storage failing, as a missing index directory would."""
 
 
 def _client(url: str, timeout: float) -> httpx.Client:

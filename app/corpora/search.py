@@ -6,8 +6,11 @@ import threading
 from collections import OrderedDict
 from pathlib import Path
 
+import httpx
+
 from app.core.errors import AppError
 from app.corpora.index import CorpusIndex, open_index
+from app.corpora.remote import RemoteSearchError
 
 OPEN_INDEXES = 8
 _open: OrderedDict[Path, CorpusIndex] = OrderedDict()
@@ -21,6 +24,8 @@ def opened(path: Path) -> CorpusIndex:
             return _open[path]
     try:
         index = open_index(path)
+    except RemoteSearchError:
+        raise
     except (OSError, ValueError) as exc:
         raise AppError(f"The corpus index at {path.name} is missing or damaged ({type(exc).__name__}); delete the "
                        "corpus and create it again from its file.", status_code=500, code="index_damaged") from exc
@@ -38,7 +43,12 @@ def forget(path: Path) -> None:
 
 def search(path: Path, query: str, top_k: int) -> list[tuple[int, float, str]]:
     """(document, score, text) of the best `top_k` documents for `query`, best first."""
-    index = opened(path)
-    [hits] = index.search_many([query], top_k, threads=1)
-    scores = dict(hits)
-    return [(doc, scores[doc], text) for doc, text in index.texts(doc for doc, _ in hits)]
+    try:
+        index = opened(path)
+        [hits] = index.search_many([query], top_k, threads=1)
+        scores = dict(hits)
+        return [(doc, scores[doc], text) for doc, text in index.texts(doc for doc, _ in hits)]
+    except (RemoteSearchError, httpx.HTTPError) as exc:
+        raise AppError(f"The search cluster holding this corpus failed ({exc}); try again later, or ask the "
+                       "operator to check TUNEFORGE_SEARCH_URL.", status_code=503, code="search_unavailable",
+                       headers={"Retry-After": "5"}) from exc

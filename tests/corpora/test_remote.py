@@ -130,3 +130,21 @@ def test_bulk_refusals_and_bad_corpora(tmp_path):
     with pytest.raises(DatasetError, match="no documents"):
         build_remote_index(source, tmp_path / "i", INDEX, Cluster().client())
     assert not (tmp_path / "i" / "stats.json").exists()
+
+
+def test_search_endpoint_says_when_the_cluster_is_unreachable(tmp_path, monkeypatch):
+    """A corpus on a cluster that does not answer: a 503 naming the setting, never a 500."""
+    from app.core.errors import AppError
+    from app.corpora import search
+
+    (tmp_path / "stats.json").write_text(json.dumps({"documents": 3, "bytes": 9, "index_bytes": 1,
+                                                     "backend": "opensearch", "index": INDEX}))
+    monkeypatch.setenv("TUNEFORGE_SEARCH_URL", "http://127.0.0.1:9")  # discard port: nothing listens
+    remote.search_settings.cache_clear()
+    try:
+        with pytest.raises(AppError) as info:
+            search.search(tmp_path, "anything", 3)
+    finally:
+        remote.search_settings.cache_clear()
+        search.forget(tmp_path)
+    assert info.value.status_code == 503 and "TUNEFORGE_SEARCH_URL" in info.value.message
