@@ -129,16 +129,17 @@ def client(database):
 
 
 def quiesce_jobs() -> None:
-    """Cancel jobs (and fail exports) earlier tests left waiting and empty the test queues, so the
-    next test's dispatcher, maintenance pass and workers see only their own."""
+    """Cancel jobs (and fail exports and corpora) earlier tests left waiting and empty the test queues, so
+    the next test's dispatcher, maintenance pass and workers see only their own."""
     from sqlalchemy import update
 
     from app.core.db import session_scope
-    from app.models import Job, JobExport
+    from app.models import Corpus, Job, JobExport
 
     with session_scope() as db:
         db.execute(update(Job).where(Job.status.in_(("queued", "validating_files"))).values(status="cancelled"))
         db.execute(update(JobExport).where(JobExport.status.in_(("queued", "running"))).values(status="failed"))
+        db.execute(update(Corpus).where(Corpus.status.in_(("queued", "running"))).values(status="failed"))
     _purge_test_queues()
 
 
