@@ -22,6 +22,7 @@ from typing import Any
 from app.fsio import directory_sha256, fsync_tree
 from app.training.artifacts import MANIFEST, load_classifier, read_manifest
 from app.training.base import TrainingError
+from app.training.data import CLASSIFICATION, TASK_TYPES
 
 ENCODER_PREFIX = "encoder:"
 
@@ -32,8 +33,9 @@ def chained_model_id(job_id: str) -> str:
 
 
 def is_classifier(manifest: dict[str, Any]) -> bool:
-    """A task method's artifact (it has labels and a head to drop), not an encoder-only one."""
-    return bool(manifest.get("labels"))
+    """A task method's artifact (an encoder under a head to drop, whatever the task type), not an
+    encoder-only one (adaptive or multitask without then)."""
+    return manifest.get("task", CLASSIFICATION) in TASK_TYPES
 
 
 def source_method(manifest: dict[str, Any]) -> str:
@@ -45,10 +47,13 @@ def merge_problem(artifact_dir: Path) -> str | None:
     """Why the artifact cannot become a plain encoder, read from its files alone (no torch); None if it can.
 
     Virtual tokens (prompt/prefix tuning) and bottleneck adapters add computation a plain encoder lacks;
-    cloze trains a masked-LM model, not a classifier. The worker checks the merged weights again."""
+    cloze scores labels through the masked-LM head, with no head to drop. The worker checks the merged weights again."""
     manifest = read_manifest(artifact_dir)
-    if not is_classifier(manifest) or manifest.get("task") not in (None, "sequence_classification"):
-        return f"its artifact holds no classifier encoder (task {manifest.get('task')!r})"
+    if not is_classifier(manifest):
+        return f"its artifact holds no task model (task {manifest.get('task')!r})"
+    if (artifact_dir / "cloze").exists():
+        return ("cloze trains the masked-LM model through its patterns, which has no task head to drop; train the "
+                "intermediate task with supervised, lora, ia3, bitfit, partial, diff_pruning or said")
     config = artifact_dir / "adapter" / "adapter_config.json"
     if config.is_file():
         peft_type = json.loads(config.read_text()).get("peft_type")

@@ -114,3 +114,15 @@ def test_unmergeable_methods_are_refused_with_the_reason(method, make_ctx, base_
     with pytest.raises(TrainingError) as info:
         materialize_encoder(source.output_dir, base_ref.path, tmp_path / "enc")
     assert info.value.code == "invalid_chain" and not (tmp_path / "enc").exists()
+
+
+def test_a_regression_job_starts_a_classification_chain(make_ctx, base_ref, tmp_path):
+    """Any task type's encoder chains: the regression head is dropped like a classifier's."""
+    rows = [{"text": r["text"], "label": 1.0 if r["label"] == "pos" else 0.0} for r in make_classification_rows(24, seed=3)]
+    source = make_ctx("supervised", output="a", train_rows=rows, n_valid=0, n_epochs=2)
+    assert run_strategy(source).status == "succeeded"
+    assert merge_problem(source.output_dir) is None
+    enc = tmp_path / "enc"
+    ref = BaseModelRef(chained_model_id("ftjob-a"), enc, materialize_encoder(source.output_dir, base_ref.path, enc))
+    target = _train(make_ctx, "lora", "b", base=ref, n_labels=3)
+    assert read_manifest(target.output_dir)["labels"] == ["neg", "neu", "pos"]
