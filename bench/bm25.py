@@ -177,7 +177,8 @@ def main() -> None:
             for name, r in systems.items():
                 rows.append({"documents": n, "system": name, "build_s": round(r["build_s"], 2), "size": r["size"],
                              "qps": round(r["qps"], 1), "qps_2threads": round(r.get("qps_2threads", 0), 1) or None,
-                             "queries": len(r["hits"]), "top10_overlap_with_ours": round(overlap(ours["hits"], r["hits"]), 3),
+                             "queries": len(r["hits"]),
+                             "top10_overlap_with_ours": round(overlap(ours["hits"], r["hits"]), 3),
                              "corpus_bytes": corpus.stat().st_size})
         finally:
             shutil.rmtree(work, ignore_errors=True)

@@ -110,8 +110,8 @@ def test_bad_create_and_search_requests(client, tenant):
                  409, "still indexing", "poll")
     ready = create_corpus(client, key, text_file(documents(10)))
     url = f"/v1/corpora/{ready['id']}/search"
-    for body, fragment in (({"query": ""}, "query"), ({"query": "  \n\t"}, "blank"), ({"query": "a", "top_k": 0}, "top_k"),
-                           ({"query": "a", "top_k": -3}, "top_k"), ({"query": "a", "top_k": 100_000}, "top_k"),
+    for body, fragment in (({"query": ""}, "query"), ({"query": "  \n\t"}, "blank"),
+                           ({"query": "a", "top_k": 0}, "top_k"), ({"query": "a", "top_k": -3}, "top_k"), ({"query": "a", "top_k": 100_000}, "top_k"),
                            ({"query": "a\x00b"}, "query"), ({"query": 5}, "query"), ({"top_k": 3}, "query"),
                            ({"query": "a", "top_k": "many"}, "top_k"), ({"query": "x" * 10_001}, "query")):
         assert_error(client.post(url, headers=auth(key), json=body), 400, fragment)
