@@ -24,6 +24,16 @@ def _job_row(tenant_id: str, status: str, error: dict | None = None) -> str:
         return job.id
 
 
+def _run(client, key: str, job_id: str) -> dict:
+    """Run a queued job as a worker does, in this process (or wait for this session's worker that claimed it)."""
+    from workers.tasks.run_job import execute
+
+    if execute(job_id) == "skipped":
+        wait_for(lambda: client.get(f"/v1/fine_tuning/jobs/{job_id}", headers=auth(key)).json(),
+                 lambda job: job["status"] not in ("queued", "running"), timeout=120)
+    return client.get(f"/v1/fine_tuning/jobs/{job_id}", headers=auth(key)).json()
+
+
 def _source(client, trained_job) -> dict:
     return client.get(f"/v1/fine_tuning/jobs/{trained_job.job_id}", headers=auth(trained_job.key)).json()
 
@@ -44,7 +54,6 @@ def test_a_chained_job_runs_from_the_sources_encoder_and_records_its_lineage(cli
     from app.artifacts.service import job_artifact_dir
     from app.models import BaseModel
     from app.training.artifacts import read_manifest
-    from workers.tasks.run_job import execute
 
     train = upload(client, trained_job.key, jsonl(classification_rows(16, labels=("x", "y")))).json()["id"]
     ids = []
@@ -53,10 +62,7 @@ def test_a_chained_job_runs_from_the_sources_encoder_and_records_its_lineage(cli
                           method={"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 1}}})
         assert response.status_code == 200, response.text
         ids.append(response.json()["id"])
-        if execute(ids[-1]) == "skipped":  # a worker of this test session claimed it first
-            wait_for(lambda: client.get(f"/v1/fine_tuning/jobs/{ids[-1]}", headers=auth(trained_job.key)).json(),
-                     lambda job: job["status"] not in ("queued", "running"), timeout=120)
-        assert client.get(f"/v1/fine_tuning/jobs/{ids[-1]}", headers=auth(trained_job.key)).json()["status"] == "succeeded"
+        assert _run(client, trained_job.key, ids[-1])["status"] == "succeeded"
     with session_scope() as db:
         encoder = db.get(BaseModel, f"encoder:{trained_job.job_id}")
         jobs = [db.get(Job, i) for i in ids]
@@ -160,3 +166,19 @@ def test_another_tenants_task_file_is_not_found(client, tenant, registered_tiny_
     response = _multitask(client, key, [{"name": "a", "training_file": mine},
                                         {"name": "b", "training_file": mine, "validation_file": theirs}])
     assert_error(response, 404, param="method.multitask.tasks.1.validation_file")
+
+
+def test_naming_an_encoder_only_job_starts_from_its_registered_encoder(client, tenant, registered_tiny_model):
+    """A multitask job without then produced an encoder, no task head: naming the job is naming its model."""
+    _, key = tenant
+    files = [upload(client, key, jsonl(classification_rows(16, labels=labels))).json()["id"]
+             for labels in (("a", "b"), ("x", "y", "z"))]
+    tasks = [{"name": "ab", "training_file": files[0]}, {"name": "xyz", "training_file": files[1]}]
+    job = create(client, key, model=registered_tiny_model, training_file=files[0], method={
+        "type": "multitask", "multitask": {"tasks": tasks, "hyperparameters": {"n_epochs": 1, "batch_size": 8}}}).json()
+    done = _run(client, key, job["id"])
+    assert done["status"] == "succeeded", done["error"]
+    for name in (job["id"], done["fine_tuned_model"]):
+        response = create(client, key, model=name, training_file=files[1], method={"type": "lora"})
+        assert response.status_code == 200, response.text
+        assert response.json()["model"] == f"multitask:{job['id']}"
