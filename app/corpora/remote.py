@@ -13,6 +13,7 @@ from the setting each time, never written to disk). Unset (the default), corpora
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict
 from functools import lru_cache
@@ -174,7 +175,7 @@ def build_configured(source: Path, dest: Path, name: str, progress: Callable[[in
     from app.corpora.index import build_index
 
     settings = search_settings()
-    if not settings.search_url:
-        return build_index(source, dest, progress)
+    if not settings.search_url:  # writer threads: half the cores, 1-4 (tokenizing + stemming is the cost)
+        return build_index(source, dest, progress, threads=max(1, min(4, (os.cpu_count() or 2) // 2)))
     with _client(settings.search_url, settings.search_timeout) as client:
         return build_remote_index(source, dest, f"{settings.search_index_prefix}{name}".lower(), client, progress)
