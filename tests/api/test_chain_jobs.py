@@ -138,6 +138,8 @@ def test_a_multitask_job_with_its_task_files_is_queued(client, tenant, registere
     ({"tasks": "two", "temperature": 3}, "method.multitask", 'only with sampling: "temperature"'),
     ({"tasks": "two", "then": {"type": "adaptive", "adaptive": {"tapt": True}}}, "method.multitask.then",
      "task method"),
+    ({"tasks": "two", "then": {"type": "adapter", "adapter": {"stack": ["ftjob-x"]}}}, "method.multitask.then",
+     "cannot stack adapters"),
 ])
 def test_bad_multitask_settings_are_400s_naming_the_field(settings, param, fragment, client, tenant,
                                                         registered_tiny_model):

@@ -71,6 +71,14 @@ class MultitaskSettings(MethodSettings):
             raise ValueError(f"task names must differ; {duplicated} appear more than once")
         return tasks
 
+    @field_validator("then")
+    @classmethod
+    def _then_on_this_encoder(cls, then):
+        if then is not None and getattr(then.settings, "stack", None):
+            raise ValueError("then cannot stack adapters: it trains on the multitask encoder, not on the base the "
+                             "stacked adapters were trained on; submit the stacked adapter as its own job")
+        return then
+
     @model_validator(mode="after")
     def _temperature_with_its_sampling(self, info: ValidationInfo) -> MultitaskSettings:
         resolved = bool(info.context and info.context.get(RESOLVED))  # a stored method shows every default
