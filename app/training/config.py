@@ -218,6 +218,21 @@ class TaskMethodSettings(MethodSettings):
                 raise ValueError(f"stability.{name} is not available with this method: {why}")
         return value
 
+    def check_data(self, data: DatasetSummary) -> list[BaseProblem]:
+        """Stability options the file's task type cannot take: a regularizer comparing softmaxes has nothing
+        to compare on one regression output; early stopping on a metric that task type does not measure."""
+        problems, stability = super().check_data(data), self.stability
+        if stability is None:
+            return problems
+        if stability.regularizer is not None and data.task == "regression":
+            problems.append(("stability.regularizer", "compares output distributions (a symmetric KL of softmaxes), "
+                                                      "which one regression output does not have; leave it out"))
+        unmeasured = {"regression": ("accuracy", "macro_f1"), "token_classification": ("macro_f1",)}.get(data.task, ())
+        if stability.early_stopping is not None and stability.early_stopping.metric in unmeasured:
+            problems.append(("stability.early_stopping.metric", f"{stability.early_stopping.metric} is not measured on "
+                                                                f"{data.task} files; use loss"))
+        return problems
+
     @model_validator(mode="after")
     def _aux_needs_weight(self) -> TaskMethodSettings:
         if self.aux_mlm is not None and self.aux_mlm_weight == 0:

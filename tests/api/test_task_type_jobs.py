@@ -104,3 +104,20 @@ def test_predictions_answer_per_task_type(client, tenant, registered_tiny_model)
     [row] = _predict(client, key, multi, ["good table"])
     assert set(row["probabilities"]) == {"neg", "obj", "pos"} and set(row["labels"]) <= {"neg", "obj", "pos"}
     assert set(_predict(client, key, multi, ["good table"], threshold=0.01)[0]["labels"]) == {"neg", "obj", "pos"}
+
+
+@pytest.mark.parametrize("task, stability, field, fragment", [
+    ("regression", {"regularizer": {"type": "r3f"}}, "stability.regularizer", "one regression output"),
+    ("regression", {"early_stopping": {"patience": 2}}, "stability.early_stopping.metric", "accuracy is not measured"),
+    ("token_classification", {"early_stopping": {"patience": 2, "metric": "macro_f1"}},
+     "stability.early_stopping.metric", "macro_f1 is not measured"),
+])
+def test_stability_options_the_task_type_cannot_take_are_400(client, tenant, registered_tiny_model, task, stability,
+                                                             field, fragment):
+    tenant_id, key = tenant
+    train = upload(client, key, jsonl(ROWS[task](12, 1))).json()["id"]
+    valid = upload(client, key, jsonl(ROWS[task](4, 2))).json()["id"]
+    response = create(client, key, model=registered_tiny_model, training_file=train, validation_file=valid,
+                      method={"type": "supervised", "supervised": {"stability": stability}})
+    assert_error(response, 400, fragment, param=f"method.supervised.{field}")
+    assert _jobs(tenant_id) == 0
