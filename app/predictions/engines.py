@@ -19,6 +19,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from app.predictions.batcher import Input, Work
 from app.predictions.cache import LRUCache
 from app.predictions.served import ServedModel
+from app.predictions.stacked_lora import StackedLora
 from app.training.artifacts import check_base, load_classifier, read_manifest, verify_files
 from app.training.base import BaseModelRef
 from app.training.delta import load_delta
@@ -91,24 +92,35 @@ class LoraPool:
         self._model = model
         self.peft: PeftModel | None = None
         self.mixable = True
+        self._stacked = StackedLora()
 
     def add(self, name: str, adapter_dir) -> None:
         if self.peft is None:
             self.peft = PeftModel.from_pretrained(self._model, adapter_dir, adapter_name=name).eval()
-            self.mixable = all(isinstance(m.original_module, MIXABLE) for m in self.peft.modules()
-                               if isinstance(m, ModulesToSaveWrapper))
         else:
             self.peft.load_adapter(adapter_dir, adapter_name=name)
+        self._changed()
+
+    def _changed(self) -> None:
+        """Mixable when every whole-trained module can be split per row and no adapter is a LoRA variant
+        (peft refuses `adapter_names` with DoRA)."""
+        self._stacked.invalidate()
+        modules = list(self.peft.modules()) if self.peft is not None else []
+        self.mixable = all(isinstance(m.original_module, MIXABLE) for m in modules
+                           if isinstance(m, ModulesToSaveWrapper)) \
+            and not any(getattr(m, "lora_variant", None) for m in modules)
 
     def remove(self, name: str) -> bool:
         """Unload one adapter; True when it was the last (peft loads none into an emptied model: drop the pool)."""
         names = list(self.peft.peft_config)
         if names == [name]:
             self.peft = None
+            self._changed()
             return True
         if self.peft.active_adapter == name:
             self._activate(next(n for n in names if n != name))
         self.peft.delete_adapter(name)
+        self._changed()
         return False
 
     def _activate(self, name: str) -> None:
@@ -116,10 +128,12 @@ class LoraPool:
             self.peft.set_adapter(name)
 
     def logits(self, batch: dict[str, torch.Tensor], names: list[str]) -> torch.Tensor:
-        """Mixable: one pass, whichever adapters the rows name (no switch at all, even for one adapter).
-        Otherwise one pass per adapter after `set_adapter`, whose cost grows with the adapters loaded."""
+        """Mixable: one pass, whichever adapters the rows name (no switch at all, even for one adapter), the
+        LoRA layers gathering each row's matrices from stacks (stacked_lora.py) rather than looping over
+        adapters. Otherwise one pass per adapter after `set_adapter`, whose cost grows with the adapters loaded."""
         if self.mixable:
-            return self.peft(**batch, adapter_names=names).logits
+            with self._stacked.rows(self.peft, list(self.peft.peft_config), names):
+                return self.peft(**batch, adapter_names=names).logits
         parts = []
         for adapter in dict.fromkeys(names):
             rows = torch.tensor([i for i, n in enumerate(names) if n == adapter])
