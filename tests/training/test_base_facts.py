@@ -105,7 +105,9 @@ def test_checking_every_method_against_a_base_stays_torch_free(tmp_path):
             "from app.training.base_facts import base_facts; from app.training.registry import list_strategies; "
             "from app.training.methods import base_problems, parse_method; "
             f"facts = base_facts(Path({str(tmp_path)!r}), 'm'); "
-            "raw = lambda s: {'type': s.name, s.name: {'tapt': True} if s.name == 'adaptive' else {}}; "
+            "two = [{'name': 'a', 'training_file': 'file-a'}, {'name': 'b', 'training_file': 'file-b'}]; "
+            "raw = lambda s: {'type': s.name, s.name: {'adaptive': {'tapt': True}, 'multitask': {'tasks': two}}"
+            ".get(s.name, {})}; "
             "problems = [base_problems(parse_method(raw(s)), facts) for s in list_strategies()]; "
             "assert not any(problems), problems; "
             "bad = [m for m in ('torch', 'transformers', 'peft', 'numpy') if m in sys.modules]; assert not bad, bad")

@@ -39,7 +39,7 @@ class MultitaskSettings(MethodSettings):
     `hyperparameters` is the mixture's schedule ("auto" sizes it by the job's training_file); an epoch is
     as many rows as all the tasks' training files hold together."""
 
-    tasks: list[MultitaskTask] = Field(max_length=MAX_TASKS, description=(
+    tasks: list[MultitaskTask] = Field(default_factory=list, max_length=MAX_TASKS, description=(
         f"The labelled tasks trained together (2-{MAX_TASKS}), each with a unique name."))
     sampling: Literal["proportional", "temperature"] = Field("proportional", description=(
         "How a batch row picks its task: proportional to the tasks' sizes (Muppet), or temperature: "
@@ -80,7 +80,9 @@ class MultitaskSettings(MethodSettings):
         return then
 
     @model_validator(mode="after")
-    def _temperature_with_its_sampling(self, info: ValidationInfo) -> MultitaskSettings:
+    def _tasks_and_temperature(self, info: ValidationInfo) -> MultitaskSettings:
+        if not self.tasks:
+            raise ValueError('give tasks: [{"name": "...", "training_file": "file-..."}, ...], at least two')
         resolved = bool(info.context and info.context.get(RESOLVED))  # a stored method shows every default
         if "temperature" in self.model_fields_set and self.sampling != "temperature" and not resolved:
             raise ValueError('temperature applies only with sampling: "temperature"; drop it or set sampling')
