@@ -64,14 +64,19 @@ def test_bad_tlm_settings_are_400s(client, tenant, train_file, corpus, registere
     assert _jobs(tenant_id) == 0
 
 
-def test_a_missing_corpus_field_or_a_file_id_is_refused(client, tenant, train_file, registered_tiny_model):
+def test_without_a_corpus_rho1_must_be_0_and_a_file_id_is_no_corpus(client, tenant, train_file,
+                                                                      registered_tiny_model):
     tenant_id, key = tenant
     response = create(client, key, model=registered_tiny_model, training_file=train_file,
-                      method={"type": "tlm", "tlm": {"preset": "tiny"}})
-    assert_error(response, 400, "Field required", param="method.tlm.corpus")
+                      method={"type": "tlm", "tlm": {"preset": "tiny", "rho1": 2}})
+    assert_error(response, 400, "rho1=2 asks for external batches", "give corpus", param="method.tlm")
     response = create(client, key, model=registered_tiny_model, training_file=train_file, method=tlm(train_file))
     assert_error(response, 400, "corpus-", param="method.tlm.corpus")
     assert _jobs(tenant_id) == 0
+    response = create(client, key, model=registered_tiny_model, training_file=train_file,
+                      method={"type": "tlm", "tlm": {"preset": "tiny"}})  # the paper's "no external data" row
+    assert response.status_code == 200, response.text
+    assert response.json()["method"]["tlm"]["rho1"] == 0 and response.json()["method"]["tlm"]["corpus"] is None
 
 
 def test_another_tenants_corpus_is_404_until_an_admin_shares_it(client, tenant, train_file, registered_tiny_model):

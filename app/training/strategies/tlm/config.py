@@ -43,9 +43,10 @@ class TlmSettings(MethodSettings):
     `hyperparameters` is stage 1's schedule; its epochs are passes over the task data (each internal batch
     brings rho1 external ones, each its own optimizer step, as in the authors' code)."""
 
-    corpus: str = Field(pattern=r"^corpus-", max_length=64, description=(
+    corpus: str | None = Field(None, pattern=r"^corpus-", max_length=64, description=(
         "Id of an indexed corpus (POST /v1/corpora) to retrieve the external data from: the tenant's own or "
-        "one an admin shared. It must be ready (not indexing) when the job is submitted."))
+        "one an admin shared. It must be ready (not indexing) when the job is submitted. Omitted: no external "
+        "data (the paper's ablation: a random encoder trained on the task with its MLM loss; rho1 must be 0)."))
     top_k: int = Field(50, ge=1, le=1000, description=(
         "Documents retrieved per training example (the paper's K; 50 in its small-scale runs)."))
     retrieval: Literal["bm25", "random"] = Field("bm25", description=(
@@ -70,9 +71,10 @@ class TlmSettings(MethodSettings):
         "base: the job's model's tokenizer; train: a WordPiece tokenizer trained on the task data and the "
         "retrieved documents (shipped in the artifact)."))
     vocab_size: int = Field(30522, ge=100, le=250_000, description="tokenizer train only: its vocabulary size.")
-    rho1: int = Field(3, ge=0, le=10_000, description=(
+    rho1: int | None = Field(None, ge=0, le=10_000, description=(
         "External batches (MLM only) per internal batch in stage 1: the authors' external_ratio; a few for "
-        "tasks with much data, up to ~1000 for low-resource ones. 0: no external data."))
+        "tasks with much data, up to ~1000 for low-resource ones. 0: no external data. Default: 3 with a "
+        "corpus, 0 without."))
     rho2: float = Field(20.0, ge=0, le=10_000, description=(
         "Weight of the MLM loss on internal batches: loss = (rho2·MLM + task) / (rho2 + 1); the authors' "
         "mlm_weight (20 in their scripts). 0: the task loss alone."))
@@ -99,11 +101,19 @@ class TlmSettings(MethodSettings):
             raise ValueError(f"preset must be one of {', '.join(PRESETS)} or an encoder config object")
         return value
 
-    @classmethod
-    def corpus_fields(cls) -> tuple[str, ...]:
+    @model_validator(mode="after")
+    def _external_data_needs_a_corpus(self) -> TlmSettings:
+        if self.rho1 is None:
+            self.rho1 = 3 if self.corpus else 0
+        elif self.rho1 > 0 and self.corpus is None:
+            raise ValueError(f"rho1={self.rho1} asks for external batches, which come from a corpus: give corpus "
+                             "(an indexed corpus id, POST /v1/corpora) or set rho1 to 0")
+        return self
+
+    def corpus_fields(self) -> tuple[str, ...]:
         """Settings fields naming a corpus: the API checks each is usable by the tenant and ready, the
         worker hands its index directory to the strategy as `ctx.corpora[field]`."""
-        return ("corpus",)
+        return ("corpus",) if self.corpus else ()
 
     @property
     def shape(self) -> EncoderShape:

@@ -83,7 +83,7 @@ def _retrieve(ctx: TrainContext, settings: TlmSettings, texts: list[str], tokeni
     if settings.rho1 == 0:  # no external batches: nothing to retrieve (the paper's "no external data" row)
         (staging / RETRIEVED).write_text("")
         write_external(staging, [])
-        ctx.sink.message("TLM retrieval skipped: rho1 is 0, so stage 1 reads no external data",
+        ctx.sink.message("TLM retrieval skipped: rho1 is 0 (or no corpus), so stage 1 reads no external data",
                          data={"external_documents": 0})
         return _finish_step(staging, final, {"documents": 0, "seconds": 0.0, "keyword_queries": 0, "skipped": True})
     index_dir = ctx.corpora.get("corpus")
