@@ -79,6 +79,17 @@ def test_a_chained_job_runs_from_the_sources_encoder_and_records_its_lineage(cli
     predicted = client.post("/v1/predictions", headers=auth(trained_job.key),
                             json={"model": ids[0], "input": ["good great", "awful bad"]})
     assert predicted.status_code == 200, predicted.text
+    # a third link: its encoder is materialized over encoder:<source>, found as a registered base
+    third = create(client, trained_job.key, model=ids[0], training_file=train, seed=2,
+                   method={"type": "bitfit", "bitfit": {"hyperparameters": {"n_epochs": 1}}}).json()
+    assert _run(client, trained_job.key, third["id"])["status"] == "succeeded"
+    with session_scope() as db:
+        lineage = read_manifest(job_artifact_dir(db.get(Job, third["id"])))["lineage"]
+    assert [s.get("job") for s in lineage] == [None, trained_job.job_id, ids[0]]
+    assert [s["model"] for s in lineage] == ["tiny-bert", encoder.id, f"encoder:{ids[0]}"]
+    predicted = client.post("/v1/predictions", headers=auth(trained_job.key),
+                            json={"model": third["id"], "input": ["good great"]})
+    assert predicted.status_code == 200, predicted.text
 
 
 def test_another_tenants_job_is_not_found(client, trained_job):
