@@ -269,7 +269,7 @@ def read_task_files(ctx: TrainContext) -> tuple[list[Example], list[Example], Da
         raise TrainingError(f"training_file: {exc}", code="invalid_training_file", param="training_file") from exc
     spec = get_strategy(ctx.method)
     if summary.task not in spec.task_kinds:
-        raise TrainingError(f"method {ctx.method} cannot train {summary.task} ({spec.task_note or 'not supported'}); "
+        raise TrainingError(f"method {ctx.method} cannot train {summary.task} ({spec.task_reason}); "
                             "choose another method or file.", code="unsupported_task_type", param="training_file")
     if ctx.validation_file is None:
         return train, [], summary

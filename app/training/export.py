@@ -77,10 +77,11 @@ def check_plain(model) -> None:
     """Refuse a model that `from_pretrained` could not rebuild from its config alone: another class,
     extra or missing tensors (inserted modules), forward hooks or parametrizations left on it."""
     import torch
-    from transformers import AutoModelForSequenceClassification
 
-    with torch.device("meta"):
-        fresh = AutoModelForSequenceClassification.from_config(model.config)
+    from app.training.tasks.predict import task_of
+
+    with torch.device("meta"):  # the head class of the model's task type (token classification for NER)
+        fresh = task_of(model).model_class().from_config(model.config)
     ours, theirs = set(model.state_dict()), set(fresh.state_dict())
     hooked = [name for name, m in model.named_modules()
               if m._forward_hooks or m._forward_pre_hooks or hasattr(m, "parametrizations")]

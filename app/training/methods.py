@@ -119,7 +119,7 @@ def _task_type_problems(method: Method, data: DatasetSummary, path: str) -> list
     if spec.trains_task and data.task not in spec.task_kinds:
         able = ", ".join(s.name for s in list_strategies() if data.task in s.task_kinds)
         problems.append((f"{path}.type", f"the training file holds {data.task} rows, which {method.type} cannot "
-                                         f"train ({spec.task_note}); methods that can: {able}"))
+                                         f"train ({spec.task_reason}); methods that can: {able}"))
     for name, value in method.settings:
         if isinstance(value, Method):
             problems += _task_type_problems(value, data, f"{where}.{name}")

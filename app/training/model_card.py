@@ -65,23 +65,34 @@ def write_config(output_dir: Path, model: Any) -> None:
     (output_dir / "config.json").write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
 
 
+def head(output_dir: Path) -> tuple[str, str]:
+    """(transformers Auto class, pipeline task) of the trained head, read from the ready folder's
+    config.json: token classification (NER) or sequence classification (single-label, multi-label and
+    regression, which the text-classification pipeline scores by the config's problem_type)."""
+    config = output_dir / "config.json"
+    architectures = json.loads(config.read_text()).get("architectures") or [""] if config.is_file() else [""]
+    if architectures[0].endswith("ForTokenClassification"):
+        return "AutoModelForTokenClassification", "token-classification"
+    return "AutoModelForSequenceClassification", "text-classification"
+
+
 def load_lines(ctx: TrainContext, reload: str, folder: str) -> list[str]:
     """Three lines of Python that load the artifact unpacked in `folder` and classify with it."""
     shipped, cfg = base_ships(ctx), f'AutoConfig.from_pretrained("{folder}")'
+    auto, task = head(ctx.output_dir)
     base = f"{folder}/{ADAPTED_ENCODER}" if shipped else base_name(ctx)
     adapter = ctx.output_dir / "adapter" / "adapter_config.json"
     peft_type = json.loads(adapter.read_text()).get("peft_type") if adapter.is_file() else None
     if reload == "transformers":
-        return ["from transformers import pipeline",
-                f'classify = pipeline("text-classification", model="{folder}/model")']
+        return ["from transformers import pipeline", f'classify = pipeline("{task}", model="{folder}/model")']
     if reload == "peft" and peft_type in NATIVE_PEFT_TYPES and not shipped:
-        return ["from transformers import AutoConfig, AutoModelForSequenceClassification, pipeline",
-                f'model = AutoModelForSequenceClassification.from_pretrained("{folder}/adapter", config={cfg})',
-                f'classify = pipeline("text-classification", model=model, tokenizer="{base}")']
+        return [f"from transformers import AutoConfig, {auto}, pipeline",
+                f'model = {auto}.from_pretrained("{folder}/adapter", config={cfg})',
+                f'classify = pipeline("{task}", model=model, tokenizer="{base}")']
     if reload == "peft":
-        return ["from peft import PeftModel; from transformers import AutoConfig, AutoModelForSequenceClassification, pipeline",
-                f'base = AutoModelForSequenceClassification.from_pretrained("{base}", config={cfg})',
-                f'classify = pipeline("text-classification", model=PeftModel.from_pretrained(base, "{folder}/adapter"), '
+        return [f"from peft import PeftModel; from transformers import AutoConfig, {auto}, pipeline",
+                f'base = {auto}.from_pretrained("{base}", config={cfg})',
+                f'classify = pipeline("{task}", model=PeftModel.from_pretrained(base, "{folder}/adapter"), '
                 f'tokenizer="{base}")']
     return ["from app.training.artifacts import load_classifier, predict  # needs tuneforge installed",
             f'model, tokenizer, labels = load_classifier("{folder}", "<directory of {base_name(ctx)}>")',
@@ -99,7 +110,7 @@ def write_model_card(ctx: TrainContext, *, reload: str, paper: str, labels: list
     shown = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in sorted(metrics.items()))
     peft = "library_name: peft\n" if reload == "peft" else "library_name: transformers\n"
     lines = [
-        "---", f"{peft}base_model: {name}", "pipeline_tag: text-classification", f"tags: [tuneforge, {ctx.method}]",
+        "---", f"{peft}base_model: {name}", f"pipeline_tag: {head(ctx.output_dir)[1]}", f"tags: [tuneforge, {ctx.method}]",
         "---", f"# {folder}: `{ctx.method}` text classifier on {name}", "",
         f"Fine-tuned by tuneforge job `{folder}`.", "",
         "| | |", "| --- | --- |",

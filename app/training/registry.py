@@ -56,6 +56,11 @@ class StrategySpec:
         """A task method: it fine-tunes on the labelled task, so it may follow another method."""
         return CLASSIFICATION in self.task_kinds
 
+    @property
+    def task_reason(self) -> str:
+        """Why the method trains only its task_kinds: the spec's note, or the list itself."""
+        return self.task_note or f"it trains {', '.join(self.task_kinds)} only"
+
     def load(self) -> Callable[[TrainContext], TrainResult]:
         return _resolve(self.entrypoint)
 

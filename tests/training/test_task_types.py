@@ -205,3 +205,25 @@ def test_every_method_trains_every_task_type_and_reloads(base_ref, tmp_path):
     out = subprocess.run([sys.executable, "-c", RELOAD, json.dumps(artifacts)], capture_output=True, text=True,
                          timeout=600, env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"})
     assert out.returncode == 0, out.stderr[-1500:]
+
+
+def test_a_ner_lora_job_exports_merged_and_its_card_says_token_classification(base_ref, make_ctx, tmp_path):
+    """The ready folder names the per-token head (model card, config.json) and a merged export is a plain
+    BertForTokenClassification that tags like the adapter over its base."""
+    import torch
+    from transformers import AutoModelForTokenClassification
+
+    from app.training.artifacts import load_classifier
+    from app.training.export import export_merged
+
+    ctx = make_ctx("lora", {"r": 4}, train_rows=ner_rows(16, 1), valid_rows=ner_rows(4, 2), n_epochs=2)
+    assert run_strategy(ctx).status == "succeeded"
+    card = (ctx.output_dir / "README.md").read_text()
+    assert "pipeline_tag: token-classification" in card and "AutoModelForTokenClassification" in card
+    assert json.loads((ctx.output_dir / "config.json").read_text())["architectures"] == ["BertForTokenClassification"]
+    export_merged(ctx.output_dir, base_ref.path, tmp_path / "merged")
+    merged = AutoModelForTokenClassification.from_pretrained(tmp_path / "merged").eval()
+    adapted, tokenizer, _ = load_classifier(ctx.output_dir, base_ref.path)
+    batch = tokenizer([["good", "table", "bad"]], is_split_into_words=True, return_tensors="pt")
+    with torch.no_grad():
+        assert torch.allclose(merged(**batch).logits, adapted(**batch).logits, atol=1e-5)
