@@ -1,15 +1,22 @@
-"""Base models: one shared copy on disk per model id, identified by a content hash."""
+"""Base models: one shared copy on disk per model id, identified by a content hash.
+
+With a remote object store (TUNEFORGE_ARTIFACT_URL) a registered model is also uploaded once under
+`base_models/<sha256>/`, and every host keeps one local copy per content hash (the cache), fetched the
+first time a job there needs it; the host that registered it links its own directory instead."""
 from __future__ import annotations
 
 import json
+import os
+import uuid
 from pathlib import Path
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from app.core.errors import BadRequest, NotFound, shown
+from app.core.object_store import cache_dir, get_store
 from app.core.text import storable
-from app.fsio import directory_sha256
+from app.fsio import directory_sha256, sha256_file
 from app.models import BaseModel
 
 MINILM_ID = "minilm-l6"
@@ -33,9 +40,47 @@ def register(session: Session, model_id: str, path: Path, tenant_id: str | None 
     row.architecture = _architecture(path)
     row.sha256 = directory_sha256(path)
     row.bytes = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    share(path, row.sha256)
     session.add(row)
     session.flush()
     return row
+
+
+def cached_model_dir(sha256: str) -> Path:
+    return cache_dir() / "base_models" / sha256
+
+
+def share(path: Path, sha256: str) -> None:
+    """With a remote store: upload the model once by content hash (skipped when it is there already) and
+    link `path` as this host's cached copy, so no host ever holds two copies of the same model."""
+    store = get_store()
+    if not store.remote:
+        return
+    prefix = f"base_models/{sha256}"
+    if not store.has_tree(prefix):
+        files = sorted(f for f in path.rglob("*") if f.is_file() and ".git" not in f.relative_to(path).parts)
+        store.put_tree(prefix, path, [(f.relative_to(path).as_posix(), f.stat().st_size, sha256_file(f))
+                                      for f in files])
+    link = cached_model_dir(sha256)
+    if not link.is_dir():
+        link.parent.mkdir(parents=True, exist_ok=True)
+        tmp = link.with_name(f".{sha256}.{uuid.uuid4().hex}.link")
+        tmp.symlink_to(path, target_is_directory=True)
+        os.replace(tmp, link)
+
+
+def local_model_dir(row: BaseModel) -> Path:
+    """The model's directory on this host: the registered path with the local store; with a remote one this
+    host's copy by content hash, fetched from the store the first time (once per host, whatever its id)."""
+    store = get_store()
+    if not store.remote:
+        return Path(row.path)
+    cached = cached_model_dir(row.sha256)
+    if cached.is_symlink() and not cached.is_dir():  # the linked directory is gone: fetch a copy
+        cached.unlink()
+    if cached.is_dir() or store.get_tree(f"base_models/{row.sha256}", cached):
+        return cached
+    return Path(row.path)  # registered before the store was configured: usable where it lies
 
 
 def register_default(session: Session) -> BaseModel | None:

@@ -4,13 +4,15 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
 
 from app.api.deps import SessionDep, TenantDep
 from app.api.openapi import DOWNLOAD_RESPONSES
 from app.api.pagination import Limit, Order, list_body, paginate
+from app.artifacts.download import stored_response
+from app.core.object_store import get_store
 from app.core.errors import BadRequest
 from app.files import service
 from app.files.schemas import PURPOSES, UPLOAD_BODY, file_object
@@ -55,13 +57,13 @@ async def upload_file(request: Request, session: SessionDep, tenant: TenantDep) 
                     stored = idempotency.replay(session, tenant.id, key, fingerprint)
                     if stored is not None:  # a replay: drop the second copy, answer with the first
                         session.rollback()
-                        service.storage_path(created.storage_key).unlink(missing_ok=True)
+                        service.discard_bytes(created.storage_key)
                         return stored
                     idempotency.remember(session, tenant.id, key, fingerprint, response)
                 session.commit()
             except BaseException:
                 session.rollback()
-                service.storage_path(created.storage_key).unlink(missing_ok=True)
+                service.discard_bytes(created.storage_key)
                 raise
             return response
 
@@ -84,16 +86,16 @@ def retrieve_file(file_id: str, session: SessionDep, tenant: TenantDep) -> dict:
 
 @router.delete("/{file_id}")
 def delete_file(file_id: str, session: SessionDep, tenant: TenantDep) -> dict:
-    path = service.delete_file(session, tenant.id, file_id)
+    key = service.delete_file(session, tenant.id, file_id)
     session.commit()
-    path.unlink(missing_ok=True)
+    service.discard_bytes(key)
     return {"id": file_id, "object": "file", "deleted": True}
 
 
 @router.get("/{file_id}/content", response_class=FileResponse, responses=DOWNLOAD_RESPONSES)
-def file_content(file_id: str, session: SessionDep, tenant: TenantDep) -> FileResponse:
+def file_content(file_id: str, request: Request, session: SessionDep, tenant: TenantDep) -> Response:
     """The file's bytes; honours `Range` (206), so a broken download resumes."""
     file = service.get_file(session, tenant.id, file_id)
-    path = service.verified_path(file)
-    return FileResponse(path, media_type="application/octet-stream", filename=file.filename,
-                        headers={"X-Checksum-SHA256": file.sha256})
+    if not get_store().remote:
+        service.verified_path(file)  # a local file is re-hashed; a remote store checks its own objects
+    return stored_response(request, service.object_key(file.storage_key), file.bytes, file.sha256, file.filename)

@@ -1,5 +1,8 @@
 """Remove bytes that no row owns: uploads cut off by a dying API process, or deleted rows whose
-unlink never happened. A row is never without its bytes (bytes are renamed into place first)."""
+unlink never happened. A row is never without its bytes (bytes are stored whole first).
+
+The same pass covers the local store and a remote one (listing `files/` there), and this host's
+spool of uploads checked before they went to a remote store."""
 from __future__ import annotations
 
 import time
@@ -7,22 +10,26 @@ import time
 from sqlalchemy import select
 
 from app.core.config import get_settings
+from app.core.object_store import cache_dir, get_store
 from app.models import File
 
 
 def sweep_orphan_files(session) -> list[str]:
-    """Delete partial uploads and row-less files older than `orphan_grace` seconds; return their names."""
-    settings = get_settings()
-    root = settings.files_dir
-    if not root.is_dir():
-        return []
-    cutoff = time.time() - settings.orphan_grace
-    old = [p for p in root.glob("*/*") if p.is_file() and p.stat().st_mtime < cutoff]
-    candidates = [p for p in old if not p.name.startswith(".")]
-    owned = set(session.scalars(select(File.id).where(File.id.in_([p.name for p in candidates])))) if candidates else set()
+    """Delete partial uploads and row-less files older than `orphan_grace` seconds; return their names
+    (`<tenant>/<file>`)."""
+    cutoff = time.time() - get_settings().orphan_grace
+    store = get_store()
+    old = [info.key for info in store.list("files") if info.mtime < cutoff and info.key.count("/") == 2]
+    names = {key: key.rsplit("/", 1)[1] for key in old}
+    candidates = [name for name in names.values() if not name.startswith(".")]
+    owned = set(session.scalars(select(File.id).where(File.id.in_(candidates)))) if candidates else set()
     removed = []
-    for path in old:
-        if path.name.startswith(".") or path.name not in owned:
+    for key, name in names.items():
+        if name.startswith(".") or name not in owned:
+            store.delete(key)
+            removed.append(key.removeprefix("files/"))
+    spool = cache_dir() / "spool"
+    for path in spool.iterdir() if spool.is_dir() else ():
+        if path.is_file() and path.stat().st_mtime < cutoff:
             path.unlink(missing_ok=True)
-            removed.append(f"{path.parent.name}/{path.name}")
     return removed

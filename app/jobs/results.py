@@ -12,9 +12,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.core.storage import write_atomic
 from app.files.schemas import RESULTS_PURPOSE
-from app.files.service import storage_path
+from app.files.service import store_bytes
 from app.models import File, Job, JobEvent
 
 FILENAME = "step_metrics.csv"
@@ -66,7 +65,7 @@ def register_result_file(session: Session, job: Job) -> File:
     rewrites the same file and row)."""
     file_id = result_file_id(job.id)
     key = f"{job.tenant_id}/{file_id}"
-    size, digest = write_atomic(storage_path(key), [metrics_csv(session, job.id)])
+    size, digest = store_bytes(key, metrics_csv(session, job.id))
     file = session.get(File, file_id) or File(id=file_id, tenant_id=job.tenant_id)
     file.filename, file.purpose, file.bytes, file.sha256, file.storage_key = FILENAME, RESULTS_PURPOSE, size, digest, key
     session.add(file)

@@ -11,9 +11,9 @@ from pathlib import Path
 from celery import shared_task
 from sqlalchemy import select
 
-from app.artifacts.service import job_artifact_dir
+from app.artifacts.service import job_artifact_dir, local_artifact_dir, upload_tree, withdraw
 from app.base_models.chains import chained_base
-from app.base_models.service import register
+from app.base_models.service import local_model_dir, register
 from app.core.config import get_settings
 from app.core.errors import AppError
 from app.core.queue import RUN_JOB_TASK
@@ -75,7 +75,7 @@ def build_context(job: Job, sink: DatabaseSink, output_dir: Path) -> TrainContex
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     return TrainContext(
         job_id=job.id, method=method.type, settings=method.settings, hyperparameters=method.hyperparameters,
-        base_model=chain[0] if chain else BaseModelRef(id=base.id, path=Path(base.path), sha256=base.sha256),
+        base_model=chain[0] if chain else BaseModelRef(id=base.id, path=local_model_dir(base), sha256=base.sha256),
         train_file=_verified(files[job.training_file], "training_file"),
         validation_file=_verified(files[job.validation_file], "validation_file") if job.validation_file else None,
         output_dir=output_dir, checkpoint_dir=checkpoint_dir, sink=sink,
@@ -113,7 +113,7 @@ def publish(job: Job, me: str, staging: Path, result: TrainResult) -> None:
     """Rename the complete artifact dir into place, then record rows and success in one transaction."""
     summary = {"step": result.steps, "flops": result.flops, "trained_tokens": result.trained_tokens, **result.metrics}
     add_curves(job, staging, summary)
-    final = job_artifact_dir(job)
+    final = local_artifact_dir(job)
     replace_dir(staging, final)
     rows = file_records(final)  # hashes from the strategy's manifest: each file is read once
 
@@ -133,12 +133,13 @@ def publish(job: Job, me: str, staging: Path, result: TrainResult) -> None:
         record_event(session, job.id, "The job has successfully completed")
         return True
     try:
+        upload_tree(final, rows)  # a remote store: every file, then its marker, before any row lists them
         published = with_db(commit)
     except BaseException:
-        shutil.rmtree(final, ignore_errors=True)
+        withdraw(final)
         raise
     if not published:  # cancelled at the last moment: nothing may stay visible
-        shutil.rmtree(final, ignore_errors=True)
+        withdraw(final)
 
 
 def add_curves(job: Job, staging: Path, summary: dict) -> None:
