@@ -18,7 +18,9 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(None, description="Redis URL of the Celery broker; unset means embedded.")
     data_dir: Path = Field(default_factory=default_data_dir, description="Uploaded files, base models and artifacts "
                            "live here; default: the per-user data dir (~/.local/share/tuneforge on Linux).")
-    artifact_url: str | None = Field(None, description="Optional s3://… artifact store (not yet used).")
+    artifact_url: str | None = Field(None, description="Shared object store of uploaded files, artifacts and base "
+                                     "models for several hosts, any fsspec URL (s3://bucket/prefix: credentials and "
+                                     "endpoint from AWS_* variables); unset: data_dir. See app/core/object_store.py.")
     max_upload_bytes: int = Field(512 * 1024 * 1024, description="Largest accepted file upload.")
     max_header_bytes: int = Field(64 * 1024, description="Largest accepted request header block.")
     body_idle_timeout: float = Field(30.0, gt=0, description="Most seconds between two chunks of a request body "

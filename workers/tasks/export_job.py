@@ -8,7 +8,8 @@ from pathlib import Path
 
 from celery import shared_task
 
-from app.artifacts.service import job_artifact_dir
+from app.artifacts.service import job_artifact_dir, upload_tree
+from app.base_models.service import local_model_dir
 from app.core.config import get_settings
 from app.core.queue import EXPORT_TASK
 from app.core.retry import with_db
@@ -46,7 +47,7 @@ def _claim(export_id: str, me: str) -> Work | None:
     artifact_dir = job_artifact_dir(job)
     base_id = read_manifest(artifact_dir)["base_model"]["id"]  # the artifact's own base (adaptive: its encoder)
     base = with_db(lambda session: session.get(BaseModel, base_id))
-    return Work(export.id, export.attempt, artifact_dir, base_id, Path(base.path) if base else None)
+    return Work(export.id, export.attempt, artifact_dir, base_id, local_model_dir(base) if base else None)
 
 
 def _merge_and_publish(work: Work, me: str, staging: Path) -> bool:
@@ -60,8 +61,10 @@ def _merge_and_publish(work: Work, me: str, staging: Path) -> bool:
     fsync_tree(staging)
     final = work.artifact_dir / MERGED
     replace_dir(staging, final)
-    rows = [(f"{MERGED}/{name}", size, digest) for name, size, digest in file_records(final)]
+    records = file_records(final)
+    rows = [(f"{MERGED}/{name}", size, digest) for name, size, digest in records]
     try:
+        upload_tree(final, records)  # a remote store: the merged files before their rows
         return with_db(lambda session: service.complete(session, work.export_id, me, rows))
     except BaseException:
         shutil.rmtree(final, ignore_errors=True)  # nothing listed: nothing may stay on disk either
