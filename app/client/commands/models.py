@@ -36,9 +36,22 @@ def predict(model: Annotated[str, typer.Argument(help="A fine-tuned model name o
     if as_json:
         return print_json(result)
     shown = [i if isinstance(i, str) else f"{i['text']} | {i['text_pair']}" for i in inputs]
-    print_table(["label", "probability", "text"], [
-        [p.label, f"{p.probabilities.get(str(p.label), 0.0):.3f}", shown[p.index] if p.index < len(shown) else ""]
-        for p in result.data])
+    print_table(["prediction", "probability", "text"], [
+        [*answer(p), shown[p.index] if p.index < len(shown) else ""] for p in result.data])
+
+
+def answer(p) -> tuple[str, str]:
+    """(prediction, probability) columns for a prediction of any task type: a label, a regression value,
+    a multi-label set or NER entities (the probability column is empty where the type has none)."""
+    extra = p.model_extra or {}
+    if "value" in extra:
+        return f"{extra['value']:.4g}", ""
+    if "entities" in extra:
+        return "; ".join(f"{e['text']} ({e['entity']})" for e in extra["entities"]) or "(no entities)", ""
+    if "labels" in extra:
+        return ", ".join(extra["labels"]) or "(none)", ", ".join(f"{p.probabilities.get(x, 0.0):.3f}"
+                                                                   for x in extra["labels"])
+    return str(p.label), f"{p.probabilities.get(str(p.label), 0.0):.3f}"
 
 
 def read_inputs(path: Path) -> list[str | dict[str, str]]:
