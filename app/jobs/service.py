@@ -190,9 +190,9 @@ def create_job(session: Session, tenant_id: str, body: dict[str, Any], request_f
     session.add(job)
     session.flush()
     record_event(session, job.id, f"Validating training file: {request.training_file}")
-    labels = ", ".join(map(str, train.labels[:20]))
-    record_event(session, job.id, f"Files validated: {train.task}, {train.n_examples} examples, {len(train.labels)} "
-                 f"labels ({labels})", data={"n_examples": train.n_examples, "labels": train.labels, "task": train.task})
+    labels = f", {len(train.labels)} labels ({', '.join(map(str, train.labels[:20]))})" if train.labels else ""
+    record_event(session, job.id, f"Files validated: {train.task}, {train.n_examples} examples{labels}",
+                 data={"n_examples": train.n_examples, "labels": train.labels, "task": train.task})
     for message, data in describe_resolution(resolved):
         record_event(session, job.id, message, data=data)
     state.queue_validated(session, job)
