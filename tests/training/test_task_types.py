@@ -227,3 +227,24 @@ def test_a_ner_lora_job_exports_merged_and_its_card_says_token_classification(ba
     batch = tokenizer([["good", "table", "bad"]], is_split_into_words=True, return_tensors="pt")
     with torch.no_grad():
         assert torch.allclose(merged(**batch).logits, adapted(**batch).logits, atol=1e-5)
+
+
+def test_ner_predictions_tag_every_word_with_character_spans(make_ctx):
+    """Words past max_length are tagged O; entity spans index the text as given (irregular spacing too),
+    and {"tokens": [...]} inputs span the tokens joined by single spaces."""
+    from app.training.artifacts import load_classifier, predict
+
+    ctx = make_ctx("supervised", train_rows=ner_rows(64, 1), valid_rows=ner_rows(8, 2), n_epochs=10,
+                   learning_rate=3e-3)
+    assert run_strategy(ctx).status == "succeeded"
+    model, tokenizer, labels = load_classifier(ctx.output_dir)
+    text = "  great   chair  the bad "
+    [row] = predict(model, tokenizer, [text], labels)
+    assert len(row["predicted"]) == 4 and row["predicted"][2] == "O"
+    assert [(e["entity"], e["text"], text[e["start"]:e["end"]]) for e in row["entities"]] == \
+        [("PER", "great   chair", "great   chair"), ("LOC", "bad", "bad")]
+    [row] = predict(model, tokenizer, [{"tokens": ["great", "chair", "the", "bad"]}], labels)
+    assert [(e["start"], e["end"], e["words"]) for e in row["entities"]] == [(0, 11, [0, 2]), (16, 19, [3, 4])]
+    tokenizer.model_max_length = 4  # [CLS] two words [SEP]: the last two words are cut off
+    [row] = predict(model, tokenizer, [text], labels)
+    assert row["predicted"][2:] == ["O", "O"] and len(row["predicted"]) == 4
