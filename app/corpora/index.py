@@ -17,45 +17,28 @@ and the terms are OR-ed as term queries, so punctuation such as `:` `(` `"` is j
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 import tantivy
 
+from app.corpora.remote import OpenSearchIndex, build_on_cluster, search_settings
+from app.corpora.stats import STATS, CorpusIndex, IndexStats, read_stats
 from app.fsio import fsync_tree, replace_dir
 from app.training.corpus_text import EMPTY_CORPUS, iter_documents
 from app.training.data import DatasetError
 
 ANALYZER = "corpus_en"
 BODY, DOC = "body", "doc"
-TEXTS, OFFSETS, STATS, TANTIVY = "texts.bin", "offsets.u64", "stats.json", "tantivy"
+TEXTS, OFFSETS, TANTIVY = "texts.bin", "offsets.u64", "tantivy"
 PROGRESS_EVERY = 10_000  # documents between progress callbacks
 WRITER_HEAP = 128 * 1024 * 1024
-
-
-@dataclass(frozen=True)
-class IndexStats:
-    documents: int
-    bytes: int  # the source file as stored (compressed if it was uploaded gzip)
-    index_bytes: int  # everything in the index directory: inverted index + text store
-
-
-class CorpusIndex(Protocol):
-    documents: int
-
-    def search_many(self, queries: Sequence[str], top_k: int, threads: int = 2) -> list[list[tuple[int, float]]]:
-        """For each query, up to top_k (document id, BM25 score), best first (ties: lower id first)."""
-        ...
-
-    def texts(self, ids: Iterable[int]) -> Iterator[tuple[int, str]]:
-        """(id, text) for each id, in the order given, read from disk."""
-        ...
 
 
 def analyzer() -> tantivy.TextAnalyzer:
@@ -137,10 +120,6 @@ def build_index(source: Path, dest: Path, progress: Callable[[int], None] | None
     return stats
 
 
-def read_stats(path: Path) -> dict:
-    return json.loads((path / STATS).read_text())
-
-
 class TextStore:
     """Document texts addressed by id through the offsets file (memory-mapped, 8 bytes a document)."""
 
@@ -195,6 +174,14 @@ def open_index(path: Path) -> CorpusIndex:
     """The index built at `path` (tantivy, or a cluster index recorded there by app.corpora.remote)."""
     backend = read_stats(path).get("backend", "tantivy")
     if backend == "opensearch":
-        from app.corpora.remote import OpenSearchIndex
         return OpenSearchIndex.from_dir(path)
     return TantivyIndex(path)
+
+
+def build_configured(source: Path, dest: Path, name: str, progress: Callable[[int], None] | None = None) -> IndexStats:
+    """The corpus index where the deployment keeps them: the cluster when TUNEFORGE_SEARCH_URL is set
+    (index prefix + `name`), else tantivy on disk at `dest`."""
+    settings = search_settings()
+    if not settings.search_url:  # writer threads: half the cores, 1-4 (tokenizing + stemming is the cost)
+        return build_index(source, dest, progress, threads=max(1, min(4, (os.cpu_count() or 2) // 2)))
+    return build_on_cluster(source, dest, name, progress)

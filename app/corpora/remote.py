@@ -13,7 +13,6 @@ from the setting each time, never written to disk). Unset (the default), corpora
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict
 from functools import lru_cache
@@ -23,7 +22,7 @@ from typing import Any
 import httpx
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from app.corpora.index import STATS, IndexStats, read_stats
+from app.corpora.stats import STATS, IndexStats, read_stats
 from app.fsio import replace_file
 from app.training.corpus_text import EMPTY_CORPUS, iter_documents
 from app.training.data import DatasetError
@@ -169,13 +168,8 @@ def drop_remote(stats: dict[str, Any]) -> None:
             _checked(response)
 
 
-def build_configured(source: Path, dest: Path, name: str, progress: Callable[[int], None] | None = None) -> IndexStats:
-    """The corpus index where the deployment keeps them: the cluster when TUNEFORGE_SEARCH_URL is set
-    (index prefix + `name`), else tantivy on disk at `dest`."""
-    from app.corpora.index import build_index
-
+def build_on_cluster(source: Path, dest: Path, name: str, progress: Callable[[int], None] | None = None) -> IndexStats:
+    """Load the corpus into the configured cluster's index prefix + `name`; `dest` records which."""
     settings = search_settings()
-    if not settings.search_url:  # writer threads: half the cores, 1-4 (tokenizing + stemming is the cost)
-        return build_index(source, dest, progress, threads=max(1, min(4, (os.cpu_count() or 2) // 2)))
     with _client(settings.search_url, settings.search_timeout) as client:
         return build_remote_index(source, dest, f"{settings.search_index_prefix}{name}".lower(), client, progress)

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from app.corpora.index import IndexStats, build_index, open_index
+from app.corpora.index import build_index, open_index
+from app.corpora.stats import IndexStats
 from app.training.corpus_text import count_documents, iter_documents
 from app.training.data import DatasetError, load_texts
 

@@ -14,7 +14,8 @@ from app.core.errors import AppError
 from app.core.queue import INDEX_CORPUS_TASK
 from app.core.retry import with_db
 from app.corpora import service
-from app.corpora.remote import RemoteSearchError, build_configured
+from app.corpora.index import build_configured
+from app.corpora.remote import RemoteSearchError
 from app.files import service as files
 from app.models import Corpus, File
 from app.training.data import DatasetError
