@@ -254,10 +254,14 @@ def _store_error(exc: Exception, what: str) -> StoreError:
 
 
 def storage_options(url: str) -> dict[str, Any]:
-    """fsspec options for `url`: an S3 endpoint from AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL (MinIO, moto),
-    which not every s3fs release reads itself; everything else from the environment as fsspec reads it."""
+    """fsspec options for `url`: no listings cache, and an S3 endpoint from AWS_ENDPOINT_URL_S3 /
+    AWS_ENDPOINT_URL (MinIO, moto), which not every s3fs release reads itself; everything else from the
+    environment as fsspec reads it."""
     endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-    return {"endpoint_url": endpoint} if endpoint and url.split("://", 1)[0] in ("s3", "s3a") else {}
+    options: dict[str, Any] = {"use_listings_cache": False}  # other hosts write too: a cached listing goes stale
+    if endpoint and url.split("://", 1)[0] in ("s3", "s3a"):
+        options["endpoint_url"] = endpoint
+    return options
 
 
 @lru_cache

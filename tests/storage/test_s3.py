@@ -41,7 +41,8 @@ def s3(tmp_path_factory):
                    "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": endpoint}
     import s3fs
 
-    fs = s3fs.S3FileSystem(key="testing", secret="testing", endpoint_url=endpoint, skip_instance_cache=True)
+    fs = s3fs.S3FileSystem(key="testing", secret="testing", endpoint_url=endpoint, skip_instance_cache=True,
+                           use_listings_cache=False)
     fs.mkdir(BUCKET)
     yield fs, credentials
     server.proc.terminate()
@@ -163,3 +164,42 @@ def _quiet_upload(url: str, key: str, body: bytes) -> None:
                    files={"file": ("big.jsonl", body)}, timeout=300)
     except httpx.HTTPError:
         pass  # the server is killed mid-request
+
+
+def test_worker_killed_mid_artifact_upload_resumes_and_shows_no_half_artifact(s3, hosts, tmp_path):
+    from app.core.object_store import MARKER
+    from tests.tiny_models import make_tiny_bert
+
+    fs, _ = s3
+    api, worker, _, _ = hosts
+    tenant_id, key = new_tenant()
+    api.cli("models", "add", "s3-wide", str(make_tiny_bert(tmp_path / "s3-wide", hidden=512, seed=3)))
+    file = upload(api.url, key, jsonl(classification_rows(16)))
+    job = httpx.post(f"{api.url}/v1/fine_tuning/jobs", headers=auth(key), json={  # ~18 MB of weights: 3 parts
+        "model": "s3-wide", "training_file": file["id"], "seed": 1, "method": {"type": "supervised", "supervised": {
+            "hyperparameters": {"n_epochs": 1, "batch_size": 8, "max_length": 16}}}}).json()
+    prefix = f"{PREFIX}/artifacts/{tenant_id}/{job['id']}/"
+
+    def uploading() -> bool:
+        return any(u["Key"].startswith(prefix) for u in fs.list_multipart_uploads(BUCKET))
+    wait_for(uploading, bool, timeout=300, interval=0.05)
+    worker.processes["worker"].kill()  # SIGKILL mid-upload: no cleanup
+    worker.processes["worker"].wait()
+
+    url = f"{api.url}/v1/fine_tuning/jobs/{job['id']}"
+    assert httpx.get(url, headers=auth(key)).json()["status"] == "running"
+    assert httpx.get(f"{url}/artifacts", headers=auth(key)).json()["data"] == []
+    assert httpx.get(f"{url}/artifacts.tar", headers=auth(key)).status_code == 409
+    assert f"artifacts/{tenant_id}/{job['id']}/{MARKER}" not in objects(fs, f"artifacts/{tenant_id}/{job['id']}")
+
+    worker.start_worker()
+    done = wait_for(lambda: httpx.get(url, headers=auth(key)).json(), lambda j: j["status"] in FINAL, timeout=300)
+    assert done["status"] == "succeeded", done
+    events = httpx.get(f"{url}/events", params={"limit": 100}, headers=auth(key)).json()["data"]
+    assert any("attempt 2" in e["message"] for e in events)
+    listing = httpx.get(f"{url}/artifacts", headers=auth(key)).json()["data"]
+    marker = json.loads(fs.cat_file(f"{BUCKET}/{prefix}{MARKER}"))
+    assert sorted(map(tuple, marker["files"])) == sorted((a["name"], a["bytes"], a["sha256"]) for a in listing)
+    for item in listing:
+        got = httpx.get(f"{url}/artifacts/{item['name']}", headers=auth(key))
+        assert hashlib.sha256(got.content).hexdigest() == item["sha256"]
