@@ -132,7 +132,7 @@ def one(spec: dict, data: Path) -> dict:
 
     torch.set_num_threads(spec.get("threads", 1))
     out = Path(tempfile.mkdtemp(prefix=f"tlm-{spec['column']}-"))
-    method, settings = spec["method"], {**spec.get("settings", {}), "hyperparameters": spec.get("hyperparameters", {})}
+    method, settings = spec["method"], spec["settings"]
     n_train = sum(1 for _ in open(data / "train.jsonl"))
     parsed = resolve_method(parse_method({"type": method, method: settings}), n_train, spec["seed"])
     base = minilm_path()
@@ -174,7 +174,7 @@ def spec_for(column: str, task: str, seed: int, index: Path, data: Path, logged:
     hyper = {"batch_size": BATCH, "max_length": MAX_LENGTH[task]}
     tlm = {**TLM, "corpus": "corpus-bench", "hyperparameters": {**hyper, "n_epochs": STAGE1_EPOCHS}}
     if column == "reference":
-        return {"method": "supervised", "settings": {}, "hyperparameters": {"max_length": MAX_LENGTH[task]}}
+        return {"method": "supervised", "settings": {"hyperparameters": {"max_length": MAX_LENGTH[task]}}}
     if column == "random":
         tlm["retrieval"] = "random"
     if column == "none":  # as many stage-1 tokens as bm25's run of this task and seed (the same model: FLOPs)

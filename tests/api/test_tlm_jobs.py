@@ -107,3 +107,24 @@ def test_a_corpus_still_indexing_is_409_and_a_failed_one_400(client, tenant, tra
     response = create(client, key, model=registered_tiny_model, training_file=train_file, method=tlm(indexing))
     assert_error(response, 400, "failed to index", "the file was deleted", param="method.tlm.corpus")
     assert _jobs(tenant_id) == 0
+
+
+def test_the_worker_resolves_the_corpus_again_and_fails_a_job_whose_corpus_went(client, tenant, train_file,
+                                                                                registered_tiny_model):
+    """Through the real worker path (execute, in process): a ready corpus trains; one deleted after submission
+    fails the job naming method.tlm.corpus, not an internal error."""
+    from workers.tasks.run_job import execute
+
+    _, key = tenant
+    schedule = {"hyperparameters": {"n_epochs": 1, "batch_size": 8, "max_length": 16}}
+    related = ["good great happy item", "bad awful sad item", "fine item news"]  # the training texts' words
+    kept, gone = (create_corpus(client, key, text_file(documents(20, seed=s) + related))["id"] for s in (1, 2))
+    jobs = [create(client, key, model=registered_tiny_model, training_file=train_file, seed=2,
+                   method=tlm(corpus_id, top_k=2, stage2=False, **schedule)).json()["id"] for corpus_id in (kept, gone)]
+    assert client.delete(f"/v1/corpora/{gone}", headers=auth(key)).status_code == 200
+    assert execute(jobs[1]) == "failed"
+    assert execute(jobs[0]) == "succeeded", client.get(f"/v1/fine_tuning/jobs/{jobs[0]}", headers=auth(key)).json()["error"]
+    failed = client.get(f"/v1/fine_tuning/jobs/{jobs[1]}", headers=auth(key)).json()
+    assert failed["error"]["param"] == "method.tlm.corpus" and gone in failed["error"]["message"], failed["error"]
+    done = client.get(f"/v1/fine_tuning/jobs/{jobs[0]}", headers=auth(key)).json()
+    assert done["status"] == "succeeded" and done["trained_tokens"] > 0
