@@ -101,7 +101,7 @@ class ObjectStore:
         except AppError:
             raise
         except Exception as exc:
-            raise _store_error(exc, f"upload {key}") from exc
+            raise self._error(exc, f"upload {key}") from exc
 
     def put_bytes(self, key: str, data: bytes) -> None:
         if not self.remote:
@@ -112,7 +112,7 @@ class ObjectStore:
         try:
             self.fs.pipe_file(self.full(key), data)
         except Exception as exc:
-            raise _store_error(exc, f"write {key}") from exc
+            raise self._error(exc, f"write {key}") from exc
 
     def read_bytes(self, key: str) -> bytes | None:
         """The object's bytes, None if there is none."""
@@ -121,7 +121,7 @@ class ObjectStore:
         except FileNotFoundError:
             return None
         except Exception as exc:
-            raise _store_error(exc, f"read {key}") from exc
+            raise self._error(exc, f"read {key}") from exc
 
     def size(self, key: str) -> int | None:
         """The object's size, None if there is none."""
@@ -130,7 +130,7 @@ class ObjectStore:
         except FileNotFoundError:
             return None
         except Exception as exc:
-            raise _store_error(exc, f"read {key}") from exc
+            raise self._error(exc, f"read {key}") from exc
         return int(info["size"]) if info.get("type") == "file" else None
 
     def iter_range(self, key: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
@@ -149,7 +149,7 @@ class ObjectStore:
         except FileNotFoundError:
             raise
         except Exception as exc:
-            raise _store_error(exc, f"read {key}") from exc
+            raise self._error(exc, f"read {key}") from exc
 
     def download(self, key: str, dest: Path) -> str:
         """Copy the object to `dest` (temp file + rename, so a reader never sees half); its sha256."""
@@ -174,7 +174,7 @@ class ObjectStore:
         except FileNotFoundError:
             pass
         except Exception as exc:
-            raise _store_error(exc, f"delete {key}") from exc
+            raise self._error(exc, f"delete {key}") from exc
 
     def delete_prefix(self, prefix: str) -> None:
         """Every object under `prefix/` (best effort: what is left is swept or overwritten later)."""
@@ -190,10 +190,16 @@ class ObjectStore:
         except FileNotFoundError:
             return []
         except Exception as exc:
-            raise _store_error(exc, f"list {prefix}") from exc
+            raise self._error(exc, f"list {prefix}") from exc
         base = self.fs._strip_protocol(self.root).rstrip("/") + "/"
         return [ObjectInfo(name[len(base):] if name.startswith(base) else name, int(info.get("size") or 0),
                            _mtime(info)) for name, info in found.items() if info.get("type") == "file"]
+
+    def _error(self, exc: Exception, what: str) -> StoreError:
+        if isinstance(exc, StoreError):
+            return exc
+        return StoreError(f"The object store {self.url} could not {what} ({type(exc).__name__}: {exc}); check "
+                          "TUNEFORGE_ARTIFACT_URL, its credentials and that the store is up, then retry.")
 
     def put_tree(self, prefix: str, root: Path, records: list[tuple[str, int, str]]) -> None:
         """Upload the files `records` (name, bytes, sha256) names below `root`, then the marker listing
@@ -246,11 +252,7 @@ def _mtime(info: dict) -> float:
     return float(value or 0)
 
 
-def _store_error(exc: Exception, what: str) -> StoreError:
-    if isinstance(exc, StoreError):
-        return exc
-    return StoreError(f"The object store {get_settings().artifact_url} could not {what} ({type(exc).__name__}: "
-                      f"{exc}); check TUNEFORGE_ARTIFACT_URL, its credentials and that the store is up, then retry.")
+
 
 
 def storage_options(url: str) -> dict[str, Any]:
@@ -259,8 +261,11 @@ def storage_options(url: str) -> dict[str, Any]:
     environment as fsspec reads it."""
     endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
     options: dict[str, Any] = {"use_listings_cache": False}  # other hosts write too: a cached listing goes stale
-    if endpoint and url.split("://", 1)[0] in ("s3", "s3a"):
+    protocol = url.split("://", 1)[0]
+    if endpoint and protocol in ("s3", "s3a"):
         options["endpoint_url"] = endpoint
+    if protocol == "file":  # a shared mount: keys' folders appear as they are written, like a bucket's
+        options["auto_mkdir"] = True
     return options
 
 
@@ -284,4 +289,3 @@ def get_store() -> ObjectStore:
 def cache_dir() -> Path:
     """This host's copies of remote objects (base models by content hash, files, artifacts)."""
     return get_settings().data_dir / "cache"
-
