@@ -12,4 +12,5 @@ SPEC = register_strategy(StrategySpec(
         "optimizer step; a from-scratch encoder needs a pretraining-style rate (5e-4, as BERT-Small/Medium in "
         "Turc et al. 2019), not a fine-tuning one; epochs count passes over the task data, ~500 internal steps")),
     artifact_files=("model/model.safetensors", "model/config.json", "model/tokenizer.json", "retrieved.jsonl"),
-    reload="transformers", task_kinds=("sequence_classification",)))
+    reload="transformers", task_kinds=("sequence_classification",),
+    task_note="TLM trains single-label classification only, the task of the authors' joint loss"))
