@@ -132,11 +132,16 @@ def models_add(model_id: str, path: Path) -> None:
 
 
 @app.command()
-def api(host: str = "127.0.0.1", port: int = 8000, maintenance: bool = True) -> None:
+def api(host: str = "127.0.0.1", port: int = 8000, maintenance: bool = True,
+        workers: int = typer.Option(1, min=1, help="uvicorn worker processes; rate limits, idempotency and "
+                                    "key revocation hold across them (state in PostgreSQL/Redis).")) -> None:
     """Serve the HTTP API (and the reaper/reconciler loop)."""
     import uvicorn
 
     from app.core.config import get_settings
+    from app.core.db import PRE_PING_ENV
+
+    os.environ.setdefault(PRE_PING_ENV, "0")  # inherited by the worker processes (see app/core/db.py)
 
     if maintenance:
         from app.jobs.maintenance import MaintenanceLoop
@@ -149,7 +154,7 @@ def api(host: str = "127.0.0.1", port: int = 8000, maintenance: bool = True) -> 
         configure_logging("json")
         log_options = {"log_config": None}
     # h11, not httptools: only h11 bounds what it buffers of a header block that never ends
-    uvicorn.run("app.main:app", host=host, port=port, log_level="info", http="h11",
+    uvicorn.run("app.main:app", host=host, port=port, log_level="info", http="h11", workers=workers,
                 h11_max_incomplete_event_size=4 * get_settings().max_header_bytes, **log_options)
 
 

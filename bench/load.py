@@ -4,12 +4,22 @@ and queue wait (started_at - created_at) per tenant, the fairness figure (max ov
 wait / min over tenants), and GET-job / list-jobs latency at a fixed request rate next to a bare
 FastAPI endpoint that reads one row (the ratio is the API's overhead).
 
+Then throughput: `--clients` concurrent keep-alive connections each sending GET job back to back (closed
+loop) for `--seconds`, against the bare endpoint and the API in alternating rounds (bare, api, bare, api,
+...), so both see the same load on a shared machine; requests/s and p50/p99 per side and their ratios.
+Both run under the same uvicorn settings as `tuneforge api` (h11, `--api-workers` processes); the load
+generator is a few lines of asyncio over raw sockets, so its own CPU use stays small beside the servers'.
+
     python bench/load.py [--tenants 10] [--jobs 100] [--workers 2] [--rate 50] [--requests 300]
+    python bench/load.py --reads-only [--clients 32] [--seconds 10] [--rounds 3] [--api-workers 1]
 """
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
+import os
+import re
 import statistics
 import sys
 import tempfile
@@ -24,6 +34,7 @@ import psycopg
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.deployment import Deployment  # noqa: E402
+from tests.harness import Service  # noqa: E402
 from tests.tiny_models import make_classification_rows, make_tiny_bert  # noqa: E402
 
 TRAIN = "".join(json.dumps(r) + "\n" for r in make_classification_rows(16)).encode()
@@ -88,8 +99,9 @@ def paced(url: str, headers: dict, rate: float, n: int) -> list[float]:
     return out
 
 
-def bare_endpoint(dep: Deployment):
-    """Start bench/bare_app.py under uvicorn; returns (process, base url)."""
+def bare_endpoint(dep: Deployment, workers: int = 1):
+    """Start bench/bare_app.py under uvicorn as `tuneforge api` runs (h11, `workers` processes);
+    returns (process, base url)."""
     import subprocess
 
     from app.core.embedded import free_port
@@ -97,9 +109,95 @@ def bare_endpoint(dep: Deployment):
 
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "bench.bare_app:app", "--port", str(port),
-                             "--log-level", "warning"], env=dep.env, cwd=ROOT)
-    wait_http(f"http://127.0.0.1:{port}/docs", proc, timeout=30, interval=0.1)
+                             "--log-level", "warning", "--http", "h11", "--workers", str(workers)],
+                            env=dep.env, cwd=ROOT)
+    wait_http(f"http://127.0.0.1:{port}/docs", proc, timeout=60, interval=0.1)
     return proc, f"http://127.0.0.1:{port}"
+
+
+async def _client(host: str, port: int, request: bytes, deadline: float, out: list[float]) -> None:
+    """One keep-alive connection sending `request` back to back until `deadline`; latencies (ms) to `out`."""
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        while time.perf_counter() < deadline:
+            start = time.perf_counter()
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            status = int(head.split(b" ", 2)[1])
+            length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))
+            body = await reader.readexactly(length)
+            if status != 200:
+                raise SystemExit(f"{status} from the server: {body[:300]!r}")
+            out.append((time.perf_counter() - start) * 1000)
+    finally:
+        writer.close()
+
+
+def closed_loop(url: str, headers: dict, clients: int, seconds: float) -> tuple[float, list[float]]:
+    """`clients` concurrent connections for `seconds`: (requests/s, latencies in ms)."""
+    parsed = httpx.URL(url)
+    lines = [f"GET {parsed.raw_path.decode()} HTTP/1.1", f"Host: {parsed.host}:{parsed.port}",
+             *(f"{k}: {v}" for k, v in headers.items())]
+    request = ("\r\n".join(lines) + "\r\n\r\n").encode()
+    out: list[float] = []
+
+    async def run() -> float:
+        begin = time.perf_counter()
+        await asyncio.gather(*(_client(parsed.host, parsed.port, request, begin + seconds, out)
+                               for _ in range(clients)))
+        return time.perf_counter() - begin
+
+    elapsed = asyncio.run(run())
+    return len(out) / elapsed, out
+
+
+def throughput(bare_url: str, api_url: str, headers: dict, clients: int, seconds: float, rounds: int) -> None:
+    """Bare and API in alternating rounds; prints each round and the totals."""
+    closed_loop(bare_url, {}, clients, 1)  # warm both: connection pools, imports, first-request paths
+    closed_loop(api_url, headers, clients, 1)
+    sides: dict[str, tuple[list[float], list[float]]] = {"bare": ([], []), "api": ([], [])}
+    print(f"\nclosed loop, {clients} clients, {rounds} x {seconds:g} s per side, load average "
+          f"{os.getloadavg()[0]:.1f}")
+    print(f"{'round':<8}{'side':<6}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}")
+    for r in range(rounds):
+        for side, url, hdrs in (("bare", bare_url, {}), ("api", api_url, headers)):
+            rate, lat = closed_loop(url, hdrs, clients, seconds)
+            sides[side][0].append(rate)
+            sides[side][1].extend(lat)
+            print(f"{r + 1:<8}{side:<6}{rate:>9.0f}{pct(lat, .5):>9.1f}{pct(lat, .99):>9.1f}")
+    (bare_rates, bare_lat), (api_rates, api_lat) = sides["bare"], sides["api"]
+    print(f"\nGET job / bare: requests/s {statistics.mean(api_rates) / statistics.mean(bare_rates):.2f}x "
+          f"(per round {', '.join(f'{a / b:.2f}' for a, b in zip(api_rates, bare_rates))}), "
+          f"p50 {pct(api_lat, .5) / pct(bare_lat, .5):.2f}x, p99 {pct(api_lat, .99) / pct(bare_lat, .99):.2f}x; "
+          f"load average {os.getloadavg()[0]:.1f}")
+
+
+def reads_only(work: Path, args: argparse.Namespace) -> None:
+    """Only the read comparison: an API (`--api-workers` processes, no training workers) and the bare app."""
+    dep = Deployment(work, workers=0)
+    service = None
+    try:
+        dep.cli("models", "add", "tiny-bert", str(make_tiny_bert(work / "tiny-bert")))
+        headers = dep.tenant_headers("reader")
+        with httpx.Client(base_url=f"{dep.url}/v1", headers=headers) as http:
+            file_id = http.post("/files", files={"file": ("t.jsonl", TRAIN)}, data={"purpose": "fine-tune"}).json()["id"]
+            job_id = http.post("/fine_tuning/jobs", json={"model": "tiny-bert", "training_file": file_id}).json()["id"]
+        api_url = dep.url
+        if args.api_workers > 1:
+            service = Service(dep.env, log_path=work / "api-workers.log")
+            service.start_api("--workers", str(args.api_workers), "--no-maintenance")
+            api_url = service.url
+        bare_proc, bare_url = bare_endpoint(dep, args.api_workers)
+        try:
+            throughput(f"{bare_url}/row/{job_id}", f"{api_url}/v1/fine_tuning/jobs/{job_id}", headers,
+                       args.clients, args.seconds, args.rounds)
+        finally:
+            bare_proc.terminate()
+            bare_proc.wait()
+    finally:
+        if service is not None:
+            service.stop()
+        dep.close()
 
 
 def main() -> None:
@@ -109,8 +207,15 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--rate", type=float, default=50)
     parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument("--reads-only", action="store_true", help="Skip the jobs; only compare reads.")
+    parser.add_argument("--clients", type=int, default=32, help="Concurrent connections in the closed loop.")
+    parser.add_argument("--seconds", type=float, default=10, help="Length of one closed-loop round per side.")
+    parser.add_argument("--rounds", type=int, default=3, help="Alternating bare/API rounds.")
+    parser.add_argument("--api-workers", type=int, default=1, help="uvicorn processes for the API and the bare app.")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="tuneforge-load-"))
+    if args.reads_only:
+        return reads_only(work, args)
     dep = Deployment(work, workers=args.workers)
     try:
         dep.cli("models", "add", "tiny-bert", str(make_tiny_bert(work / "tiny-bert")))
@@ -140,6 +245,8 @@ def main() -> None:
             bare = paced(f"{bare_url}/row/{job_id}", {}, args.rate, args.requests)
             get = paced(f"{dep.url}/v1/fine_tuning/jobs/{job_id}", headers, args.rate, args.requests)
             lst = paced(f"{dep.url}/v1/fine_tuning/jobs?limit=20", headers, args.rate, args.requests)
+            throughput(f"{bare_url}/row/{job_id}", f"{dep.url}/v1/fine_tuning/jobs/{job_id}", headers,
+                       args.clients, args.seconds, args.rounds)
         finally:
             bare_proc.terminate()
         print(f"\n{'endpoint at ' + format(args.rate, 'g') + ' req/s':<28}{'p50 ms':>10}{'p99 ms':>10}")

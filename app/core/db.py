@@ -1,6 +1,7 @@
 """SQLAlchemy engine and sessions. Services never commit; the request or the task does."""
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
@@ -23,10 +24,17 @@ def normalize_url(url: str) -> str:
     return url
 
 
+# `tuneforge api` sets it to 0 for its processes: a ping on every checkout is a round trip on every request.
+# Without it a request that meets a connection PostgreSQL dropped answers 503 (retried by clients) and
+# SQLAlchemy then replaces every pooled connection; workers and commands keep pinging.
+PRE_PING_ENV = "TUNEFORGE_DB_PRE_PING"
+
+
 @lru_cache
 def get_engine() -> Engine:
     url = normalize_url(get_settings().require_database_url())
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    pre_ping = os.environ.get(PRE_PING_ENV, "1") != "0"
+    return create_engine(url, pool_pre_ping=pre_ping, pool_size=10, max_overflow=20)
 
 
 @lru_cache

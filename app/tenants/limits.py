@@ -20,6 +20,7 @@ from app.core.errors import AppError
 from app.core.queue import get_redis
 from app.models import File, Job, TenantLimits
 from app.models.job import JobStatus
+from app.tenants.service import invalidate_credentials
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,11 @@ class Limits:
 
 
 def limits_for(session: Session, tenant_id: str) -> Limits:
-    row = session.get(TenantLimits, tenant_id)
+    return effective_limits(session.get(TenantLimits, tenant_id))
+
+
+def effective_limits(row: TenantLimits | None) -> Limits:
+    """A tenant's limits row (None: it has none) over the deployment defaults."""
     settings = get_settings()
 
     def pick(name: str, default):
@@ -80,20 +85,34 @@ def check_storage(session: Session, tenant_id: str, incoming: int) -> None:
                             f"{limit} bytes ({used} used); delete files you no longer need.", param="file")
 
 
+def rate_key(tenant_id: str) -> str:
+    """This second's request counter of a tenant: a one-second window in Redis, shared by every API process."""
+    return f"tuneforge:rate:{tenant_id}:{int(time.time())}"
+
+
+def charge_rate(pipe: redis.client.Pipeline, tenant_id: str) -> redis.client.Pipeline:
+    """Queue a request's charge on `pipe` (its count is the first of the two results)."""
+    key = rate_key(tenant_id)
+    return pipe.incr(key).expire(key, 2)
+
+
+def check_rate_count(count: int | None, requests_per_second: float | None) -> None:
+    """429 once this second's count is over the limit; None (Redis was unavailable) passes."""
+    if requests_per_second is not None and count is not None and count > requests_per_second:
+        raise QuotaExceeded(f"Rate limit of {requests_per_second:g} requests per second exceeded; retry shortly.",
+                            retry_after=1, code="rate_limit_exceeded")
+
+
 def check_rate(tenant_id: str, requests_per_second: float | None) -> None:
-    """A one-second window counter in Redis, shared by every API process."""
+    """Charge one request to the tenant's counter and check it."""
     if requests_per_second is None:
         return
-    second = int(time.time())
-    key = f"tuneforge:rate:{tenant_id}:{second}"
     try:
-        count, _ = get_redis().pipeline().incr(key).expire(key, 2).execute()
+        count = charge_rate(get_redis().pipeline(transaction=False), tenant_id).execute()[0]
     except redis.RedisError as exc:  # a Redis outage must not take the API down: fail open
         log.warning("rate limit not checked, Redis unavailable: %s", exc)
         return
-    if count > requests_per_second:
-        raise QuotaExceeded(f"Rate limit of {requests_per_second:g} requests per second exceeded; retry shortly.",
-                            retry_after=1, code="rate_limit_exceeded")
+    check_rate_count(count, requests_per_second)
 
 
 LIMIT_FIELDS = ("max_running_jobs", "max_queued_jobs", "max_storage_bytes", "max_upload_bytes", "requests_per_second")
@@ -111,4 +130,5 @@ def set_limits(session: Session, tenant_id: str, **values: float | int | None) -
         setattr(row, name, value)
     session.add(row)
     session.flush()
+    invalidate_credentials(session)  # the API processes' cached request rates
     return row
