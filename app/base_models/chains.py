@@ -21,7 +21,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from app.artifacts.service import job_artifact_dir
-from app.base_models.service import get_visible, register
+from app.base_models.service import get_visible, local_model_dir, register
 from app.core.config import get_settings
 from app.core.errors import BadRequest, NotFound, shown
 from app.core.retry import with_db
@@ -57,10 +57,11 @@ def _not_succeeded(job: Job) -> BadRequest:
 
 
 def _produced_model(session: Session, job: Job) -> BaseModel | None:
-    """The model an encoder-only job (adaptive/multitask without then) registered from its artifact."""
-    prefix = str(job_artifact_dir(job).resolve()) + "/"
-    return session.scalar(select(BaseModel).where(BaseModel.tenant_id == job.tenant_id,
-                                                  BaseModel.path.startswith(prefix)).limit(1))
+    """The model an encoder-only job (adaptive/multitask without then) registered from its artifact: by the
+    `<kind>:<job id>` convention of ProducedModel ids (adapted:, multitask:), never a chain's encoder:."""
+    return session.scalar(select(BaseModel).where(
+        BaseModel.tenant_id == job.tenant_id, BaseModel.id.endswith(f":{job.id}"),
+        BaseModel.id != chained_model_id(job.id)).limit(1))
 
 
 def _manifest(job: Job) -> dict[str, Any]:
@@ -104,31 +105,41 @@ class _Source:
     fine_tuned_model: str | None
     manifest: dict[str, Any]
     artifact_dir: Path
-    base_path: Path | None  # the base the source trained on (None: unregistered since)
+    base_path: Path | None  # this host's copy of the base the source trained on (None: unregistered since)
     encoder: BaseModelRef | None  # materialized by an earlier chain
 
 
-def chained_base(job: Job, sink: ProgressSink) -> tuple[BaseModelRef, list[dict[str, Any]]] | None:
-    """The encoder a chained job starts from, materialized and registered on first use, and its lineage;
-    None when `job.model` names no job of its tenant (a plain base model)."""
-    def load(session: Session) -> _Source | None:
+def _source(job: Job) -> _Source | None:
+    """What the worker needs of the job `job.model` names (None: a plain base model); the artifact and the
+    models come to this host from a remote store outside any transaction (local_model_dir)."""
+    def find(session: Session) -> Job | None:
         source = find_source(session, job.tenant_id, job.model)
         if source is None or (not job.model.startswith(ENCODER_PREFIX) and session.get(BaseModel, job.model)):
             return None
         if source.status != JobStatus.succeeded:
             raise TrainingError(_not_succeeded(source).message, code="model_not_ready", param="model")
-        manifest = read_manifest(job_artifact_dir(source))
-        base = session.get(BaseModel, manifest["base_model"]["id"])
-        done = session.get(BaseModel, chained_model_id(source.id))
-        encoder = BaseModelRef(done.id, Path(done.path), done.sha256) if done and Path(done.path).is_dir() else None
-        return _Source(source.id, source.fine_tuned_model, manifest, job_artifact_dir(source),
-                       Path(base.path) if base else None, encoder)
+        return source
+    if (source := with_db(find)) is None:
+        return None
     try:
-        source = with_db(load)
+        artifact_dir = job_artifact_dir(source)
+        manifest = read_manifest(artifact_dir)
     except (OSError, ValueError) as exc:
-        raise TrainingError(f"The artifact of the job this one starts from is missing or unreadable ({exc}); train "
-                            "that job again.", code="artifact_missing", param="model") from exc
-    if source is None:
+        raise TrainingError(f"The artifact of job {source.id}, which this job starts from, is missing or unreadable "
+                            f"({type(exc).__name__}); train that job again.", code="artifact_missing",
+                            param="model") from exc
+    base, done = with_db(lambda session: (session.get(BaseModel, manifest["base_model"]["id"]),
+                                          session.get(BaseModel, chained_model_id(source.id))))
+    done_dir = local_model_dir(done) if done is not None else None
+    encoder = BaseModelRef(done.id, done_dir, done.sha256) if done_dir is not None and done_dir.is_dir() else None
+    return _Source(source.id, source.fine_tuned_model, manifest, artifact_dir,
+                   local_model_dir(base) if base is not None else None, encoder)
+
+
+def chained_base(job: Job, sink: ProgressSink) -> tuple[BaseModelRef, list[dict[str, Any]]] | None:
+    """The encoder a chained job starts from, materialized and registered on first use, and its lineage;
+    None when `job.model` names no job of its tenant (a plain base model)."""
+    if (source := _source(job)) is None:
         return None
     encoder = source.encoder or _materialize(job, source)
     lineage = lineage_step(source.manifest, source.job_id, source.fine_tuned_model, encoder.id, encoder.sha256)
