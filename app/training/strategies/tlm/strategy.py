@@ -19,6 +19,7 @@ Artifact: `model/` (the classifier, save_pretrained with its tokenizer: the base
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import math
 import shutil
@@ -146,7 +147,7 @@ def _external_tokens(ctx: TrainContext, external: ExternalTexts, tokenizer: Any,
         return json.loads(path.read_text())
     total = truncated = 0
     chunk: list[str] = []
-    for text in [*external, None]:
+    for text in itertools.chain(external, [None]):  # streamed: S is never all in memory
         if text is not None:
             chunk.append(text)
         if chunk and (text is None or len(chunk) == 512):
