@@ -149,6 +149,8 @@ def build_classifier(ctx: TrainContext, task: TaskData, prepare: Prepare) -> Cla
     seed_everything(hp.seed)
     model, info = task.task.model_class().from_pretrained(
         ctx.base_model.path, output_loading_info=True, **task.task.model_kwargs(task.labels))
+    if note := task.task.init_head(model, task.train_examples):
+        ctx.sink.message(note)
     limit = min(tokenizer.model_max_length, getattr(model.config, "max_position_embeddings", None) or 10**9)
     if hp.max_length > limit:  # longer inputs would index past the position embeddings
         ctx.sink.message(f"max_length {hp.max_length} exceeds what {ctx.base_model.id} accepts; using {limit}",

@@ -248,3 +248,20 @@ def test_ner_predictions_tag_every_word_with_character_spans(make_ctx):
     tokenizer.model_max_length = 4  # [CLS] two words [SEP]: the last two words are cut off
     [row] = predict(model, tokenizer, [text], labels)
     assert row["predicted"][2:] == ["O", "O"] and len(row["predicted"]) == 4
+
+
+def test_a_regression_head_starts_at_the_labels_mean(make_ctx):
+    """Labels far from 0 (here around 100) train from their mean: the head's bias starts there, the event
+    says so, and a few small-rate steps already land near the labels (a head at 0 would miss by ~100)."""
+    from app.training.classification import build_classifier, load_task
+
+    rows = [{**row, "label": row["label"] + 100.0} for row in regression_rows(32, 1)]
+    ctx = make_ctx("supervised", train_rows=rows, valid_rows=rows[:8], n_epochs=2, learning_rate=1e-4)
+    task = load_task(ctx)
+    classifier = build_classifier(ctx, task, lambda model, ctx, new: model)
+    mean = sum(r["label"] for r in rows) / len(rows)
+    assert float(classifier.model.classifier.bias) == pytest.approx(mean, rel=1e-6)
+    assert f"Regression head starts at the training labels' mean {mean:.4g}" in ctx.sink.of("message")
+    result = run_strategy(make_ctx("supervised", train_rows=rows, valid_rows=rows[:8], n_epochs=2,
+                                   learning_rate=1e-4, output="run"))
+    assert result.metrics["eval_mse"] < 2.0

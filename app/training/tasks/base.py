@@ -76,6 +76,11 @@ class Task:
         word_ids = [encoded.word_ids(i) for i in range(n)] if tokenizer.is_fast else None
         return Rows(features, targets, tokenizer.pad_token_id or 0, word_ids, self, labels)
 
+    def init_head(self, model: torch.nn.Module, examples: list[Example]) -> str | None:
+        """Set up the fresh head from the training data before training (default: nothing); what was done,
+        for the job's events."""
+        return None
+
     def target(self, label: Any, index: dict) -> Any:
         return index[label]
 

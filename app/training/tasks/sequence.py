@@ -7,6 +7,7 @@ from typing import Any
 import torch
 
 from app.training.artifacts import label_kwargs
+from app.training.data import Example
 from app.training.tasks.base import Rows, Task
 
 
@@ -18,6 +19,19 @@ class Regression(Task):
 
     def target(self, label: Any, index: dict) -> float:
         return float(label)
+
+    def init_head(self, model: torch.nn.Module, examples: list[Example]) -> str | None:
+        """Start the one-output head at the training labels' mean (its bias; the weights stay random): a
+        label scale far from 0 (STS-B's 0-5, log counts ~9) is otherwise most of what a small fine-tuning
+        rate spends its steps on, and the model still outputs labels on their own scale, as plain
+        transformers loads it."""
+        outputs = [m for m in model.modules() if isinstance(m, torch.nn.Linear) and m.out_features == 1]
+        if not outputs or outputs[-1].bias is None or not examples:
+            return None
+        mean = sum(e.label for e in examples) / len(examples)
+        with torch.no_grad():
+            outputs[-1].bias.fill_(mean)
+        return f"Regression head starts at the training labels' mean {mean:.4g}"
 
     def metrics(self, outputs: list[torch.Tensor], rows: Rows) -> dict[str, float]:
         from app.training.metrics import regression_metrics
