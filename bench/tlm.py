@@ -237,7 +237,7 @@ def report(path: Path) -> None:
     print(f"reference pretraining FLOPs (6 × {PRETRAINING['parameters']:.3g} parameters × "
           f"{PRETRAINING['tokens']:.3g} tokens) = {PRETRAINING['flops']:.3e}")
     print(f"{'task':7} {'column':10} {'seeds':>5} {'test acc':>14} {'macro-F1':>14} {'train FLOPs':>11} "
-          f"{'total FLOPs':>11} {'% of ref':>8} {'|S| docs':>9} {'retr. s':>7} {'median s':>8}")
+          f"{'total FLOPs':>11} {'× ref':>8} {'|S| docs':>9} {'retr. s':>7} {'median s':>8}")
     for task in dict.fromkeys(t for t, _ in runs):
         reference = runs.get((task, "reference"))
         ref_total = statistics.mean(r["flops"] for r in reference) + PRETRAINING["flops"] if reference else None
@@ -246,7 +246,7 @@ def report(path: Path) -> None:
                 continue
             flops = statistics.mean(r["flops"] for r in rs)
             total = flops + (PRETRAINING["flops"] if column == "reference" else 0)
-            share = f"{100 * total / ref_total:.4f}" if ref_total else "-"
+            share = f"{total / ref_total:.1e}" if ref_total else "-"
             retrieval = rs[0].get("retrieval") or {}
             print(f"{task:7} {column:10} {len(rs):>5} {mean_std([r['test_accuracy'] for r in rs]):>14} "
                   f"{mean_std([r['test_macro_f1'] for r in rs]):>14} {flops:>11.3e} {total:>11.3e} {share:>8} "
