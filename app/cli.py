@@ -142,6 +142,10 @@ def api(host: str = "127.0.0.1", port: int = 8000, maintenance: bool = True,
     from app.core.db import PRE_PING_ENV
 
     os.environ.setdefault(PRE_PING_ENV, "0")  # inherited by the worker processes (see app/core/db.py)
+    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # /metrics: the sum over the workers
+        import tempfile
+
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="tuneforge-metrics-")
 
     if maintenance:
         from app.jobs.maintenance import MaintenanceLoop
@@ -152,7 +156,11 @@ def api(host: str = "127.0.0.1", port: int = 8000, maintenance: bool = True,
         from app.observability.logging import configure_logging
 
         configure_logging("json")
-        log_options = {"log_config": None}
+        # worker processes configure logging anew from log_config: the same JSON handler, built there
+        log_options = {"log_config": None if workers == 1 else {
+            "version": 1, "disable_existing_loggers": False, "root": {"handlers": ["json"], "level": "INFO"},
+            "handlers": {"json": {"()": "app.observability.logging.handler", "log_format": "json"}},
+            "loggers": {n: {"handlers": [], "propagate": True} for n in ("uvicorn", "uvicorn.error", "uvicorn.access")}}}
     # h11, not httptools: only h11 bounds what it buffers of a header block that never ends
     uvicorn.run("app.main:app", host=host, port=port, log_level="info", http="h11", workers=workers,
                 h11_max_incomplete_event_size=4 * get_settings().max_header_bytes, **log_options)

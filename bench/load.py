@@ -7,7 +7,7 @@ FastAPI endpoint that reads one row (the ratio is the API's overhead).
 Then throughput: `--clients` concurrent keep-alive connections each sending GET job back to back (closed
 loop) for `--seconds`, against the bare endpoint and the API in alternating rounds (bare, api, bare, api,
 ...), so both see the same load on a shared machine; requests/s and p50/p99 per side and their ratios.
-Both run under the same uvicorn settings as `tuneforge api` (h11, `--api-workers` processes); the load
+Both run under the same uvicorn settings as `tuneforge api` (h11, access log, `--api-workers` processes); the load
 generator is a few lines of asyncio over raw sockets, so its own CPU use stays small beside the servers'.
 
     python bench/load.py [--tenants 10] [--jobs 100] [--workers 2] [--rate 50] [--requests 300]
@@ -26,9 +26,11 @@ import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import psutil
 import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -100,17 +102,18 @@ def paced(url: str, headers: dict, rate: float, n: int) -> list[float]:
 
 
 def bare_endpoint(dep: Deployment, workers: int = 1):
-    """Start bench/bare_app.py under uvicorn as `tuneforge api` runs (h11, `workers` processes);
-    returns (process, base url)."""
+    """Start bench/bare_app.py under uvicorn as `tuneforge api` runs it (h11, `workers` processes, an access
+    log line per request); returns (process, base url)."""
     import subprocess
 
     from app.core.embedded import free_port
     from tests.harness import ROOT, wait_http
 
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "bench.bare_app:app", "--port", str(port),
-                             "--log-level", "warning", "--http", "h11", "--workers", str(workers)],
-                            env=dep.env, cwd=ROOT)
+    with open(dep.service.log_path.parent / "bare.log", "ab") as log:  # the child keeps its own handle
+        proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "bench.bare_app:app", "--port", str(port),
+                                 "--log-level", "info", "--http", "h11", "--workers", str(workers)],
+                                env=dep.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     wait_http(f"http://127.0.0.1:{port}/docs", proc, timeout=60, interval=0.1)
     return proc, f"http://127.0.0.1:{port}"
 
@@ -151,24 +154,52 @@ def closed_loop(url: str, headers: dict, clients: int, seconds: float) -> tuple[
     return len(out) / elapsed, out
 
 
-def throughput(bare_url: str, api_url: str, headers: dict, clients: int, seconds: float, rounds: int) -> None:
+@dataclass
+class Target:
+    """One side of the comparison: where to send GET job, and the server process (with its children) whose
+    CPU time it costs. CPU ms per request hardly depends on what else runs on the machine, so it is the
+    steadier figure on a loaded one (saturated throughput = cores / CPU per request)."""
+
+    name: str
+    url: str
+    headers: dict[str, str]
+    pid: int
+    rates: list[float] = field(default_factory=list)
+    latencies: list[float] = field(default_factory=list)
+    cpu_ms: list[float] = field(default_factory=list)
+
+    def cpu_seconds(self) -> float:
+        parent = psutil.Process(self.pid)
+        return sum(sum(p.cpu_times()[:2]) for p in [parent, *parent.children(recursive=True)])
+
+    def round(self, clients: int, seconds: float) -> list[float]:
+        before = self.cpu_seconds()
+        rate, lat = closed_loop(self.url, self.headers, clients, seconds)
+        self.cpu_ms.append((self.cpu_seconds() - before) * 1000 / max(1, len(lat)))
+        self.rates.append(rate)
+        self.latencies.extend(lat)
+        return lat
+
+
+def throughput(bare: Target, api: Target, clients: int, seconds: float, rounds: int) -> None:
     """Bare and API in alternating rounds; prints each round and the totals."""
-    closed_loop(bare_url, {}, clients, 1)  # warm both: connection pools, imports, first-request paths
-    closed_loop(api_url, headers, clients, 1)
-    sides: dict[str, tuple[list[float], list[float]]] = {"bare": ([], []), "api": ([], [])}
+    for side in (bare, api):  # warm both: connection pools, imports, first-request paths
+        closed_loop(side.url, side.headers, clients, 1)
     print(f"\nclosed loop, {clients} clients, {rounds} x {seconds:g} s per side, load average "
           f"{os.getloadavg()[0]:.1f}")
-    print(f"{'round':<8}{'side':<6}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}")
+    print(f"{'round':<8}{'side':<6}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'CPU ms/req':>12}")
     for r in range(rounds):
-        for side, url, hdrs in (("bare", bare_url, {}), ("api", api_url, headers)):
-            rate, lat = closed_loop(url, hdrs, clients, seconds)
-            sides[side][0].append(rate)
-            sides[side][1].extend(lat)
-            print(f"{r + 1:<8}{side:<6}{rate:>9.0f}{pct(lat, .5):>9.1f}{pct(lat, .99):>9.1f}")
-    (bare_rates, bare_lat), (api_rates, api_lat) = sides["bare"], sides["api"]
-    print(f"\nGET job / bare: requests/s {statistics.mean(api_rates) / statistics.mean(bare_rates):.2f}x "
-          f"(per round {', '.join(f'{a / b:.2f}' for a, b in zip(api_rates, bare_rates))}), "
-          f"p50 {pct(api_lat, .5) / pct(bare_lat, .5):.2f}x, p99 {pct(api_lat, .99) / pct(bare_lat, .99):.2f}x; "
+        for side in (bare, api):
+            lat = side.round(clients, seconds)
+            print(f"{r + 1:<8}{side.name:<6}{side.rates[-1]:>9.0f}{pct(lat, .5):>9.1f}{pct(lat, .99):>9.1f}"
+                  f"{side.cpu_ms[-1]:>12.2f}")
+    ratios = [a / b for a, b in zip(api.rates, bare.rates)]
+    print(f"\nGET job / bare: requests/s {statistics.mean(api.rates) / statistics.mean(bare.rates):.2f}x "
+          f"(median of rounds {statistics.median(ratios):.2f}: {', '.join(f'{r:.2f}' for r in ratios)}), "
+          f"p50 {pct(api.latencies, .5) / pct(bare.latencies, .5):.2f}x, "
+          f"p99 {pct(api.latencies, .99) / pct(bare.latencies, .99):.2f}x; server CPU per request "
+          f"{statistics.median(api.cpu_ms):.2f} / {statistics.median(bare.cpu_ms):.2f} ms "
+          f"(bare / API = {statistics.median(bare.cpu_ms) / statistics.median(api.cpu_ms):.2f}x); "
           f"load average {os.getloadavg()[0]:.1f}")
 
 
@@ -182,14 +213,15 @@ def reads_only(work: Path, args: argparse.Namespace) -> None:
         with httpx.Client(base_url=f"{dep.url}/v1", headers=headers) as http:
             file_id = http.post("/files", files={"file": ("t.jsonl", TRAIN)}, data={"purpose": "fine-tune"}).json()["id"]
             job_id = http.post("/fine_tuning/jobs", json={"model": "tiny-bert", "training_file": file_id}).json()["id"]
-        api_url = dep.url
+        api_url, api_pid = dep.url, dep.service.processes["api"].pid
         if args.api_workers > 1:
             service = Service(dep.env, log_path=work / "api-workers.log")
-            service.start_api("--workers", str(args.api_workers), "--no-maintenance")
+            api_pid = service.start_api("--workers", str(args.api_workers), "--no-maintenance").pid
             api_url = service.url
         bare_proc, bare_url = bare_endpoint(dep, args.api_workers)
         try:
-            throughput(f"{bare_url}/row/{job_id}", f"{api_url}/v1/fine_tuning/jobs/{job_id}", headers,
+            throughput(Target("bare", f"{bare_url}/row/{job_id}", {}, bare_proc.pid),
+                       Target("api", f"{api_url}/v1/fine_tuning/jobs/{job_id}", headers, api_pid),
                        args.clients, args.seconds, args.rounds)
         finally:
             bare_proc.terminate()
@@ -209,8 +241,8 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--reads-only", action="store_true", help="Skip the jobs; only compare reads.")
     parser.add_argument("--clients", type=int, default=32, help="Concurrent connections in the closed loop.")
-    parser.add_argument("--seconds", type=float, default=10, help="Length of one closed-loop round per side.")
-    parser.add_argument("--rounds", type=int, default=3, help="Alternating bare/API rounds.")
+    parser.add_argument("--seconds", type=float, default=4, help="Length of one closed-loop round per side.")
+    parser.add_argument("--rounds", type=int, default=10, help="Alternating bare/API rounds.")
     parser.add_argument("--api-workers", type=int, default=1, help="uvicorn processes for the API and the bare app.")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="tuneforge-load-"))
@@ -245,8 +277,9 @@ def main() -> None:
             bare = paced(f"{bare_url}/row/{job_id}", {}, args.rate, args.requests)
             get = paced(f"{dep.url}/v1/fine_tuning/jobs/{job_id}", headers, args.rate, args.requests)
             lst = paced(f"{dep.url}/v1/fine_tuning/jobs?limit=20", headers, args.rate, args.requests)
-            throughput(f"{bare_url}/row/{job_id}", f"{dep.url}/v1/fine_tuning/jobs/{job_id}", headers,
-                       args.clients, args.seconds, args.rounds)
+            throughput(Target("bare", f"{bare_url}/row/{job_id}", {}, bare_proc.pid),
+                       Target("api", f"{dep.url}/v1/fine_tuning/jobs/{job_id}", headers,
+                              dep.service.processes["api"].pid), args.clients, args.seconds, args.rounds)
         finally:
             bare_proc.terminate()
         print(f"\n{'endpoint at ' + format(args.rate, 'g') + ' req/s':<28}{'p50 ms':>10}{'p99 ms':>10}")

@@ -142,3 +142,19 @@ def test_key_revoked_by_the_command_fails_in_both_workers_at_once(api, connectio
     api.cli("tenants", "revoke-key", _key_id(tenant_id))
     after = _everywhere(connections, lambda c: c.get(MISSING_JOB, headers=auth(key)))
     assert {r.status_code for *_, r in after} == {401}, [(pid, r.status_code) for pid, _, _, r in after]
+
+
+def test_metrics_are_the_sum_over_workers(api, connections):
+    """`tuneforge api --workers 2` gives its processes one PROMETHEUS_MULTIPROC_DIR: each answers the sum."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    _, key = new_tenant()
+    _everywhere(connections, lambda c: c.get(MISSING_JOB, headers=auth(key)))
+
+    def served(client: httpx.Client) -> float:
+        return sum(s.value for fam in text_string_to_metric_families(client.get("/metrics").text)
+                   for s in fam.samples if s.name == "tuneforge_http_requests_total"
+                   and s.labels.get("route") == "/v1/fine_tuning/jobs/{job_id}")
+
+    totals = {pid: served(clients[0]) for pid, clients in connections.items()}
+    assert len(set(totals.values())) == 1 and min(totals.values()) >= 2 * PER_WORKER, totals
