@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import shutil
+import time
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -53,6 +54,7 @@ class ObjectStore:
     def __init__(self, url: str, fs: Any, root: str, remote: bool):
         self.url, self.fs, self.root, self.remote = url, fs, root.rstrip("/"), remote
         self.atomic = remote and bool(set(_protocols(fs)) & ATOMIC_PROTOCOLS)
+        self._uploads_seen: dict[str, dict[str, float]] = {}  # prefix -> upload id -> first seen
 
     def full(self, key: str) -> str:
         return f"{self.root}/{key}"
@@ -194,6 +196,30 @@ class ObjectStore:
         base = self.fs._strip_protocol(self.root).rstrip("/") + "/"
         return [ObjectInfo(name[len(base):] if name.startswith(base) else name, int(info.get("size") or 0),
                            _mtime(info)) for name, info in found.items() if info.get("type") == "file"]
+
+    def abort_stale_uploads(self, prefix: str, grace: float) -> int:
+        """Abort S3 multipart uploads below `prefix/` that this process has seen unfinished for `grace`
+        seconds: a process killed mid-upload leaves one behind, never visible but billed. Timed by this
+        host's clock from when first seen, not by the store's `Initiated` (a skewed or fake clock there,
+        as moto's, would abort uploads still in flight). Other stores keep no such leftovers."""
+        lister = getattr(self.fs, "list_multipart_uploads", None)
+        if not self.remote or lister is None:
+            return 0
+        bucket, _, root_key = self.root.partition("/")
+        wanted, now, aborted = f"{root_key}/{prefix}/".lstrip("/"), time.monotonic(), 0
+        try:
+            pending = {u["UploadId"]: u["Key"] for u in lister(bucket) if u["Key"].startswith(wanted)}
+            seen = self._uploads_seen.setdefault(prefix, {})
+            for upload_id in set(seen) - set(pending):
+                del seen[upload_id]
+            for upload_id, key in pending.items():
+                if now - seen.setdefault(upload_id, now) >= grace:
+                    self.fs.abort_mpu(bucket, key, upload_id)
+                    del seen[upload_id]
+                    aborted += 1
+        except Exception as exc:
+            raise self._error(exc, f"list the uploads under {prefix}") from exc
+        return aborted
 
     def _error(self, exc: Exception, what: str) -> StoreError:
         if isinstance(exc, StoreError):

@@ -17,7 +17,8 @@ from app.models import File
 def sweep_orphan_files(session) -> list[str]:
     """Delete partial uploads and row-less files older than `orphan_grace` seconds; return their names
     (`<tenant>/<file>`)."""
-    cutoff = time.time() - get_settings().orphan_grace
+    grace = get_settings().orphan_grace
+    cutoff = time.time() - grace
     store = get_store()
     old = [info.key for info in store.list("files") if info.mtime < cutoff and info.key.count("/") == 2]
     names = {key: key.rsplit("/", 1)[1] for key in old}
@@ -28,6 +29,8 @@ def sweep_orphan_files(session) -> list[str]:
         if name.startswith(".") or name not in owned:
             store.delete(key)
             removed.append(key.removeprefix("files/"))
+    for prefix in ("files", "artifacts"):
+        store.abort_stale_uploads(prefix, grace)
     spool = cache_dir() / "spool"
     for path in spool.iterdir() if spool.is_dir() else ():
         if path.is_file() and path.stat().st_mtime < cutoff:
