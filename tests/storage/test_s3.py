@@ -137,6 +137,13 @@ def test_upload_job_and_downloads_go_through_the_bucket(s3, hosts, tmp_path):
     assert names == {f"{job['id']}/{a['name']}": a["sha256"] for a in listing}
     assert not (api_dir / "artifacts" / tenant_id).exists()  # streamed from the bucket, never copied here
 
+    predicted = httpx.post(f"{api.url}/v1/predictions", headers=auth(key), timeout=120,
+                           json={"model": done["fine_tuned_model"], "input": ["good great happy", "bad awful"]})
+    assert predicted.status_code == 200, predicted.text
+    fetched = api_dir / "artifacts" / tenant_id / job["id"]  # predictions read files: fetched once, whole
+    assert {p.relative_to(fetched).as_posix() for p in fetched.rglob("*") if p.is_file()} == {
+        a["name"] for a in listing}
+
 
 def test_api_killed_mid_upload_leaves_nothing_listed(s3, hosts, tmp_path):
     fs, credentials = s3
