@@ -10,6 +10,10 @@ use the same target hyper-parameters (the method's "auto" rule) and seeds; each 
 
     python -m bench.chains [--seeds 0,1,2] [--methods supervised,lora] [--n-train 200] [--log FILE]
     python -m bench.chains --report [--log FILE]
+
+Measured (bench/results/chains.jsonl, 3 seeds, 2 shared cores): target alone 91.1 ± 0.5 test accuracy,
+BBC (500) → target 88.9 ± 0.2 (-2.2 pt; validation 90.1 vs 90.9 alone): a topic task does not help an
+authorship task here; STILTs (Phang et al. 2018) also reports intermediate tasks that hurt some targets.
 """
 from __future__ import annotations
 
