@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import secrets
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -11,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.base_models import chains
+from app.base_models.service import local_model_dir
 from app.core.config import get_settings
 from app.core.errors import BadRequest, Conflict, NotFound, shown
 from app.core.ids import new_id
@@ -27,7 +27,8 @@ from app.tenants import limits
 from app.models.base import utcnow
 from app.training.base_facts import base_facts
 from app.training.config import SubmissionFacts
-from app.training.data import DatasetError, DatasetSummary, validate_classification_file, validate_texts
+from app.training.corpus_text import validate_texts
+from app.training.data import DatasetError, DatasetSummary, validate_classification_file
 from app.training.methods import (Method, MethodError, base_problems, data_problems, describe_resolution, first_error,
                                   method_wire, parse_method, resolve_method, submission_problems)
 from app.training.registry import default_strategy
@@ -109,7 +110,7 @@ def _method(request: CreateJobRequest) -> Method:
 def _check_against_base(method: Method, base: BaseModel) -> None:
     """Settings the chosen base cannot take (layers it lacks, unknown modules, …): a 400 now rather than
     a job that fails once a worker loads the model. Unreadable facts skip this; training checks again."""
-    facts = base_facts(Path(base.path), base.id)
+    facts = base_facts(local_model_dir(base), base.id)
     _refuse(base_problems(method, facts) if facts else [])
 
 

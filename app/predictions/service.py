@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import math
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from app.artifacts.service import job_artifact_dir
-from app.base_models.service import visible
+from app.base_models.service import local_model_dir, visible
 from app.core.config import get_settings
 from app.core.errors import BadRequest, Conflict, NotFound, ServiceUnavailable, shown
 from app.core.text import storable
@@ -58,7 +57,7 @@ def resolve(session: Session, tenant_id: str, model: str) -> ServedModel:
     try:
         manifest = read_manifest(artifact_dir)
         row = session.get(BaseModel, manifest["base_model"]["id"])
-        base = BaseModelRef(id=row.id, path=Path(row.path), sha256=row.sha256) if row is not None else None
+        base = BaseModelRef(id=row.id, path=local_model_dir(row), sha256=row.sha256) if row is not None else None
         return describe(job.fine_tuned_model or job.id, artifact_dir, base, manifest)
     except NotServable as exc:
         raise BadRequest(str(exc), param="model", code="model_not_servable") from exc

@@ -137,9 +137,10 @@ def load_classifier(artifact_dir: Path, base_model_dir: Path | None = None, swap
     """
     from transformers import AutoTokenizer
 
-    from app.training.tasks import get_task
 
     artifact_dir, manifest = Path(artifact_dir), read_manifest(Path(artifact_dir))
+    from app.training.tasks import get_task  # torch: the API side reads manifests without it
+
     task = get_task(manifest.get("task"))
     verify_files(artifact_dir, manifest)
     labels = manifest["labels"]
@@ -182,15 +183,8 @@ def predict(model, tokenizer, examples: list, labels: list | None = None, batch_
     Batches are padded dynamically and truncated at `tokenizer.model_max_length`. `predicted` is
     taken from `labels` (the manifest's list) when given, else from the model's id2label.
     """
-    from app.training.tasks.predict import predict_rows, task_of
 
     names = labels if labels is not None else [model.config.id2label[i] for i in range(model.config.num_labels)]
+    from app.training.tasks.predict import predict_rows, task_of
+
     return predict_rows(model, tokenizer, examples, names, task_of(model, threshold), batch_size)
-
-
-def label_kwargs(labels: list) -> dict[str, Any]:
-    return {
-        "num_labels": len(labels),
-        "id2label": {i: str(label) for i, label in enumerate(labels)},
-        "label2id": {str(label): i for i, label in enumerate(labels)},
-    }

@@ -2,7 +2,7 @@
 either of them gzip-compressed (detected by the magic bytes, not the name), streamed line by line.
 
 Used by the upload check (purpose "corpus"), the BM25 indexer (app.corpora.index) and MLM phases
-(DAPT reads `corpus_file` through app.training.data.iter_texts). The format is decided by the first
+(DAPT reads `corpus_file` through load_texts below). The format is decided by the first
 non-blank line: a JSON object there makes the file JSONL, and then every line must be one. Errors
 are DatasetErrors naming the 1-based line, because the person who uploaded the file reads them.
 """
@@ -93,4 +93,31 @@ def count_documents(path: Path) -> int:
     n = sum(1 for _ in iter_documents(path))
     if n == 0:
         raise DatasetError(EMPTY_CORPUS)
+    return n
+
+
+def iter_texts(path: Path, field_name: str = "text") -> Iterator[str]:
+    """The non-blank texts of an unlabelled corpus, for masked-language-model phases: JSONL `{"text"}`
+    (other fields, labels included, are ignored) or plain text one document per line, maybe gzip —
+    Raises DatasetError naming the first bad line."""
+    for _, text in iter_documents(path, field_name):
+        yield text
+
+
+def _enough_texts(n: int) -> None:
+    if n < 2:
+        raise DatasetError(f"the corpus has {n} non-blank text(s); masked-language-model training needs "
+                           "at least 2 (one is held out to score the model)")
+
+
+def load_texts(path: Path) -> list[str]:
+    texts = list(iter_texts(path))
+    _enough_texts(len(texts))
+    return texts
+
+
+def validate_texts(path: Path) -> int:
+    """Check a corpus without holding it in memory (the API does this at submission)."""
+    n = sum(1 for _ in iter_texts(path))
+    _enough_texts(n)
     return n

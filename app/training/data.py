@@ -292,30 +292,3 @@ def validate_classification_file(path: Path, max_errors: int = 1) -> DatasetSumm
     if errors:
         raise DatasetError(errors[0].message, errors[0].line, errors[0].param, errors=errors)
     return tally.summary()
-def iter_texts(path: Path, field_name: str = "text") -> Iterator[str]:
-    """The non-blank texts of an unlabelled corpus, for masked-language-model phases: JSONL `{"text"}`
-    (other fields, labels included, are ignored) or plain text one document per line, maybe gzip —
-    read by the one corpus reader, app.training.corpus_text. Raises DatasetError naming the first bad line."""
-    from app.training.corpus_text import iter_documents  # it imports DatasetError from here
-
-    for _, text in iter_documents(path, field_name):
-        yield text
-
-
-def _enough_texts(n: int) -> None:
-    if n < 2:
-        raise DatasetError(f"the corpus has {n} non-blank text(s); masked-language-model training needs "
-                           "at least 2 (one is held out to score the model)")
-
-
-def load_texts(path: Path) -> list[str]:
-    texts = list(iter_texts(path))
-    _enough_texts(len(texts))
-    return texts
-
-
-def validate_texts(path: Path) -> int:
-    """Check a corpus without holding it in memory (the API does this at submission)."""
-    n = sum(1 for _ in iter_texts(path))
-    _enough_texts(n)
-    return n

@@ -12,7 +12,8 @@ import pytest
 from app.corpora.index import build_index, open_index
 from app.corpora.stats import IndexStats
 from app.training.corpus_text import count_documents, iter_documents
-from app.training.data import DatasetError, load_texts
+from app.training.corpus_text import load_texts
+from app.training.data import DatasetError
 
 WORDS = ("alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike november oscar papa "
          "quebec romeo sierra tango uniform victor whiskey xray yankee zulu").split()

@@ -24,7 +24,8 @@ class DataFormat(str, Enum):
 def check_locally(path: Path, data_format: DataFormat) -> str:
     """What the file holds, in a few words; ClientError naming every bad line (up to MAX_REPORTED)."""
     from app.client.errors import ClientError
-    from app.training.data import DatasetError, iter_jsonl, validate_classification_file, validate_texts
+    from app.training.corpus_text import validate_texts
+    from app.training.data import DatasetError, iter_jsonl, validate_classification_file
 
     if not path.is_file():
         raise ClientError(f"{path}: no such file")

@@ -12,6 +12,18 @@ the method's `prepare`/`save` are the same for all.
 The losses are the transformers heads' own (`problem_type`), so `model(**batch).loss` is the task loss
 everywhere the engine or a stability remedy reads it.
 """
-from app.training.tasks.base import Rows, Task, get_task
+from app.training.data import CLASSIFICATION, MULTI_LABEL, REGRESSION, TASK_TYPES, TOKEN_CLASSIFICATION
+from app.training.tasks.base import Rows, Task
+from app.training.tasks.sequence import MultiLabel, Regression
+from app.training.tasks.tokens import TokenClassification
 
 __all__ = ["Rows", "Task", "get_task"]
+
+
+def get_task(name: str | None, threshold: float = 0.5) -> Task:
+    """The Task of a manifest's or a training file's `task` (None: single-label classification)."""
+    kinds = {CLASSIFICATION: Task, REGRESSION: Regression, MULTI_LABEL: MultiLabel,
+             TOKEN_CLASSIFICATION: TokenClassification}
+    assert set(kinds) == set(TASK_TYPES)
+    name = name or CLASSIFICATION
+    return kinds[name](name, threshold)

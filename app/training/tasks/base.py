@@ -6,11 +6,18 @@ from typing import Any
 
 import torch
 
-from app.training.artifacts import label_kwargs
-from app.training.data import (CLASSIFICATION, MULTI_LABEL, REGRESSION, TASK_TYPES, TOKEN_CLASSIFICATION,
-                               Example)
+from app.training.data import Example
 
 IGNORED = -100  # the label id the transformers losses skip (sub-tokens after a word's first, specials, padding)
+
+
+def label_kwargs(labels: list) -> dict[str, Any]:
+    """num_labels, id2label and label2id of a classifier config for `labels` (in id order)."""
+    return {
+        "num_labels": len(labels),
+        "id2label": {i: str(label) for i, label in enumerate(labels)},
+        "label2id": {str(label): i for i, label in enumerate(labels)},
+    }
 
 
 @dataclass
@@ -105,15 +112,3 @@ def peft_task_type(model: torch.nn.Module) -> Any:
     from peft import TaskType
 
     return TaskType.TOKEN_CLS if type(model).__name__.endswith("ForTokenClassification") else TaskType.SEQ_CLS
-
-
-def get_task(name: str | None, threshold: float = 0.5) -> Task:
-    """The Task of a manifest's or a training file's `task` (None: single-label classification)."""
-    from app.training.tasks.sequence import MultiLabel, Regression
-    from app.training.tasks.tokens import TokenClassification
-
-    kinds = {CLASSIFICATION: Task, REGRESSION: Regression, MULTI_LABEL: MultiLabel,
-             TOKEN_CLASSIFICATION: TokenClassification}
-    assert set(kinds) == set(TASK_TYPES)
-    name = name or CLASSIFICATION
-    return kinds[name](name, threshold)

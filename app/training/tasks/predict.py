@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from app.training.data import CLASSIFICATION, MULTI_LABEL, REGRESSION, TOKEN_CLASSIFICATION
-from app.training.tasks.base import Task, get_task
+from app.training.tasks import Task, get_task
 from app.training.tasks.tokens import first_subtokens
 
 _WORD = re.compile(r"\S+")

@@ -6,9 +6,8 @@ from typing import Any
 
 import torch
 
-from app.training.artifacts import label_kwargs
 from app.training.data import Example
-from app.training.tasks.base import Rows, Task
+from app.training.tasks.base import Rows, Task, label_kwargs
 
 
 class Regression(Task):

@@ -22,7 +22,8 @@ from app.fsio import directory_sha256, fsync_tree, replace_dir
 from app.training.artifacts import write_stage_manifest
 from app.training.base import BaseModelRef, OffsetSink, ProducedModel, TrainContext, TrainingError, TrainResult
 from app.training.checkpoints import latest_complete_checkpoint
-from app.training.data import DatasetError, load_classification_examples, load_texts
+from app.training.corpus_text import load_texts
+from app.training.data import DatasetError, load_classification_examples
 from app.training.mlm import MlmPhase, run_mlm
 from app.training.registry import run_strategy
 from app.training.strategies.adaptive.config import AdaptiveSettings, adapted_model_id

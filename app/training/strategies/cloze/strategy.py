@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from app.training.artifacts import label_kwargs
+from app.training.tasks.base import label_kwargs
 from app.training.base import TrainContext, TrainingError, TrainResult
 from app.training.classification import evaluate_classifier, finish_classification, load_task_data
 from app.training.data import DatasetSummary, Example

@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from app.training.artifacts import label_kwargs
+from app.training.tasks.base import label_kwargs
 from app.training.base import TrainingError
 from app.training.masking import IGNORE_INDEX
 from app.training.mlm import PredictedPositionsOnly
