@@ -28,6 +28,11 @@ class AutoRule:
     lr_scheduler: Scheduler = "linear"
     source: str = "BERT's fine-tuning recipe (Devlin et al. 2019): 3 epochs, linear decay, 6% warm-up"
 
+    def for_size(self, n_train: int | None) -> AutoRule:
+        """The rule for a training file of `n_train` examples: this one, unless a rule switches recipe on
+        small data (app.training.stability.recipe.FewShotSwitch)."""
+        return self
+
     def batch_size(self, n_train: int) -> int:
         """n_train // 50 clamped to [4, 32]: about 50 steps per epoch on small files."""
         return max(4, min(32, n_train // 50))

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from app.training.auto_rule import AutoRule, Preset, Scheduler
 from app.training.base_facts import BaseFacts, BaseProblem
 from app.training.masking.settings import MaskingSettings
-from app.training.stability.recipe import mosbach_rule
+from app.training.stability.recipe import few_shot_switch, mosbach_rule
 from app.training.stability.settings import StabilitySettings
 
 if TYPE_CHECKING:
@@ -117,6 +117,7 @@ class HyperparameterSettings(BaseModel):
         """
         if n_train is None and "auto" in (self.n_epochs, self.batch_size):
             raise ValueError("n_train is needed to resolve 'auto' hyper-parameters")
+        rule = rule.for_size(n_train)
         batch = self.batch_size if self.batch_size != "auto" else rule.batch_size(n_train)
         batch = max(1, batch if n_train is None else min(batch, n_train))
         multiplier = 1.0 if self.learning_rate_multiplier == "auto" else self.learning_rate_multiplier
@@ -209,6 +210,8 @@ class TaskMethodSettings(MethodSettings):
 
     # stability fields a method cannot take, with the reason (a method that counts its own training forwards)
     unsupported_stability: ClassVar[dict[str, str]] = {}
+    # stability.recipe "auto" switches to the Mosbach recipe on few-shot data (full fine-tuning only)
+    few_shot_recipe: ClassVar[bool] = False
 
     @field_validator("stability")
     @classmethod
@@ -248,10 +251,12 @@ class TaskMethodSettings(MethodSettings):
                 for name, message in self.stability.problems(facts.has_validation_file, facts.max_seeds)]
 
     def auto_rule(self, rule: AutoRule) -> AutoRule:
-        """The Mosbach et al. 2021 recipe when stability.recipe asks for it; otherwise the method's rule."""
-        if self.stability is not None and self.stability.recipe == "mosbach":
+        """The Mosbach et al. 2021 recipe when stability.recipe asks for it, or ("auto", the default) on
+        few-shot data for a method that declares few_shot_recipe; otherwise the method's rule."""
+        recipe = self.stability.recipe if self.stability is not None else "auto"
+        if recipe == "mosbach":
             return mosbach_rule(rule)
-        return rule
+        return few_shot_switch(rule) if recipe == "auto" and self.few_shot_recipe else rule
 
     def check_base(self, facts: BaseFacts) -> list[BaseProblem]:
         """drop_top_layers must leave a layer, and reinit_top_layers a pretrained one."""

@@ -216,7 +216,7 @@ def test_seeds_resume_exactly_mid_way(make_ctx, stop):
     assert _messages(resumed, "Resumed from checkpoint")
 
 
-def test_mosbach_recipe_is_opt_in(make_ctx):
+def test_mosbach_recipe_on_request_and_for_few_shot_full_fine_tuning(make_ctx):
     def resolved(method: str, stability: dict | None, n_train: int = 500, **given) -> Hyperparameters:
         settings = {"hyperparameters": given, **({"stability": stability} if stability is not None else {})}
         return resolve_method(parse_method({"type": method, method: settings}), n_train, 1).hyperparameters
@@ -238,6 +238,15 @@ def test_mosbach_recipe_is_opt_in(make_ctx):
     assert resolved("lora", {"recipe": "mosbach"}).learning_rate == pytest.approx(0.4 * lora)
     assert resolved("supervised", {"recipe": "mosbach"}, n_train=50_000).n_epochs == 3
     assert resolved("supervised", {"recipe": "mosbach"}, learning_rate=1e-4, n_epochs=2).learning_rate == 1e-4
+    # recipe "auto" (the default): the recipe for full fine-tuning under 500 examples, nothing else changes
+    few = resolved("supervised", None, n_train=32)
+    assert (few.learning_rate, few.warmup_ratio, few.n_epochs) == (pytest.approx(0.4 * supervised), 0.1, 20)
+    assert few == resolved("supervised", {"recipe": "auto"}, n_train=32) == resolved("supervised", {"recipe": "mosbach"},
+                                                                                      n_train=32)
+    own = resolved("supervised", {"recipe": "default"}, n_train=32)
+    assert (own.learning_rate, own.n_epochs) == (supervised, get_strategy("supervised").auto.n_epochs(32, own.batch_size))
+    assert resolved("lora", None, n_train=32).learning_rate == lora  # PEFT methods keep their rules
+    assert resolved("supervised", None, n_train=499).n_epochs == 20 and resolved("supervised", None).n_epochs != 20
 
 
 def test_bad_blocks_are_refused_naming_the_field():

@@ -67,11 +67,13 @@ class StabilitySettings(BaseModel):
         "method trains from that head. Events mark both phases."))
     regularizer: RegularizerSettings | None = Field(None, description=(
         "A trust-region regulariser (r3f, r4f or smart) added to the task loss during fine-tuning."))
-    recipe: Literal["default", "mosbach"] = Field("default", description=(
+    recipe: Literal["auto", "default", "mosbach"] = Field("auto", description=(
         "mosbach (Mosbach et al. 2021, On the Stability of Fine-tuning BERT): the 'auto' hyper-parameters "
         "become a small learning rate (0.4× the method's, 2e-5 for full fine-tuning), 10% warm-up, linear "
         "decay and 20 epochs on small data (under 10,000 examples); AdamW is bias-corrected either way. "
-        "Values given explicitly are kept."))
+        "Values given explicitly are kept. default: the method's own rule. auto: mosbach for full "
+        "fine-tuning on fewer than 500 examples (32 tweets: 80.9% against 68.5% test accuracy, "
+        "bench/fewshot.py), otherwise default."))
     n_seeds: int = Field(1, ge=1, description=(
         "Start this many seeds and keep the best (Dodge et al. 2020, Fine-Tuning Pretrained Language "
         "Models: Weight Initializations, Data Orders, and Early Stopping); at most the service's "
