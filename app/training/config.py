@@ -117,11 +117,16 @@ class HyperparameterSettings(BaseModel):
         """
         if n_train is None and "auto" in (self.n_epochs, self.batch_size):
             raise ValueError("n_train is needed to resolve 'auto' hyper-parameters")
-        rule = rule.for_size(n_train)
+        own_rate = rule.learning_rate  # a given multiplier scales the method's own rate, even where the rule
+        rule = rule.for_size(n_train)  # switches recipe for this data size (stability.recipe "auto")
         batch = self.batch_size if self.batch_size != "auto" else rule.batch_size(n_train)
         batch = max(1, batch if n_train is None else min(batch, n_train))
-        multiplier = 1.0 if self.learning_rate_multiplier == "auto" else self.learning_rate_multiplier
-        lr = self.learning_rate if self.learning_rate != "auto" else rule.learning_rate * multiplier
+        if self.learning_rate != "auto":
+            lr = self.learning_rate
+        elif self.learning_rate_multiplier != "auto":
+            lr = own_rate * self.learning_rate_multiplier
+        else:
+            lr = rule.learning_rate
         return Hyperparameters(
             n_epochs=rule.n_epochs(n_train, batch, self.preset) if self.n_epochs == "auto" else self.n_epochs,
             batch_size=batch,
