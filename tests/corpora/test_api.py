@@ -16,8 +16,12 @@ from workers.tasks.index_corpus import execute_index
 
 
 @pytest.fixture(autouse=True)
-def _isolated(quiet_queue):
-    """The test queue starts empty."""
+def _isolated(quiet_queue, database):
+    """The test queue starts empty, and no corpus an earlier module shared shows in every tenant's list."""
+    from sqlalchemy import update
+
+    with session_scope() as db:
+        db.execute(update(Corpus).where(Corpus.shared.is_(True)).values(shared=False))
 
 
 @pytest.fixture
