@@ -122,13 +122,36 @@ def tenants_limits(
 
 @models.command("add")
 def models_add(model_id: str, path: Path) -> None:
-    """Register a local model directory (referenced in place, hashed) as a public base model."""
+    """Register a local save_pretrained directory with its tokenizer (referenced in place, hashed) as a public
+    base model: an encoder, a seq2seq (T5 family) or a decoder (GPT-2 / Llama family), read from its config."""
     from app.base_models.service import register
     from app.core.db import session_scope
+    from app.core.errors import AppError
 
-    with session_scope() as session:
-        row = register(session, model_id, path)
-    typer.echo(f"base model {row.id} registered ({row.bytes} bytes, sha256 {row.sha256[:12]}…)")
+    try:
+        with session_scope() as session:
+            row = register(session, model_id, path, require_tokenizer=True)
+    except AppError as exc:
+        typer.echo(f"cannot add {model_id}: {exc.message}", err=True)
+        raise typer.Exit(code=1) from None
+    typer.echo(f"base model {row.id} registered: {row.kind} ({row.architecture}, {row.bytes} bytes, "
+               f"sha256 {row.sha256[:12]}…)")
+
+
+@models.command("remove")
+def models_remove(model_id: str) -> None:
+    """Unregister a base model (its files stay); refused while jobs or their artifacts still use it."""
+    from app.base_models.service import remove
+    from app.core.db import session_scope
+    from app.core.errors import AppError
+
+    try:
+        with session_scope() as session:
+            remove(session, model_id)
+    except AppError as exc:
+        typer.echo(f"cannot remove {model_id}: {exc.message}", err=True)
+        raise typer.Exit(code=1) from None
+    typer.echo(f"base model {model_id} removed (its files were left where they are)")
 
 
 @app.command()

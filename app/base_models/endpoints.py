@@ -1,4 +1,5 @@
-"""/v1/models: the base models a tenant may use and its own fine-tuned models."""
+"""/v1/models: the base models a tenant may use (with their kind: encoder, seq2seq or decoder) and its own
+fine-tuned models (with their base's kind; null for a chain from an earlier job)."""
 from __future__ import annotations
 
 from fastapi import APIRouter
@@ -14,12 +15,14 @@ router = APIRouter(prefix="/v1/models", tags=["models"])
 
 
 def _models(session, tenant_id: str) -> list[dict]:
+    bases = list(session.scalars(visible(tenant_id).order_by("created_at")))
+    kinds = {m.id: m.kind for m in bases}
     data = [{"id": m.id, "object": "model", "created": int(m.created_at.timestamp()), "owned_by": m.owned_by,
-             "shutdown_date": None} for m in session.scalars(visible(tenant_id).order_by("created_at"))]
+             "shutdown_date": None, "kind": m.kind, "architecture": m.architecture} for m in bases]
     jobs = session.scalars(select(Job).where(Job.tenant_id == tenant_id, Job.status == JobStatus.succeeded,
                                              Job.fine_tuned_model.is_not(None)).order_by(Job.seq))
     data += [{"id": j.fine_tuned_model, "object": "model", "created": int(j.finished_at.timestamp()),
-              "owned_by": j.tenant_id, "shutdown_date": None} for j in jobs]
+              "owned_by": j.tenant_id, "shutdown_date": None, "kind": kinds.get(j.model)} for j in jobs]
     return data
 
 

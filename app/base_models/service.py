@@ -5,39 +5,39 @@ With a remote object store (TUNEFORGE_ARTIFACT_URL) a registered model is also u
 first time a job there needs it; the host that registered it links its own directory instead."""
 from __future__ import annotations
 
-import json
 import os
 import uuid
 from pathlib import Path
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from app.core.errors import BadRequest, NotFound, shown
+from app.base_models.kinds import ModelDirError, check_tokenizer, model_kind, read_config
+from app.core.errors import BadRequest, Conflict, NotFound, shown
 from app.core.object_store import cache_dir, get_store
 from app.core.text import storable
 from app.fsio import directory_sha256, sha256_file
-from app.models import BaseModel
+from app.models import Artifact, BaseModel, Job
 
 MINILM_ID = "minilm-l6"
 
 
-def _architecture(path: Path) -> str:
-    config = json.loads((path / "config.json").read_text())
-    if config.get("trust_remote_code") or config.get("auto_map"):
-        raise BadRequest("Models that need trust_remote_code are not accepted.", param="model")
-    return (config.get("architectures") or [config.get("model_type", "unknown")])[0]
-
-
 def register(session: Session, model_id: str, path: Path, tenant_id: str | None = None,
-             owned_by: str = "tuneforge") -> BaseModel:
-    """Register (or refresh) a model directory in place; the files are referenced, never copied."""
+             owned_by: str = "tuneforge", require_tokenizer: bool = False) -> BaseModel:
+    """Register (or refresh) a model directory in place; the files are referenced, never copied. Its kind
+    (encoder, seq2seq, decoder) comes from config.json; configs needing remote code are refused, and so,
+    with `require_tokenizer` (an operator's `models add`), is a directory without its tokenizer."""
     path = path.resolve()
-    if not (path / "config.json").is_file():
-        raise BadRequest(f"{path} is not a model directory (no config.json).", param="path")
+    try:
+        config = read_config(path)
+        if require_tokenizer:
+            check_tokenizer(path)
+    except ModelDirError as exc:
+        raise BadRequest(str(exc), param="path", code="invalid_model_dir") from None
     row = session.get(BaseModel, model_id) or BaseModel(id=model_id)
     row.tenant_id, row.path, row.owned_by = tenant_id, str(path), owned_by
-    row.architecture = _architecture(path)
+    row.architecture = (config.get("architectures") or [config.get("model_type", "unknown")])[0]
+    row.kind = model_kind(config)
     row.sha256 = directory_sha256(path)
     row.bytes = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
     share(path, row.sha256)
@@ -107,4 +107,28 @@ def get_visible(session: Session, tenant_id: str, model_id: str) -> BaseModel:
         known = ", ".join(session.scalars(visible(tenant_id).with_only_columns(BaseModel.id))) or "none"
         raise NotFound(f"Unknown base model {shown(model_id)}. Available: {known}.", param="model",
                        code="model_not_found")
+    return row
+
+
+def remove(session: Session, model_id: str) -> BaseModel:
+    """Unregister a base model (its files stay where they are); refused while jobs name it or their
+    artifacts apply over it, saying which and how many."""
+    row = session.get(BaseModel, model_id) if storable(model_id) else None
+    if row is None:
+        known = ", ".join(session.scalars(select(BaseModel.id).order_by(BaseModel.id))) or "none"
+        raise NotFound(f"Unknown base model {shown(model_id)}. Registered: {known}.", param="model")
+    jobs = session.execute(select(Job.id, Job.status).where(Job.model == model_id).order_by(Job.seq)).all()
+    if jobs:
+        files = session.scalar(select(func.count()).select_from(Artifact).where(
+            Artifact.job_id.in_([job_id for job_id, _ in jobs]))) or 0
+        statuses: dict[str, int] = {}
+        for _, status in jobs:
+            statuses[str(status)] = statuses.get(str(status), 0) + 1
+        shown_ids = ", ".join(job_id for job_id, _ in jobs[:5]) + (", …" if len(jobs) > 5 else "")
+        by_status = ", ".join(f"{n} {status}" for status, n in sorted(statuses.items()))
+        raise Conflict(f"Base model {model_id} is still used by {len(jobs)} job(s) ({by_status}: {shown_ids}) and "
+                       f"{files} artifact file(s) that apply over it. It stays registered while jobs name it, so their artifacts keep "
+                       "loading; register changed files under a new name instead.", param="model", code="model_in_use")
+    session.delete(row)
+    session.flush()
     return row

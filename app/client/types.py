@@ -79,6 +79,7 @@ class Model(WireObject):
     id: str
     created: int
     owned_by: str
+    kind: str | None = None  # encoder, seq2seq or decoder (a fine-tuned model: its base's)
 
 
 class Prediction(WireObject):

@@ -17,4 +17,6 @@ class BaseModel(TimestampedMixin, Base):
     sha256: Mapped[str] = mapped_column(String(64))
     bytes: Mapped[int] = mapped_column(BigInteger)
     architecture: Mapped[str] = mapped_column(String(128))
+    # encoder | seq2seq | decoder (app.base_models.kinds): which methods accept the model
+    kind: Mapped[str] = mapped_column(String(16), default="encoder", server_default="encoder")
     owned_by: Mapped[str] = mapped_column(String(128), default="tuneforge")

@@ -15,7 +15,8 @@ def list_models(as_json: JsonOption = False, url: UrlOption = None, api_key: Key
         models = client.list_models()
     if as_json:
         return print_json(models)
-    print_table(["id", "owned by", "created"], [[m.id, m.owned_by, when(m.created)] for m in models])
+    print_table(["id", "kind", "owned by", "created"], [[m.id, m.kind or "", m.owned_by, when(m.created)]
+                                                        for m in models])
 
 
 def predict(model: Annotated[str, typer.Argument(help="A fine-tuned model name or its job id.")],
