@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.base_models import chains
+from app.base_models.kinds import describe_kinds
 from app.base_models.service import local_model_dir
 from app.core.config import get_settings
 from app.core.errors import BadRequest, Conflict, NotFound, shown
@@ -28,7 +29,7 @@ from app.models.base import utcnow
 from app.training.base_facts import base_facts
 from app.training.config import SubmissionFacts
 from app.training.corpus_text import validate_texts
-from app.training.data import DatasetError, DatasetSummary, validate_classification_file
+from app.training.data import CHAT, DatasetError, DatasetSummary, validate_classification_file
 from app.training.methods import (Method, MethodError, base_problems, data_problems, describe_resolution, first_error,
                                   method_wire, parse_method, resolve_method, submission_problems)
 from app.training.registry import default_strategy
@@ -114,6 +115,20 @@ def _check_against_base(method: Method, base: BaseModel) -> None:
     _refuse(base_problems(method, facts) if facts else [])
 
 
+def _check_kind(method: Method, base: BaseModel, path: str = "method") -> None:
+    """A method (or one nested in it) that cannot train the base's kind (app.base_models.kinds): a 400 naming
+    the kinds it accepts."""
+    kinds = method.spec.base_model_kinds
+    if base.kind not in kinds:
+        raise BadRequest(f"Invalid model: {base.id} is a {base.kind} model, but {path}.type {method.type} accepts "
+                         f"{describe_kinds(kinds)} models only; name a {describe_kinds(kinds)} model (GET /v1/models "
+                         f"shows each model's kind) or a method that trains {base.kind} models.", param="model",
+                         code="invalid_model_kind")
+    for name, value in method.settings:
+        if isinstance(value, Method):
+            _check_kind(value, base, f"{path}.{method.type}.{name}")
+
+
 def _check_against_data(method: Method, train: DatasetSummary) -> None:
     """Settings the training file cannot take (a cloze verbalizer without a word for one of its labels, …):
     a 400 now rather than a job that fails once a worker reads the file."""
@@ -164,8 +179,13 @@ def create_job(session: Session, tenant_id: str, body: dict[str, Any], request_f
         raise BadRequest(UNSTORABLE)
     limits.check_queued(session, tenant_id)
     method = _method(request)
+    _check_kind(method, base)
     _check_against_base(method, base)
     train = _check_file(train_file, "training_file")
+    if train.task == CHAT and base.kind != "decoder":
+        raise BadRequest(f"training_file {train_file.id} holds chat rows ({{\"messages\": [...]}}), which only decoder "
+                         f"models render; {base.id} is a {base.kind} model. Name a decoder model, or write the rows "
+                         'as {"input", "target"} pairs.', param="training_file", code="invalid_training_file")
     _check_against_data(method, train)
     if valid_file is not None:
         valid = _check_file(valid_file, "validation_file")

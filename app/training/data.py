@@ -7,7 +7,10 @@ type is an error naming its line):
   (integer labels may appear beside them: they are numbers too; a file of integers alone is classes);
 - multi-label classification: `{"text": ..., "labels": [str|int, ...]}` (an empty list: no label applies);
 - token classification (NER): `{"tokens": [str, ...], "tags": [str, ...]}`, one BIO tag per token
-  ("O", "B-TYPE", "I-TYPE").
+  ("O", "B-TYPE", "I-TYPE");
+- text-to-text: `{"input": str, "target": str}`, the target text generated from the input (method text_to_text);
+- chat: OpenAI's chat fine-tuning rows `{"messages": [{"role": "system"|"user"|"assistant", "content": str,
+  ["weight": 0|1]}, ...]}` with at least one assistant turn, for decoder models (method text_to_text).
 Blank lines are skipped. Errors name the 1-based line and say what to change, because they are shown
 to the person who uploaded the file.
 """
@@ -27,11 +30,18 @@ TOKEN_CLASSIFICATION = "token_classification"
 REGRESSION = "regression"
 MULTI_LABEL = "multi_label_classification"
 TASK_TYPES = (CLASSIFICATION, TOKEN_CLASSIFICATION, REGRESSION, MULTI_LABEL)
+# rows a generative model learns to write (app/training/strategies/text_to_text); no classifier method trains them
+TEXT_TO_TEXT = "text_to_text"
+CHAT = "chat"
+GENERATION_TYPES = (TEXT_TO_TEXT, CHAT)
+CHAT_ROLES = ("system", "user", "assistant")
 _ROW_SHAPES = {
     CLASSIFICATION: 'a classification row ({"text", "label": "<class>"})',
     REGRESSION: 'a regression row ({"text", "label": <number such as 0.5>})',
     MULTI_LABEL: 'a multi-label row ({"text", "labels": [...]})',
     TOKEN_CLASSIFICATION: 'a token-classification row ({"tokens": [...], "tags": [...]})',
+    TEXT_TO_TEXT: 'a text-to-text row ({"input", "target"})',
+    CHAT: 'a chat row ({"messages": [...]})',
 }
 _BIO = re.compile(r"^(O|[BI]-\S+)$")
 
@@ -104,6 +114,10 @@ def _json_type(value: Any) -> str:
 
 def row_task(obj: dict[str, Any]) -> str:
     """The task type a row's fields say (its values are checked by parse_example)."""
+    if "messages" in obj:
+        return CHAT
+    if "input" in obj or "target" in obj:
+        return TEXT_TO_TEXT
     if "tokens" in obj or "tags" in obj:
         return TOKEN_CLASSIFICATION
     if "labels" in obj:
@@ -150,12 +164,59 @@ def _token_row(number: int, obj: dict[str, Any]) -> Example:
     return Example(text=" ".join(tokens), label=list(tags), tokens=list(tokens))
 
 
+def _text_to_text_row(number: int, obj: dict[str, Any]) -> Example:
+    for name in ("input", "target"):
+        value = obj.get(name)
+        if not isinstance(value, str) or not value.strip():
+            got = "is missing" if name not in obj else f"is {json.dumps(value)[:40]}"
+            raise DatasetError(f'"{name}" {got}; text-to-text rows need a non-empty "input" and "target" string', number)
+    if unknown := sorted(set(obj) - {"input", "target"}):
+        raise DatasetError(f"has unknown field(s) {unknown}; text-to-text rows hold only \"input\" and \"target\"",
+                           number)
+    return Example(text=obj["input"], label=obj["target"])
+
+
+def _chat_row(number: int, obj: dict[str, Any]) -> Example:
+    """An OpenAI chat row: `label` holds its messages (role, content, weight: 1 unless 0 on an assistant
+    turn the loss skips, as OpenAI's format allows); `text` every content joined (for counting)."""
+    messages = obj["messages"]
+    if unknown := sorted(set(obj) - {"messages"}):
+        raise DatasetError(f"has field(s) {unknown} beside \"messages\"; tools and functions are not supported, "
+                           "remove them", number)
+    if not isinstance(messages, list) or not messages:
+        raise DatasetError('"messages" must be a non-empty array of {"role", "content"} objects', number)
+    out = []
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict):
+            raise DatasetError(f"messages[{i}] must be an object like {{\"role\": \"user\", \"content\": \"...\"}}",
+                               number)
+        role, content, weight = message.get("role"), message.get("content"), message.get("weight", 1)
+        if role not in CHAT_ROLES:
+            raise DatasetError(f"messages[{i}].role is {json.dumps(role)[:40]}; use one of {', '.join(CHAT_ROLES)}",
+                               number)
+        if not isinstance(content, str):
+            raise DatasetError(f"messages[{i}].content must be a string, got a JSON {_json_type(content)}", number)
+        if weight not in (0, 1) or isinstance(weight, bool) or (weight == 0 and role != "assistant"):
+            raise DatasetError(f"messages[{i}].weight must be 0 or 1, on an assistant message only", number)
+        if unknown := sorted(set(message) - {"role", "content", "weight", "name"}):
+            raise DatasetError(f"messages[{i}] has unknown field(s) {unknown}; give role, content (and weight)", number)
+        out.append({"role": role, "content": content, "weight": int(weight)})
+    if not any(m["role"] == "assistant" and m["weight"] and m["content"].strip() for m in out):
+        raise DatasetError("has no assistant message to learn from (with content and weight 1); add the reply the "
+                           'model should write as {"role": "assistant", "content": "..."}', number)
+    return Example(text="\n".join(m["content"] for m in out), label=out)
+
+
 def parse_example(number: int, obj: dict[str, Any], task: str | None = None) -> Example:
     """One row as an Example of `task` (None: the type the row's fields say), or a DatasetError naming
     the line and the field to fix."""
     task = task or row_task(obj)
     if task == TOKEN_CLASSIFICATION:
         return _token_row(number, obj)
+    if task == TEXT_TO_TEXT:
+        return _text_to_text_row(number, obj)
+    if task == CHAT:
+        return _chat_row(number, obj)
     text, pair = _text(number, obj)
     if task == MULTI_LABEL:
         if "label" in obj:
@@ -240,6 +301,8 @@ class _Tally:
                                    "(single texts or text pairs) for the whole file", number)
         if self.task == REGRESSION:
             self.values.add(example.label)
+        elif self.task in GENERATION_TYPES:
+            pass  # the targets are free text: nothing to count per label
         else:
             for label in example.label if isinstance(example.label, list) else [example.label]:
                 self.labels[label] = self.labels.get(label, 0) + 1
@@ -250,6 +313,8 @@ class _Tally:
         if self.n == 0:
             raise DatasetError("the file has no examples; add one JSON object per line")
         task, labels = self.task, self.labels
+        if task in GENERATION_TYPES:
+            return DatasetSummary(self.n, [], False, self.chars, task=task)
         if task == REGRESSION:
             if len(self.values) < 2:
                 raise DatasetError(f"all {self.n} examples have the label {next(iter(self.values))}; regression "
