@@ -8,6 +8,7 @@ from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import SessionDep, TenantDep
 from app.api.errors import ErrorResponse
+from app.core.errors import BadRequest
 from app.predictions import service
 from app.predictions.limits import MAX_INPUT_CHARS, MAX_INPUTS
 from app.predictions.schemas import PredictionList, PredictionRequest
@@ -28,10 +29,16 @@ async def create_predictions(body: PredictionRequest, session: SessionDep, tenan
     """Predict `input` with a fine-tuned model: per input, the most probable label and every label's
     probability (regression: `value`; multi-label: `labels` at or above `threshold` and each label's
     sigmoid probability; token classification: `tags` per whitespace-split word and `entities` with
-    character spans). Adapters of one base share it in memory and one forward pass; outputs equal loading
+    character spans; text_to_text: the generated `text`, and the `label` it names for a job trained on
+    classification rows). Adapters of one base share it in memory and one forward pass; outputs equal loading
     the artifact alone (`load_classifier` + `predict`)."""
     served = await run_in_threadpool(service.resolve, session, tenant.id, body.model)
     if body.threshold is not None:
         served = dataclasses.replace(served, threshold=body.threshold)
+    if body.max_new_tokens is not None:
+        if served.kind != "text":
+            raise BadRequest(f"max_new_tokens applies to text_to_text models, and {body.model} is a classifier; "
+                             "leave it out.", param="max_new_tokens")
+        served = dataclasses.replace(served, max_new_tokens=body.max_new_tokens)
     rows = await service.predict(served, body.input)
     return service.prediction_list(served, rows)

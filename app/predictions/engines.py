@@ -20,6 +20,7 @@ from app.predictions.batcher import Input, Work
 from app.predictions.cache import LRUCache
 from app.predictions.served import ServedModel
 from app.predictions.stacked_lora import StackedLora
+from app.predictions.text_engines import TextPool, load_whole
 from app.training.artifacts import check_base, load_classifier, read_manifest, verify_files
 from app.training.base import BaseModelRef
 from app.training.delta import load_delta
@@ -180,6 +181,7 @@ class Engines:
     def __init__(self, max_adapters: int, max_models: int, batch_rows: int):
         self.bases: dict[tuple[str, str], SharedBase] = {}
         self.pools: dict[tuple[Any, ...], LoraPool] = {}
+        self.text_pools: dict[tuple[str, str], TextPool] = {}  # generating bases, shared by their LoRA adapters
         self.adapters: LRUCache[str, Loaded] = LRUCache(max_adapters, self._unload)
         self.models: LRUCache[str, Loaded] = LRUCache(max_models)
         self.batch_rows = batch_rows
@@ -210,6 +212,11 @@ class Engines:
             return False
         try:
             loaded = self.load(work.served)
+            if work.served.kind == "text":  # generation: the text, and the label it names
+                work.future.set_result(loaded.runner.generate(
+                    loaded.name, loaded.tokenizer, work.served, [text for text, _ in work.inputs],
+                    work.served.max_new_tokens, self.batch_rows))
+                return True
             examples = [{"text": text, "text_pair": pair} for text, pair in work.inputs]
             work.future.set_result(predict_rows(loaded.runner.model, loaded.tokenizer, examples,
                                                 list(work.served.labels),
@@ -219,7 +226,8 @@ class Engines:
         return True
 
     def _cache(self, served: ServedModel) -> LRUCache[str, Loaded]:
-        return self.models if served.kind == "whole" else self.adapters
+        whole = served.kind == "whole" or (served.kind == "text" and served.base is None)
+        return self.models if whole else self.adapters
 
     def _waves(self, works: list[Work]) -> Iterator[list[Work]]:
         """`works` in order, cut where a wave would need more distinct models than a cache holds: loading
@@ -270,7 +278,17 @@ class Engines:
         if served.kind == "whole":
             model, tokenizer, _ = load_classifier(served.artifact_dir, served.base.path if served.base else None)
             return Loaded(WholeModel(model), served.key, tokenizer)
+        if served.kind == "text" and served.base is None:
+            runner, tokenizer = load_whole(served)
+            return Loaded(runner, served.key, tokenizer)
         verify_files(served.artifact_dir, read_manifest(served.artifact_dir))
+        if served.kind == "text":
+            key = (str(served.base.path), served.base.sha256)
+            text_pool = self.text_pools.get(key) or TextPool(served.base, served.model_kind)
+            name = f"adapter{next(self._names)}"
+            text_pool.add(name, served.artifact_dir / "adapter")
+            self.text_pools[key] = text_pool
+            return Loaded(text_pool, name, text_pool.tokenizer)
         base = self._base(served.base)
         if served.kind == "delta":
             model = base.plain(len(served.labels), served.drop_top_layers)
@@ -289,5 +307,7 @@ class Engines:
         return self.bases[key]
 
     def _unload(self, key: str, loaded: Loaded) -> None:
+        if isinstance(loaded.runner, TextPool) and loaded.runner.remove(loaded.name):
+            self.text_pools = {k: pool for k, pool in self.text_pools.items() if pool is not loaded.runner}
         if isinstance(loaded.runner, LoraPool) and loaded.runner.remove(loaded.name):
             self.pools = {shape: pool for shape, pool in self.pools.items() if pool is not loaded.runner}

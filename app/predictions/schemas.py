@@ -6,6 +6,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
 
 from app.predictions.limits import MAX_INPUT_CHARS, MAX_INPUTS, MAX_MODEL_CHARS
+from app.training.strategies.text_to_text.config import MAX_NEW_TOKENS
 
 Text = Annotated[str, Field(max_length=MAX_INPUT_CHARS)]
 
@@ -42,6 +43,9 @@ class PredictionRequest(BaseModel):
     threshold: float | None = Field(None, gt=0, lt=1, description=(
         "Multi-label models only: a label applies at this sigmoid probability (default: the job's "
         "multi_label_threshold, 0.5 unless it set one)."))
+    max_new_tokens: int | None = Field(None, ge=1, le=MAX_NEW_TOKENS, description=(
+        f"text_to_text models only: tokens to generate at most, 1-{MAX_NEW_TOKENS} (default: the job's "
+        "max_new_tokens, 32 unless it set one); decoding is greedy."))
     input: list[Annotated[PredictionInput, WithJsonSchema(_INPUT_SCHEMA)]] = Field(
         min_length=1, max_length=MAX_INPUTS, description=f"1 to {MAX_INPUTS} texts, or "
         f'`{{"text", "text_pair"}}` objects, each at most {MAX_INPUT_CHARS} characters.')
@@ -57,7 +61,8 @@ class Entity(BaseModel):
 
 class Prediction(BaseModel):
     """Per task type: `label` and `probabilities` (single-label), `value` (regression), `labels` and
-    `probabilities` (multi-label, sigmoid per label), `tags` and `entities` (token classification)."""
+    `probabilities` (multi-label, sigmoid per label), `tags` and `entities` (token classification), `text`
+    (text_to_text; with `label` and `matched` when it was trained on classification rows)."""
 
     object: Literal["prediction"] = "prediction"
     index: int = Field(description="The input's position in the request.")
@@ -69,6 +74,10 @@ class Prediction(BaseModel):
     labels: list[str] | None = Field(None, description="Multi-label: the labels at or above the threshold.")
     tags: list[str] | None = Field(None, description="Token classification: one BIO tag per whitespace-split word.")
     entities: list[Entity] | None = Field(None, description="Token classification: the tagged entities, with spans.")
+    text: str | None = Field(None, description="text_to_text: the generated text (greedy).")
+    matched: bool | None = Field(None, description=(
+        "text_to_text trained on classification rows: whether the generated text names one of the job's labels "
+        "(then `label` is it; otherwise `label` is left out)."))
 
 
 class PredictionList(BaseModel):

@@ -15,8 +15,10 @@ from app.training.base import BaseModelRef, TrainingError
 from app.training.registry import get_strategy
 
 # How a served model runs (app/predictions/engines.py): a LoRA adapter in its base's shared pool, a dense
-# delta over the shared base, or a whole model of its own (load_classifier)
-Kind = Literal["lora", "delta", "whole"]
+# delta over the shared base, a whole model of its own (load_classifier), or a text_to_text model that
+# generates (app/predictions/text_engines.py: its whole model/, or its adapter over the shared base)
+Kind = Literal["lora", "delta", "whole", "text"]
+GENERATING = "text_to_text"  # the method whose artifacts generate text
 DELTA_APPLY = "app.training.delta:apply_delta"  # StrategySpec.apply of the dense-delta methods
 ADAPTER_CONFIG = Path("adapter") / "adapter_config.json"
 
@@ -37,6 +39,9 @@ class ServedModel:
     modules_to_save: tuple[str, ...] = ()  # LoRA: modules each adapter ships whole (head, pooler)
     task: str = "sequence_classification"  # the manifest's task type (app.training.tasks)
     threshold: float = 0.5  # multi-label: a label applies at this sigmoid probability
+    model_kind: str = "encoder"  # text models: seq2seq or decoder (how prompts are built)
+    max_new_tokens: int = 32  # text models: greedy generation length (the job's default; a request may set its own)
+    system: str | None = None  # chat-trained models: the system message every training conversation opened with
 
     @property
     def key(self) -> str:
@@ -48,6 +53,8 @@ def serving_kind(artifact_dir: Path, manifest: dict[str, Any]) -> tuple[Kind, di
     """(kind, the LoRA adapter's config or {}); NotServable for an artifact without a classifier."""
     method = manifest.get("task_method") or manifest["method"]
     spec = get_strategy(method)
+    if method == GENERATING:
+        return "text", {}
     if not spec.trains_task:
         raise NotServable(f"This {method} job trained no classifier, only an encoder or a language adapter, so it "
                           "has nothing to predict with; fine-tune a task method on it (name its adapted model as "
@@ -70,7 +77,8 @@ def describe(name: str, artifact_dir: Path, base: BaseModelRef | None,
     manifest = manifest if manifest is not None else read_manifest(artifact_dir)
     kind, adapter_config = serving_kind(artifact_dir, manifest)
     trained_on = manifest["base_model"]
-    needs_base = get_strategy(manifest.get("task_method") or manifest["method"]).apply is not None
+    needs_base = get_strategy(manifest.get("task_method") or manifest["method"]).apply is not None \
+        or (kind == "text" and manifest.get("peft") == "lora")
     if needs_base and base is None:
         raise TrainingError(f"Base model {trained_on['id']!r}, which this model applies over, is no longer "
                             "registered; an operator can register it again.", code="base_model_missing")
@@ -83,4 +91,7 @@ def describe(name: str, artifact_dir: Path, base: BaseModelRef | None,
         max_length=(manifest.get("hyperparameters") or {}).get("max_length"), base=base if needs_base else None,
         drop_top_layers=(manifest.get("settings") or {}).get("drop_top_layers") or 0,
         modules_to_save=tuple(sorted(set(adapter_config.get("modules_to_save") or ()))),
-        task=manifest.get("task", "sequence_classification"), threshold=manifest.get("multi_label_threshold", 0.5))
+        task=manifest.get("task", "sequence_classification"), threshold=manifest.get("multi_label_threshold", 0.5),
+        model_kind=manifest.get("kind", "encoder"),
+        max_new_tokens=(manifest.get("generation") or {}).get("max_new_tokens", 32),
+        system=(manifest.get("generation") or {}).get("system"))

@@ -95,6 +95,8 @@ def _answer(served: ServedModel, row: Any) -> dict[str, Any]:
     if served.task == "sequence_classification":
         best = max(range(len(row)), key=row.__getitem__)
         return {"label": served.labels[best], "probabilities": dict(zip(served.labels, softmax(row), strict=True))}
+    if served.kind == "text":
+        return row  # {"text"} (+ "label", "matched": classification rows generated as label names)
     if served.task == "regression":
         return {"value": row["predicted"]}
     if served.task == "multi_label_classification":

@@ -23,8 +23,11 @@ def predict(model: Annotated[str, typer.Argument(help="A fine-tuned model name o
             texts: Annotated[list[str] | None, typer.Argument(help="Texts to classify.")] = None,
             file: Annotated[Path | None, typer.Option(
                 "--file", help='JSONL of {"text": ...} rows (a validation file will do) to classify too.')] = None,
+            max_new_tokens: Annotated[int | None, typer.Option(
+                help="text_to_text models: tokens to generate at most (default: the job's).")] = None,
             as_json: JsonOption = False, url: UrlOption = None, api_key: KeyOption = None) -> None:
-    """Classify texts with a fine-tuned model: label and its probability per text."""
+    """Classify texts with a fine-tuned model: label and its probability per text (text_to_text models: the
+    generated text, and the label it names)."""
     from app.client.errors import ClientError
 
     inputs: list[str | dict[str, str]] = list(texts or [])
@@ -33,7 +36,7 @@ def predict(model: Annotated[str, typer.Argument(help="A fine-tuned model name o
     if not inputs:
         raise ClientError("nothing to classify: give TEXT arguments or --file")
     with connect(url, api_key) as client:
-        result = client.predict(model, inputs)
+        result = client.predict(model, inputs, max_new_tokens=max_new_tokens)
     if as_json:
         return print_json(result)
     shown = [i if isinstance(i, str) else f"{i['text']} | {i['text_pair']}" for i in inputs]
@@ -45,6 +48,9 @@ def answer(p) -> tuple[str, str]:
     """(prediction, probability) columns for a prediction of any task type: a label, a regression value,
     a multi-label set or NER entities (the probability column is empty where the type has none)."""
     extra = p.model_extra or {}
+    if "text" in extra:  # text_to_text: the generation, and the label it names (classification-trained jobs)
+        named = "" if "matched" not in extra else f" -> {p.label}" if extra["matched"] else " (no label)"
+        return f"{extra['text']}{named}", ""
     if "value" in extra:
         return f"{extra['value']:.4g}", ""
     if "entities" in extra:

@@ -177,6 +177,7 @@ def train(ctx: TrainContext) -> TrainResult:
                              level="warn" if unmatched else "info", data={"unmatched": unmatched,
                                                                           "generations": len(final.rows)})
     _save(model, tokenizer, settings, ctx)
+    chat = {"system": shared_system_prompt(task.train)} if task.task == CHAT else {}
     write_manifest(ctx.output_dir, job_id=ctx.job_id, method=ctx.method, task=CHAT if task.task == CHAT else
                    "text_to_text", kind=kind,
                    source_task=task.task, labels=task.labels, peft=settings.peft,
@@ -184,9 +185,16 @@ def train(ctx: TrainContext) -> TrainResult:
                    trained_tokens=run.trained_tokens, flops=run.flops, steps=run.step,
                    hyperparameters=dataclasses.asdict(hp), settings=ctx.settings_record(),
                    parameters={"total": run.total_parameters, "trainable": run.trainable_parameters},
-                   generation={"max_new_tokens": settings.max_new_tokens, "max_length": hp.max_length},
+                   generation={"max_new_tokens": settings.max_new_tokens, "max_length": hp.max_length, **chat},
                    created_at=datetime.now(UTC).isoformat())
     return TrainResult("succeeded", run.step, run.trained_tokens, run.flops, metrics)
+
+
+def shared_system_prompt(examples: list) -> str | None:
+    """The system message every training conversation opens with, if they all share one: predictions put it
+    before the user's text, so the model reads what it was trained to read."""
+    first = {e.label[0]["content"] if e.label[0]["role"] == "system" else None for e in examples}
+    return first.pop() if len(first) == 1 else None
 
 
 def _save(model, tokenizer, settings: TextToTextSettings, ctx: TrainContext) -> None:
