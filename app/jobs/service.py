@@ -52,7 +52,7 @@ def _check_file(file: File, param: str) -> DatasetSummary:
     try:
         return validate_classification_file(files.verified_path(file))
     except DatasetError as exc:
-        raise BadRequest(f"{param} {file.id} is not a valid classification file: {exc}", param=param,
+        raise BadRequest(f"{param} {file.id} is not a valid training file: {exc}", param=param,
                          code="invalid_training_file" if param == "training_file" else "invalid_validation_file") from exc
 
 

@@ -168,7 +168,7 @@ def test_a_task_file_that_is_not_labelled_rows_is_a_400_naming_the_task(client, 
     good = upload(client, key, jsonl(classification_rows())).json()["id"]
     corpus = upload(client, key, jsonl([{"text": "no label here"}] * 4)).json()["id"]
     response = _multitask(client, key, [{"name": "a", "training_file": good}, {"name": "b", "training_file": corpus}])
-    assert_error(response, 400, "not a valid classification file", "label", param="method.multitask.tasks.1.training_file")
+    assert_error(response, 400, "not a valid training file", "label", param="method.multitask.tasks.1.training_file")
 
 
 def test_another_tenants_task_file_is_not_found(client, tenant, registered_tiny_model):

@@ -34,6 +34,12 @@ def gpt2(tmp_path_factory):
     return _ref(make_tiny_gpt2(tmp_path_factory.mktemp("gpt2")), "tiny-gpt2")
 
 
+@pytest.fixture(scope="module")
+def trained() -> dict:
+    """Contexts of the jobs test_learns_a_tiny_mapping ran, by (base, lora), for tests that read their artifacts."""
+    return {}
+
+
 def _train(base, tmp_path, settings=None, **kw):
     make = context_factory(base, tmp_path)
     params = {"n_epochs": 15, "batch_size": 8, "learning_rate": 1e-2, "max_length": 24, "select_best": False,
@@ -49,8 +55,9 @@ LORA = {"peft": "lora", "r": 8, "lora_alpha": 64, "lora_dropout": 0.0, "target_m
 @pytest.mark.parametrize("base, settings, hyper", [
     ("t5", {}, {}), ("gpt2", {}, {}), ("t5", LORA, {"learning_rate": 3e-3, "n_epochs": 30}), ("gpt2", LORA, {"n_epochs": 20}),
 ])
-def test_learns_a_tiny_mapping(base, settings, hyper, request, tmp_path):
+def test_learns_a_tiny_mapping(base, settings, hyper, request, tmp_path, trained):
     ctx, result = _train(request.getfixturevalue(base), tmp_path, settings, **hyper)
+    trained[base, bool(settings)] = ctx
     assert result.status == "succeeded"
     assert result.metrics["eval_accuracy"] >= 0.9, result.metrics  # random init generates no partner word
     manifest = json.loads((ctx.output_dir / "manifest.json").read_text())
@@ -113,8 +120,9 @@ def test_chat_rows_train_a_llama_and_pause_resume_equals_a_straight_run(tmp_path
     assert json.loads((straight.output_dir / "manifest.json").read_text())["task"] == "chat"
 
 
-def test_a_fresh_process_generates_what_the_job_generated(gpt2, tmp_path):
-    ctx, result = _train(gpt2, tmp_path, LORA, n_epochs=20)
+def test_a_fresh_process_generates_what_the_job_generated(gpt2, tmp_path, trained):
+    """The LoRA adapter over its base, loaded in another process, generates what the job's evaluation did."""
+    ctx = trained.get(("gpt2", True)) or _train(gpt2, tmp_path, LORA, n_epochs=20)[0]
     inputs = [row["input"] for row in make_mapping_rows(12, seed=2)]
     code = ("import json, sys; from pathlib import Path; "
             "from app.training.strategies.text_to_text.model import load_text_model; "

@@ -88,6 +88,20 @@ def _prepare(model, settings: TextToTextSettings, kind: str, ctx: TrainContext):
                             param="method.text_to_text.target_modules") from exc
 
 
+def eval_prompts(task: GenTask) -> tuple[list, list[str]]:
+    """(what the model reads, what it should write) per validation row: the input and target, or a
+    conversation up to its last assistant turn and that turn's content."""
+    if task.task != CHAT:
+        pairs = pairs_of(task.valid, task.task)
+        return [p.input for p in pairs], [p.target for p in pairs]
+    prompts, targets = [], []
+    for example in task.valid:
+        last = max(i for i, m in enumerate(example.label) if m["role"] == "assistant")
+        prompts.append(example.label[:last])
+        targets.append(example.label[last]["content"])
+    return prompts, targets
+
+
 @dataclasses.dataclass
 class Evaluation:
     metrics: dict[str, float]
@@ -96,8 +110,9 @@ class Evaluation:
 
 def evaluate(model, tokenizer, kind: str, task: GenTask, rows: GenRows, settings: TextToTextSettings,
              max_length: int) -> Evaluation:
-    """eval_loss (teacher-forced), and for text rows eval_accuracy: exact match of the greedy generation
-    (after normalize), or of the label it maps to; eval_unmatched counts generations naming no label."""
+    """eval_loss (teacher-forced) and eval_accuracy: exact match of the greedy generation (after normalize)
+    with the target (chat rows: the last assistant turn), or of the label it names; eval_unmatched counts
+    generations naming no label."""
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -109,18 +124,16 @@ def evaluate(model, tokenizer, kind: str, task: GenTask, rows: GenRows, settings
             total += len(indices)
     model.train(was_training)
     metrics = {"eval_loss": losses / max(total, 1)}
-    if task.task == CHAT:
-        return Evaluation(metrics, [])
-    pairs = pairs_of(task.valid, task.task)
-    texts = generate(model, tokenizer, kind, [p.input for p in pairs], max_length, settings.max_new_tokens)
+    prompts, targets = eval_prompts(task)
+    texts = generate(model, tokenizer, kind, prompts, max_length, settings.max_new_tokens)
     out = []
-    for pair, text in zip(pairs, texts, strict=True):
-        row = {"target": pair.target, "generated": text}
+    for target, text in zip(targets, texts, strict=True):
+        row = {"target": target, "generated": text}
         if task.labels:
             row["predicted"] = match_label(text, task.labels)
-            row["correct"] = row["predicted"] == pair.target
+            row["correct"] = row["predicted"] == target
         else:
-            row["correct"] = normalize(text) == normalize(pair.target)
+            row["correct"] = normalize(text) == normalize(target)
         out.append(row)
     metrics["eval_accuracy"] = sum(r["correct"] for r in out) / max(len(out), 1)
     if task.labels:
