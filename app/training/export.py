@@ -33,6 +33,10 @@ def export_refusal(artifact_dir: Path) -> str | None:
     manifest = read_manifest(artifact_dir)
     method = manifest.get("task_method") or manifest["method"]
     spec = get_strategy(method)
+    if method == "text_to_text":
+        return ("A text_to_text artifact is already a plain generative model (model/, loads with "
+                "AutoModelForSeq2SeqLM/AutoModelForCausalLM) or a PEFT LoRA adapter (adapter/, peft's "
+                "merge_and_unload merges it over the base); merged exports are built for classifiers only.")
     if not spec.trains_task:
         return (f"This {method} job trained no classifier, only an encoder (registered as a model: name it as "
                 "`model` in a new job); there is nothing to merge.")

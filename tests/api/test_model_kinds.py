@@ -119,3 +119,17 @@ def test_models_remove_unregisters_an_unused_model(client, tenant, tmp_path):
     assert "kind-spare" not in {m["id"] for m in client.get("/v1/models", headers=auth(key)).json()["data"]}
     assert path.is_dir()  # the files stay where they were
     shutil.rmtree(path)
+
+
+def test_every_method_declares_the_kinds_it_accepts():
+    from app.base_models.kinds import KINDS, model_kind
+    from app.training.registry import list_strategies
+
+    accepted = {spec.name: spec.base_model_kinds for spec in list_strategies()}
+    assert all(kinds and set(kinds) <= set(KINDS) for kinds in accepted.values())
+    assert {name for name, kinds in accepted.items() if kinds != ("encoder",)} == {"text_to_text"}
+    assert [model_kind(c) for c in ({"model_type": "bart", "is_encoder_decoder": True},
+                                    {"model_type": "mistral", "architectures": ["MistralForCausalLM"]},
+                                    {"model_type": "bert", "architectures": ["BertForMaskedLM"]},
+                                    {"model_type": "newthing", "architectures": ["NewThingForCausalLM"]})] == [
+        "seq2seq", "decoder", "encoder", "decoder"]
