@@ -125,9 +125,10 @@ def test_models_base_and_fine_tuned(client, trained_job):
     assert_openai(SyncPage[Model], {**models, "data": []})
     fine_tuned = _ok(client.get(f"{JOBS}/{trained_job.job_id}", headers=auth(key)))["fine_tuned_model"]
     assert fine_tuned in {m["id"] for m in models["data"]}
-    for model in models["data"]:
-        assert_openai(Model, model)
-        assert_openai(Model, _ok(client.get(f"/v1/models/{model['id']}", headers=auth(key))))
+    for model in models["data"]:  # our extension: the model's kind (base models: and architecture)
+        assert_openai(Model, model, extensions=("kind", "architecture"))
+        assert_openai(Model, _ok(client.get(f"/v1/models/{model['id']}", headers=auth(key))),
+                      extensions=("kind", "architecture"))
 
 
 @pytest.mark.parametrize("obj, problem", [
