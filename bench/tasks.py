@@ -6,6 +6,8 @@ test split with the same metric code for all three.
     python -m bench.tasks                      # what runs offline: tweet popularity regression
     python -m bench.tasks --conll DIR          # + NER on CoNLL-2003 files (DIR/{train,valid,test}.txt)
     python -m bench.tasks --stsb DIR           # + STS-B similarity (DIR/sts-{train,dev,test}.csv)
+    python -m bench.tasks --text-to-text       # only text_to_text on a random tiny T5 (bench/text_to_text.py)
+    python -m bench.tasks --text-to-text --quick   # the same in about a minute (smaller sets, fewer epochs)
 
 Offline data (DESIGN.md): no NER or sentence-similarity set ships in an installable package here, so
 those two run only when their files are given. What always runs is real-text regression: 2016 election
@@ -165,6 +167,10 @@ def report() -> None:
     rows = [json.loads(line) for line in open(RESULTS)] if RESULTS.is_file() else []
     print(f"{'data':<18} {'task':<22} {'runner':<11} {'seed':>4} {'main metric':<16} {'value':>7} {'seconds':>8}")
     for r in rows:
+        if r["task"] == "text_to_text":
+            print(f"{r['data']:<18} {r['task']:<22} {r['runner']:<11} {r['seed']:>4} {'accuracy':<16} "
+                  f"{r['test']['accuracy']:>7.3f} {r['seconds']:>8.0f}")
+            continue
         key = "eval_f1" if r["task"] == "token_classification" else "eval_spearman"
         print(f"{r['data']:<18} {r['task']:<22} {r['runner']:<11} {r['seed']:>4} {key:<16} "
               f"{r['test'][key]:>7.3f} {r['seconds']:>8.0f}")
@@ -178,8 +184,20 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--runners", nargs="+", default=["supervised", "lora", "reference"])
     parser.add_argument("--report", action="store_true", help="only print the table of earlier runs")
+    parser.add_argument("--text-to-text", action="store_true", help="run only text_to_text on a random tiny T5")
+    parser.add_argument("--quick", action="store_true", help="with --text-to-text: small sets, few epochs")
     args = parser.parse_args()
     if args.report:
+        return report()
+    if args.text_to_text:
+        from bench.text_to_text import run
+
+        RESULTS.parent.mkdir(exist_ok=True)
+        for seed in args.seeds:
+            for row in run(args.quick, seed):
+                with open(RESULTS, "a") as f:
+                    f.write(json.dumps({**row, "quick": args.quick}) + "\n")
+                print(json.dumps(row), flush=True)
         return report()
     sets = [("tweet-popularity", "regression", tweet_popularity(args.n_train, 300, 1000))]
     if args.stsb:

@@ -62,7 +62,8 @@ def decoder_prompt(tokenizer: Any, text: str, max_length: int) -> list[int]:
 
 def encode_decoder(tokenizer: Any, pair: Pair, max_length: int, max_target: int) -> dict[str, list[int]]:
     """input + EOS + target + EOS; the prompt is cut first so the target keeps its tokens."""
-    target = _with_eos(_ids(tokenizer, pair.target, max_target), tokenizer.eos_token_id, min(max_target, max_length - 1))
+    limit = min(max_target, max_length - 1)
+    target = _with_eos(_ids(tokenizer, pair.target, limit), tokenizer.eos_token_id, limit)
     prompt = decoder_prompt(tokenizer, pair.input, max_length - len(target))
     ids = prompt + target
     return {"input_ids": ids, "attention_mask": [1] * len(ids), "labels": [IGNORED] * len(prompt) + target}

@@ -20,7 +20,8 @@ import torch
 
 from app.training.artifacts import write_manifest
 from app.training.base import TrainContext, TrainingError, TrainResult
-from app.training.data import CHAT, CLASSIFICATION, DatasetError, load_classification_examples, validate_classification_file
+from app.training.data import (CHAT, CLASSIFICATION, DatasetError, load_classification_examples,
+                               validate_classification_file)
 from app.training.engine import Run, epoch_batches, finite, optimize, seed_everything
 from app.training.strategies.text_to_text.config import ACCEPTED_TASKS, TextToTextSettings
 from app.training.strategies.text_to_text.encoding import GenRows, encode_rows, ensure_pad, pairs_of
@@ -164,7 +165,8 @@ def train(ctx: TrainContext) -> TrainResult:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = _prepare(model, settings, kind, ctx).to(device)
     max_target = min(settings.max_target_length, hp.max_length)
-    train_rows = _checked(encode_rows(tokenizer, kind, task.task, task.train, hp.max_length, max_target), "training_file")
+    train_rows = _checked(encode_rows(tokenizer, kind, task.task, task.train, hp.max_length, max_target),
+                          "training_file")
     valid_rows = _checked(encode_rows(tokenizer, kind, task.task, task.valid, hp.max_length, max_target),
                           "validation_file") if task.valid else None
     rows_of = epoch_batches(len(train_rows), hp)
