@@ -133,3 +133,22 @@ def test_a_fresh_process_generates_what_the_job_generated(gpt2, tmp_path, traine
     rows = [json.loads(line) for line in (ctx.output_dir / "eval" / "predictions.jsonl").read_text().splitlines()]
     assert json.loads(out.strip().splitlines()[-1]) == [r["generated"] for r in rows]
     assert set(SIGNALS.values()) & {r["generated"] for r in rows}
+
+
+def test_lora_adapters_of_one_base_share_it_when_served(gpt2, tmp_path, trained):
+    """Two LoRA jobs over one GPT-2: the serving engine loads the base once (one TextPool) and each adapter
+    generates what its own job's evaluation generated."""
+    from app.predictions.batcher import Work
+    from app.predictions.engines import Engines
+    from app.predictions.served import describe
+
+    first = trained.get(("gpt2", True)) or _train(gpt2, tmp_path / "a", LORA, n_epochs=20)[0]
+    second, _ = _train(gpt2, tmp_path, {**LORA, "r": 4}, n_epochs=2)
+    engines = Engines(max_adapters=4, max_models=1, batch_rows=8)
+    inputs = [(row["input"], None) for row in make_mapping_rows(12, seed=2)]
+    works = [Work(describe(f"job-{i}", ctx.output_dir, gpt2), inputs) for i, ctx in enumerate((first, second))]
+    engines.run(works)
+    assert len(engines.text_pools) == 1 and {w.served.kind for w in works} == {"text"}
+    for work, ctx in zip(works, (first, second)):
+        rows = [json.loads(line) for line in (ctx.output_dir / "eval" / "predictions.jsonl").read_text().splitlines()]
+        assert [answer["text"] for answer in work.future.result()] == [r["generated"] for r in rows]
