@@ -1,7 +1,7 @@
 """Adaptive pretraining then (optionally) task fine-tuning, in one job (Gururangan et al. 2020).
 
-Phases run in order: DAPT (the corpus file), TAPT (the training file's texts), then the task
-method of `then` on the adapted encoder. A finished phase leaves its encoder and a `phase.json`
+Phases run in order: DAPT (the corpus file, streamed from disk in packed blocks), TAPT (the
+training file's texts), then the task method of `then` on the adapted encoder. A finished phase leaves its encoder and a `phase.json`
 in the job's checkpoint dir, so a resumed job skips it; an unfinished one resumes from its own
 checkpoints. Step numbers continue across phases, so events and checkpoints never collide.
 
@@ -22,7 +22,6 @@ from app.fsio import directory_sha256, fsync_tree, replace_dir
 from app.training.artifacts import write_stage_manifest
 from app.training.base import BaseModelRef, OffsetSink, ProducedModel, TrainContext, TrainingError, TrainResult
 from app.training.checkpoints import latest_complete_checkpoint
-from app.training.corpus_text import load_texts
 from app.training.data import DatasetError, load_classification_examples
 from app.training.mlm import MlmPhase, run_mlm
 from app.training.registry import run_strategy
@@ -32,15 +31,13 @@ from app.training.strategies.adaptive.language_adapter import language_adapter_h
 PHASE_DONE = "phase.json"
 
 
-def _corpus(ctx: TrainContext, name: str) -> list[str]:
+def _tapt_texts(ctx: TrainContext) -> list[str]:
+    """The training file's texts, labels ignored (the training file is loaded whole in any case)."""
     try:
-        if name == "dapt":
-            return load_texts(ctx.input_files["corpus_file"])
         return [e.text if e.text_pair is None else f"{e.text} {e.text_pair}"
                 for e in load_classification_examples(ctx.train_file)]
     except DatasetError as exc:
-        param = "method.adaptive.corpus_file" if name == "dapt" else "training_file"
-        raise TrainingError(f"{param}: {exc}", code="invalid_corpus", param=param) from exc
+        raise TrainingError(f"training_file: {exc}", code="invalid_corpus", param="training_file") from exc
 
 
 def _mlm_phase(ctx: TrainContext, name: str, encoder: Path, settings: AdaptiveSettings, offset: int,
@@ -55,7 +52,9 @@ def _mlm_phase(ctx: TrainContext, name: str, encoder: Path, settings: AdaptiveSe
     staging = done_dir.with_name(done_dir.name + ".tmp")
     shutil.rmtree(staging, ignore_errors=True)
     checkpoints = ctx.checkpoint_dir / name
-    result = run_mlm(MlmPhase(texts=_corpus(ctx, name), masking=settings.mlm, hyperparameters=ctx.hyperparameters,
+    corpus = {"texts": [], "corpus_path": ctx.input_files["corpus_file"]} if name == "dapt" else \
+        {"texts": _tapt_texts(ctx)}  # DAPT streams its corpus from disk (app.training.mlm_stream)
+    result = run_mlm(MlmPhase(**corpus, masking=settings.mlm, hyperparameters=ctx.hyperparameters,
                               base_path=encoder, output_dir=staging, checkpoint_dir=checkpoints,
                               sink=OffsetSink(ctx.sink, offset), resume_from=latest_complete_checkpoint(checkpoints),
                               label=f"{name.upper()}: ", head_warmup=settings.head_warmup,
