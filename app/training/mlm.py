@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from app.training.adapted_base import load_pretrained, weights_dir
 from app.training.base import OffsetSink, ProgressSink, TrainingError
 from app.training.config import Hyperparameters
 from app.training.engine import Run, RunResult, batch_seed, epoch_batches, optimize, seed_everything
@@ -56,6 +57,7 @@ class MlmPhase:
     corpus_path: Path | None = None
     corpus_param: str = "method.adaptive.corpus_file"
     buffer_blocks: int = BUFFER_BLOCKS  # the streamed corpus's shuffle buffer
+    warmup_with_adapter: bool = False  # the head warm-up also runs before a `prepare`d phase (LoRA; not MAD-X)
 
 
 @dataclass
@@ -157,7 +159,7 @@ def run_mlm(phase: MlmPhase) -> MlmResult:
         raise TrainingError("This base model's tokenizer has no mask token, so it cannot do masked-language "
                             "modelling; choose an encoder such as BERT or MiniLM.", code="invalid_base_model",
                             param="model")
-    model, info = AutoModelForMaskedLM.from_pretrained(phase.base_path, output_loading_info=True)
+    model, info = load_pretrained(AutoModelForMaskedLM, phase.base_path, output_loading_info=True)
     if info["missing_keys"]:
         phase.sink.message(f"{phase.label}The base model lacks {len(info['missing_keys'])} MLM-head weights "
                            f"({', '.join(sorted(info['missing_keys'])[:4])}…); they start random and are learned",
@@ -265,7 +267,8 @@ def _announced_pmi(phase: MlmPhase, texts: Iterable[str], tokenizer: Any) -> Pmi
 def _warmup_plan(phase: MlmPhase, model: torch.nn.Module, missing_keys: list[str], head: list[torch.nn.Parameter],
                  phase_steps: int) -> WarmupPlan:
     """The warm-up to run, said in an event whether it runs or not, and why."""
-    warmup = plan(phase.head_warmup, model, missing_keys, phase_steps, trains_adapter=phase.prepare is not None)
+    trains_adapter = phase.prepare is not None and not phase.warmup_with_adapter
+    warmup = plan(phase.head_warmup, model, missing_keys, phase_steps, trains_adapter=trains_adapter)
     if warmup.steps and not head:
         warmup = WarmupPlan(0, "this architecture's MLM head is not one module on the encoder", warmup.missing_head_keys)
     data = {"head_warmup_steps": warmup.steps, "reason": warmup.reason, "missing_head_keys": warmup.missing_head_keys}
@@ -302,7 +305,7 @@ def _carry_encoder_weights(phase: MlmPhase, model: torch.nn.Module, unused: list
     from safetensors.torch import load_file, save_file
 
     prefix = model.base_model_prefix + "."
-    saved, base = phase.output_dir / "model.safetensors", phase.base_path / "model.safetensors"
+    saved, base = phase.output_dir / "model.safetensors", weights_dir(phase.base_path) / "model.safetensors"
     if not unused:
         return
     if not (saved.is_file() and base.is_file()):  # sharded checkpoints: not merged here

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 from safetensors.torch import load_file
 
 from app.training.base import TrainingError
@@ -75,3 +76,39 @@ def test_unusable_corpus_fails_the_job_clearly(make_ctx, tmp_path):
     with pytest.raises(TrainingError) as info:
         run_strategy(ctx)
     assert info.value.code == "invalid_corpus" and '"text"' in info.value.message
+
+
+def test_lora_dapt_tapt_ships_an_adapter_not_an_encoder_copy(make_ctx, tmp_path, tiny_model_dir):
+    """peft: "lora": DAPT and TAPT train one LoRA adapter over the frozen base; encoder/ is the base's id
+    plus that adapter (no weights file of its own), the task phase runs over base + adapter merged, and
+    loading encoder/ anywhere gives exactly that merged model."""
+    from transformers import AutoModelForSequenceClassification
+
+    from app.training.adapted_base import load_pretrained
+    from app.training.artifacts import load_classifier
+
+    ctx = _ctx(make_ctx, tmp_path, "out", {"corpus_file": "file-x", "tapt": True, "peft": "lora",
+                                            "lora": {"r": 4, "target_modules": "all-linear"}, "then": THEN_LORA})
+    assert run_strategy(ctx).status == "succeeded"
+    encoder = ctx.output_dir / "encoder"
+    assert not (encoder / "model.safetensors").exists()
+    base_bytes = (tiny_model_dir / "model.safetensors").stat().st_size
+    adapter = load_file(encoder / "adapter" / "adapter_model.safetensors")
+    assert (encoder / "adapter" / "adapter_model.safetensors").stat().st_size < base_bytes / 2
+    assert adapter and all("lora_" in k and ".cls." not in k for k in adapter)  # the MLM head is never adapted
+    manifest = json.loads((ctx.output_dir / "manifest.json").read_text())
+    dapt = manifest["adaptive"]["phases"][0]
+    assert dapt["after"]["mlm_loss"] < dapt["before"]["mlm_loss"]
+    assert any("Training" in m and "Streaming" not in m for m in ctx.sink.of("message"))
+
+    merged = load_pretrained(AutoModelForSequenceClassification, encoder, num_labels=2)
+    plain = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=2)
+    moved = {k for k, v in plain.bert.state_dict().items() if not torch.equal(v, merged.bert.state_dict()[k])}
+    assert moved and all(k.endswith("weight") and k.startswith("encoder.layer.") for k in moved)  # adapted linears
+    model, tokenizer, _ = load_classifier(ctx.output_dir, encoder)  # the task artifact over its adapted base
+    rows = [json.loads(line) for line in ctx.validation_file.read_text().splitlines()]
+    preds = [json.loads(line) for line in (ctx.output_dir / "eval" / "predictions.jsonl").read_text().splitlines()]
+    with torch.no_grad():
+        for row, pred in zip(rows, preds, strict=True):
+            logits = model(**tokenizer(row["text"], return_tensors="pt", truncation=True)).logits[0]
+            assert torch.allclose(logits, torch.tensor(pred["logits"]), atol=1e-5)

@@ -9,6 +9,8 @@ Artifact: `encoder/` (the adapted encoder with its MLM head, `save_pretrained` +
 plus the task method's own artifact when `then` is given; `manifest.json` records every phase's
 held-out MLM loss/accuracy before and after. With `adapter`, the phases train a MAD-X language
 adapter over the frozen base instead (language_adapter.py) and the artifact is its `bottleneck/`.
+With `peft: "lora"` they train a LoRA adapter (lora_phase.py) and `encoder/` is the base's id plus
+that adapter (app.training.adapted_base), merged into the base wherever it is loaded.
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ from app.training.mlm import MlmPhase, run_mlm
 from app.training.registry import run_strategy
 from app.training.strategies.adaptive.config import AdaptiveSettings, adapted_model_id
 from app.training.strategies.adaptive.language_adapter import language_adapter_hooks
+from app.training.strategies.adaptive.lora_phase import lora_hooks
 
 PHASE_DONE = "phase.json"
 
@@ -92,19 +95,20 @@ def train(ctx: TrainContext) -> TrainResult:
     phases = (["dapt"] if settings.corpus_file else []) + (["tapt"] if settings.tapt else [])
     encoder, records, adapter = ctx.base_model.path, [], None
     for name in phases:
-        hooks = language_adapter_hooks(ctx, settings.adapter, adapter) if settings.adapter else None
+        hooks = (language_adapter_hooks(ctx, settings.adapter, adapter) if settings.adapter else
+                 lora_hooks(ctx, settings.lora, adapter) if settings.peft == "lora" else None)
         record = _mlm_phase(ctx, name, encoder, settings, offset=sum(r["steps"] for r in records), hooks=hooks)
         records.append(record)
         if record["status"] != "succeeded":
             return _result(record["status"], records, None)
-        if settings.adapter:  # the base stays as it is; the next phase continues this phase's adapter
+        if hooks:  # the base stays as it is; the next phase continues this phase's adapter
             adapter = ctx.checkpoint_dir / f"{name}-encoder"
         else:
             encoder = ctx.checkpoint_dir / f"{name}-encoder"
     if settings.adapter:
         return _language_adapter_result(ctx, settings, records, adapter)
-    shipped = ctx.output_dir / "encoder"
-    shutil.copytree(encoder, shipped, ignore=shutil.ignore_patterns(PHASE_DONE))
+    shipped = ctx.output_dir / "encoder"  # with peft: the base's id + the adapter (app.training.adapted_base)
+    shutil.copytree(adapter if settings.peft else encoder, shipped, ignore=shutil.ignore_patterns(PHASE_DONE))
     task = None
     if settings.then:  # on the encoder as it ships and registers: the task artifact names that hash as its base
         task = run_strategy(_task_context(ctx, settings, shipped, offset=sum(r["steps"] for r in records)))
