@@ -83,8 +83,7 @@ def lora_hooks(ctx: TrainContext, settings: AdaptiveLora, previous: Path | None)
         save_file({k: params[k].detach().cpu().contiguous() for k in head_keys}, output_dir / MLM_HEAD)
         model.config.save_pretrained(output_dir)
         tokenizer.save_pretrained(output_dir)
-        (output_dir / ADAPTED_BASE).write_text(json.dumps(
-            {"id": ctx.base_model.id, "sha256": ctx.base_model.sha256, "path": str(Path(ctx.base_model.path).resolve())},
-            indent=2))
+        base = {"id": ctx.base_model.id, "sha256": ctx.base_model.sha256, "path": str(Path(ctx.base_model.path).resolve())}
+        (output_dir / ADAPTED_BASE).write_text(json.dumps(base, indent=2))
 
     return {"prepare": prepare, "save": save, "warmup_with_adapter": True}
