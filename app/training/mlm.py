@@ -49,7 +49,8 @@ class MlmPhase:
     # a parameter-efficient phase (a MAD-X language adapter, Pfeiffer et al. 2020): prepare(model,
     # missing_keys) adds modules and chooses what trains; save(model, tokenizer, output_dir) writes
     # only that. None: the whole encoder trains and is saved with save_pretrained.
-    prepare: Callable[[torch.nn.Module, set[str]], None] | None = None
+    # prepare returns the missing keys it filled (an earlier phase's head), or None
+    prepare: Callable[[torch.nn.Module, set[str]], set[str] | None] | None = None
     save: Callable[[torch.nn.Module, Any, Path], None] | None = None
     head_warmup: HeadWarmup = 0  # head-only steps before the encoder trains; "auto": when the base lacks the head
     encoder_lr_ratio: float = 1.0  # the encoder's learning rate as a multiple of the head's
@@ -160,12 +161,12 @@ def run_mlm(phase: MlmPhase) -> MlmResult:
                             "modelling; choose an encoder such as BERT or MiniLM.", code="invalid_base_model",
                             param="model")
     model, info = load_pretrained(AutoModelForMaskedLM, phase.base_path, output_loading_info=True)
-    if info["missing_keys"]:
-        phase.sink.message(f"{phase.label}The base model lacks {len(info['missing_keys'])} MLM-head weights "
-                           f"({', '.join(sorted(info['missing_keys'])[:4])}…); they start random and are learned",
-                           level="warn", data={"missing_keys": sorted(info["missing_keys"])})
-    if phase.prepare is not None:
-        phase.prepare(model, set(info["missing_keys"]))
+    supplied = phase.prepare(model, set(info["missing_keys"])) if phase.prepare is not None else None
+    missing_keys = sorted(set(info["missing_keys"]) - (supplied or set()))  # an earlier phase's head counts
+    if missing_keys:
+        phase.sink.message(f"{phase.label}The base model lacks {len(missing_keys)} MLM-head weights "
+                           f"({', '.join(missing_keys[:4])}…); they start random and are learned",
+                           level="warn", data={"missing_keys": missing_keys})
     model.to(device)
     trained = PredictedPositionsOnly(model)
     source = _training_rows(phase, tokenizer)
@@ -191,7 +192,7 @@ def run_mlm(phase: MlmPhase) -> MlmResult:
     hp = dataclasses.replace(hp, select_best=False)
     steps_per_epoch = source.steps_per_epoch
     head = head_parameters(model, trained.head) if trained.head is not None else []
-    warmup = _warmup_plan(phase, model, info["missing_keys"], head, steps_per_epoch * hp.n_epochs)
+    warmup = _warmup_plan(phase, model, missing_keys, head, steps_per_epoch * hp.n_epochs)
     warm = _warm_up(phase, trained, head, warmup, hp, batch, steps_per_epoch, held_batches)
     if warm is not None and warm.status != "succeeded":
         return MlmResult(warm, before, packed=source.packed)

@@ -96,6 +96,8 @@ def test_lora_dapt_tapt_ships_an_adapter_not_an_encoder_copy(make_ctx, tmp_path,
     adapter = load_file(encoder / "adapter" / "adapter_model.safetensors")
     assert (encoder / "adapter" / "adapter_model.safetensors").stat().st_size < base_bytes / 2
     assert adapter and all("lora_" in k and ".cls." not in k for k in adapter)  # the MLM head is never adapted
+    head = load_file(encoder / "mlm_head.safetensors")
+    assert "cls.predictions.transform.dense.weight" in head and not any(k.startswith("bert.") for k in head)
     manifest = json.loads((ctx.output_dir / "manifest.json").read_text())
     dapt = manifest["adaptive"]["phases"][0]
     assert dapt["after"]["mlm_loss"] < dapt["before"]["mlm_loss"]
