@@ -141,7 +141,8 @@ class PackedCorpus:
         words: list[int | None] = []
         next_word = 0
         for group in self._groups():
-            encoded = tok(group, add_special_tokens=False, return_attention_mask=False, return_token_type_ids=False)
+            encoded = tok(group, add_special_tokens=False, return_attention_mask=False, return_token_type_ids=False,
+                          verbose=False)  # documents longer than the model takes are cut into blocks below
             for i, doc in enumerate(encoded["input_ids"]):
                 ids.extend(doc)
                 ids.append(tok.sep_token_id)

@@ -35,6 +35,8 @@ def test_dapt_tapt_lora_on_minilm_then_a_symbols_only_corpus(service, openai_cli
     assert any(m.startswith("DAPT: Streaming 160 documents") for m in messages)
     assert any(m.startswith("DAPT: MLM head warm-up: 4 steps") for m in messages)
     assert any(m.startswith("TAPT: held-out MLM loss") for m in messages)
+    assert any(m.startswith("DAPT: The base model lacks") for m in messages)  # minilm-l6 ships no MLM head
+    assert not any(m.startswith("TAPT: The base model lacks") for m in messages)  # TAPT continues DAPT's
     assert any(f"registered as model adapted:{job.id}" in m for m in messages)
     model = openai_client.models.retrieve(f"adapted:{job.id}")
     assert model.id == f"adapted:{job.id}"

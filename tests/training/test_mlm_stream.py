@@ -95,7 +95,7 @@ def stream_phase(tiny_model_dir, corpus: Path, out: Path, sink=None, resume_from
     hp = Hyperparameters(n_epochs=2, batch_size=4, learning_rate=5e-3, seed=3, max_length=16, checkpoint_every=3)
     return MlmPhase(texts=[], corpus_path=corpus, masking=MaskingSettings(**masking), hyperparameters=hp,
                     base_path=tiny_model_dir, output_dir=out, checkpoint_dir=out.with_name(out.name + "-ckpt"),
-                    sink=sink or ListSink(), resume_from=resume_from, buffer_blocks=8)
+                    sink=sink or ListSink(), resume_from=resume_from, buffer_blocks=4)
 
 
 KILL_AT_CHECKPOINT = """
@@ -115,11 +115,14 @@ run_mlm(stream_phase(Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), si
 
 
 def test_sigkilled_streamed_phase_resumes_to_the_uninterrupted_weights(tiny_model_dir, tmp_path):
-    """120 documents → about 30 blocks of 16 tokens, 8 steps an epoch; the worker dies right after the
-    checkpoint of step 9 (mid-epoch 2) and a new process resumes from it."""
+    """120 documents → about 30 blocks of 16 tokens, 8 steps an epoch, trained on holding at most 8 blocks
+    (buffer 4 + batch 4); the worker dies right after the checkpoint of step 9 (mid-epoch 2) and a new
+    process resumes from it."""
     corpus = write_corpus(tmp_path / "c.txt", 120)
     straight = run_mlm(stream_phase(tiny_model_dir, corpus, tmp_path / "straight", unit="whole_word"))
     assert straight.run.status == "succeeded" and straight.packed.steps_per_epoch > 6
+    assert straight.packed.peak_blocks_held <= straight.packed.max_blocks_held == 8
+    assert straight.packed.n_blocks >= 3 * straight.packed.max_blocks_held
     assert straight.after["mlm_loss"] < straight.before["mlm_loss"]
     killed = subprocess.run([sys.executable, "-c", KILL_AT_CHECKPOINT, str(tiny_model_dir), str(corpus),
                              str(tmp_path / "resumed"), "9"], cwd=ROOT, capture_output=True, text=True, timeout=120,
