@@ -8,7 +8,7 @@ seeds) and each MLM phase's held-out MLM loss before → after.
 
 "LoRA MLM" rows train the MLM phases parameter-efficiently (adaptive.peft "lora"): the artifact column
 shows what each run ships (full DAPT: a whole encoder copy; LoRA MLM: base id + adapter). --quick
-checks the script in about a minute: 64 train / 32 validation articles, a 64-article corpus,
+checks the script in about 4 minutes on 2 cores: 64 train / 32 validation articles, a 64-article corpus,
 max_length 32, 1 epoch everywhere and 2 head warm-up steps, on the no-adaptation and both DAPT rows.
 
 The default grid is sized for a 2-core CPU (about 15 minutes); --full adds PMI masking and the

@@ -14,6 +14,7 @@ Torch is imported inside the functions: the API reads `weights_dir` (base facts)
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -29,18 +30,19 @@ def is_adapted(path: Path | str) -> bool:
 
 def base_dir(path: Path | str) -> Path:
     """The directory of the model an adapted directory builds on: its recorded path, else this host's
-    copy by content hash (app.base_models.service keeps one per hash)."""
+    copy by content hash, fetched from a remote object store the first time (app.base_models.service)."""
     record = json.loads((Path(path) / ADAPTED_BASE).read_text())
     recorded = Path(record["path"])
     if (recorded / "config.json").is_file():
         return recorded
-    from app.base_models.service import cached_model_dir
+    from app.base_models.service import local_model_dir
+    from app.models import BaseModel
 
-    cached = cached_model_dir(record["sha256"])
-    if (cached / "config.json").is_file():
-        return cached
+    local = local_model_dir(BaseModel(id=record["id"], path=record["path"], sha256=record["sha256"]))
+    if (local / "config.json").is_file():
+        return local
     raise FileNotFoundError(f"base model {record['id']!r} (sha256 {record['sha256'][:12]}…), which the adapted "
-                            f"model at {path} builds on, is not on this host (looked in {recorded} and {cached})")
+                            f"model at {path} builds on, is neither at {recorded} nor in the object store")
 
 
 def weights_dir(path: Path | str) -> Path:
@@ -63,8 +65,16 @@ def load_pretrained(model_class: Any, path: Path | str, **kwargs: Any) -> Any:
     merge_lora(model, path / ADAPTER)
     supplied = _copy_head(model, path / MLM_HEAD)
     if isinstance(loaded, tuple):
-        loaded[1]["missing_keys"] = [k for k in loaded[1]["missing_keys"] if k not in supplied]
+        filled = filled_keys(model, supplied, loaded[1]["missing_keys"])
+        loaded[1]["missing_keys"] = [k for k in loaded[1]["missing_keys"] if k not in filled]
     return loaded
+
+
+def filled_keys(model: Any, loaded: set[str], missing: Iterable[str]) -> set[str]:
+    """The `missing` keys that `loaded` filled, tied aliases included (BERT's decoder bias is the head's bias)."""
+    state = model.state_dict(keep_vars=True)
+    filled = {id(state[k]) for k in loaded if k in state}
+    return {k for k in missing if k in state and id(state[k]) in filled}
 
 
 def _relative(name: str, prefix: str) -> str:

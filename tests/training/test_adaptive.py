@@ -114,3 +114,30 @@ def test_lora_dapt_tapt_ships_an_adapter_not_an_encoder_copy(make_ctx, tmp_path,
         for row, pred in zip(rows, preds, strict=True):
             logits = model(**tokenizer(row["text"], return_tensors="pt", truncation=True)).logits[0]
             assert torch.allclose(logits, torch.tensor(pred["logits"]), atol=1e-5)
+
+
+def test_lora_adaptation_over_a_lora_adapted_base_merges_both(make_ctx, tmp_path):
+    """An adaptive job on `adapted:<job>` (itself base + LoRA) trains its own adapter over base + the first
+    adapter merged; its encoder/ names the first as base and loads as base + both updates."""
+    from dataclasses import replace
+
+    from transformers import AutoModelForMaskedLM
+
+    from app.fsio import directory_sha256
+    from app.training.adapted_base import ADAPTED_BASE, load_pretrained
+    from app.training.base import BaseModelRef
+    from tests.training.conftest import context_factory
+
+    first = _ctx(make_ctx, tmp_path, "first", {"tapt": True, "peft": "lora"})
+    assert run_strategy(first).status == "succeeded"
+    encoder = first.output_dir / "encoder"
+    ref = BaseModelRef(id="adapted:ftjob-test", path=encoder, sha256=directory_sha256(encoder))
+    second = context_factory(ref, tmp_path / "second")("adaptive", settings={"tapt": True, "peft": "lora"},
+                                                         n_train=24, batch_size=16, learning_rate=5e-3, n_epochs=2)
+    second = replace(second, job_id="ftjob-second")
+    assert run_strategy(second).status == "succeeded"
+    stacked = second.output_dir / "encoder"
+    assert json.loads((stacked / ADAPTED_BASE).read_text())["id"] == "adapted:ftjob-test"
+    once = load_pretrained(AutoModelForMaskedLM, encoder).bert.encoder.layer[0].attention.self.query.weight
+    twice = load_pretrained(AutoModelForMaskedLM, stacked).bert.encoder.layer[0].attention.self.query.weight
+    assert not torch.allclose(once, twice)

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from app.training.adapted_base import ADAPTED_BASE, ADAPTER, MLM_HEAD, PEFT_PREFIX
+from app.training.adapted_base import ADAPTED_BASE, ADAPTER, MLM_HEAD, PEFT_PREFIX, filled_keys
 from app.training.base import TrainContext, TrainingError
 from app.training.peft_adapter import linear_module_names
 from app.training.strategies.adaptive.config import AdaptiveLora
@@ -62,7 +62,7 @@ def lora_hooks(ctx: TrainContext, settings: AdaptiveLora, previous: Path | None)
             model.load_state_dict({_named(k.removeprefix(PEFT_PREFIX)): v for k, v in adapter.items()}, strict=False)
             head = load_file(previous / MLM_HEAD)
             model.load_state_dict(head, strict=False)
-            supplied = set(head) & missing
+            supplied = filled_keys(model, set(head), missing)
         tied, encoder = model.get_input_embeddings().weight, model.base_model_prefix + "."
         for name, weight in model.named_parameters():
             if not name.startswith(encoder) and LORA not in name and weight is not tied:
