@@ -107,6 +107,10 @@ def test_lora_dapt_tapt_ships_an_adapter_not_an_encoder_copy(make_ctx, tmp_path,
     plain = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=2)
     moved = {k for k, v in plain.bert.state_dict().items() if not torch.equal(v, merged.bert.state_dict()[k])}
     assert moved and all(k.endswith("weight") and k.startswith("encoder.layer.") for k in moved)  # adapted linears
+    # the task adapter names its base by id (transformers alone cannot load base + LoRA); the card says how
+    task_adapter = json.loads((ctx.output_dir / "adapter" / "adapter_config.json").read_text())
+    assert task_adapter["base_model_name_or_path"] == "adapted:ftjob-test"
+    assert 'load_classifier("ftjob-test", "ftjob-test/encoder")' in (ctx.output_dir / "README.md").read_text()
     model, tokenizer, _ = load_classifier(ctx.output_dir, encoder)  # the task artifact over its adapted base
     rows = [json.loads(line) for line in ctx.validation_file.read_text().splitlines()]
     preds = [json.loads(line) for line in (ctx.output_dir / "eval" / "predictions.jsonl").read_text().splitlines()]
