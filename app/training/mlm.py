@@ -8,6 +8,9 @@ job's seed, so a resumed phase corrupts exactly the tokens an uninterrupted one 
 share of the texts, masked once with the job's seed, scores the encoder before and after (MLM loss
 and masked-token accuracy), so the two figures are comparable, also across masking seeds.
 
+The texts come as a list, one row each (TAPT), or as a corpus file streamed from disk and packed
+into blocks, never held whole (DAPT; mlm_stream.py).
+
 A base without its MLM head can first train the head alone (`head_warmup`, mlm_head_warmup.py,
 LP-FT of Kumar et al. 2022), and the encoder can train at a fraction of the head's rate
 (`encoder_lr_ratio`).
@@ -29,7 +32,7 @@ from app.training.config import Hyperparameters
 from app.training.engine import Run, RunResult, batch_seed, epoch_batches, optimize, seed_everything
 from app.training.masking import IGNORE_INDEX, MaskingSettings, MlmCollator, PmiVocabulary, build_pmi_vocabulary
 from app.training.head_warmup import HeadWarmup
-from app.training.mlm_stream import BUFFER_BLOCKS, PackedCorpus
+from app.training.mlm_stream import BUFFER_BLOCKS, NO_MASKABLE_TOKENS, PackedCorpus
 from app.training.mlm_head_warmup import (WarmupPlan, encoder_lr_groups, finished_warmup, head_parameters, plan,
                                           warm_up_head)
 
@@ -149,7 +152,8 @@ def _score(model: PredictedPositionsOnly, batches: list[dict[str, torch.Tensor]]
 
 
 def run_mlm(phase: MlmPhase) -> MlmResult:
-    """Train the base encoder with MLM on `phase.texts`; on success save it to `output_dir`."""
+    """Train the base encoder with MLM on `phase.texts` (or the streamed `corpus_path`); on success save
+    it (or what `save` writes) to `output_dir`."""
     from transformers import AutoModelForMaskedLM, AutoTokenizer
 
     hp = phase.hyperparameters
@@ -202,7 +206,7 @@ def run_mlm(phase: MlmPhase) -> MlmResult:
                        checkpoint_dir=phase.checkpoint_dir, resume_from=phase.resume_from,
                        evaluate=lambda: _score(trained, held_batches), label=phase.label,
                        parameter_groups=encoder_lr_groups(trained, head, hp.learning_rate, phase.encoder_lr_ratio),
-                       tags={"head_warmup_steps": warmup.steps} if warmup.steps else {}))
+                       tags={**({"head_warmup_steps": warmup.steps} if warmup.steps else {}), **source.tags()}))
     if warm is not None:  # the phase's totals count the warm-up too
         run = dataclasses.replace(run, step=run.step + warm.step, trained_tokens=run.trained_tokens + warm.trained_tokens,
                                   flops=run.flops + warm.flops)
@@ -230,6 +234,12 @@ class TrainingRows:
     pmi_vocab: PmiVocabulary | None
     packed: PackedCorpus | None = None
 
+    def tags(self) -> dict[str, int]:
+        """A streamed corpus's shape, kept in checkpoints: a resume over other blocks is refused."""
+        if self.packed is None:
+            return {}
+        return {"corpus_documents": self.packed.n_documents, "corpus_blocks": self.packed.n_blocks}
+
 
 def _training_rows(phase: MlmPhase, tokenizer: Any) -> TrainingRows:
     hp = phase.hyperparameters
@@ -249,9 +259,7 @@ def _training_rows(phase: MlmPhase, tokenizer: Any) -> TrainingRows:
     features = _features(tokenizer, train_texts, hp.max_length, phase.masking)
     special = set(tokenizer.all_special_ids)  # as the masker counts them: [UNK] and [MASK] included
     if all(token in special for row in features for token in row["input_ids"]):
-        raise TrainingError("The MLM corpus has no maskable tokens: every text tokenizes to special or unknown "
-                            "tokens only. Use texts in a language and script the base model's vocabulary covers.",
-                            code="invalid_corpus")
+        raise TrainingError(NO_MASKABLE_TOKENS, code="invalid_corpus")
     rows_of = epoch_batches(len(features), hp)
     return TrainingRows(lambda epoch, b: [features[i] for i in rows_of(epoch, b)],
                         math.ceil(len(features) / hp.batch_size), held_texts, vocab)

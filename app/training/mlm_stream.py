@@ -31,6 +31,9 @@ MAX_HELD_OUT_DOCS = 256  # the held-out score's documents: a seeded sample, at m
 BUFFER_BLOCKS = 1024  # the shuffle buffer's blocks (128 tokens each: ~1 MB of token ids)
 TOKENIZE_GROUP = 64  # documents tokenized in one call
 
+NO_MASKABLE_TOKENS = ("The MLM corpus has no maskable tokens: every text tokenizes to special or unknown tokens only. "
+                      "Use texts in a language and script the base model's vocabulary covers.")
+
 Row = dict[str, list[int] | list[int | None]]
 
 
@@ -89,9 +92,7 @@ class PackedCorpus:
             self.n_blocks += 1
             maskable = maskable or any(t not in special for t in row["input_ids"])
         if not maskable:
-            raise TrainingError("The MLM corpus has no maskable tokens: every text tokenizes to special or unknown "
-                                "tokens only. Use texts in a language and script the base model's vocabulary covers.",
-                                code="invalid_corpus", param=self.param)
+            raise TrainingError(NO_MASKABLE_TOKENS, code="invalid_corpus", param=self.param)
         return self
 
     def batch_rows(self, epoch: int, b: int) -> list[Row]:

@@ -96,8 +96,9 @@ def test_tapt_then_lora_artifact_loads_over_its_encoder_in_a_fresh_process(peft,
                         valid_rows=valid)
         assert later.status == "succeeded", later.error
         artifacts.append((download(service, openai_client, later.id, tmp_path / "later"), folder / "encoder"))
-        served = httpx.post(f"{service.url}/v1/predictions", headers={"Authorization": f"Bearer {openai_client.api_key}"},
-                            json={"model": later.fine_tuned_model, "input": [r["text"] for r in valid]}, timeout=60)
+        served = httpx.post(f"{service.url}/v1/predictions",
+                            headers={"Authorization": f"Bearer {openai_client.api_key}"}, timeout=60,
+                            json={"model": later.fine_tuned_model, "input": [r["text"] for r in valid]})
         assert served.status_code == 200, served.text  # served over base + adapter, merged in memory
         want = [json.loads(line)["predicted"] for line in (artifacts[-1][0] / "eval" / "predictions.jsonl").open()]
         assert [p["label"] for p in served.json()["data"]] == want

@@ -137,3 +137,16 @@ def test_sigkilled_streamed_phase_resumes_to_the_uninterrupted_weights(tiny_mode
     assert a.keys() == b.keys() and max((a[k] - b[k]).abs().max().item() for k in a) <= 1e-6
     assert resumed.after["mlm_loss"] == pytest.approx(straight.after["mlm_loss"], abs=1e-6)
     assert torch.isfinite(torch.tensor(resumed.after["mlm_loss"]))
+
+
+def test_resume_over_another_corpus_is_refused(tiny_model_dir, tmp_path):
+    """The checkpoint records the corpus's shape: the same (epoch, batch) of other blocks is not a resume."""
+    corpus = write_corpus(tmp_path / "c.txt", 60)
+    paused = run_mlm(stream_phase(tiny_model_dir, corpus, tmp_path / "out", sink=ListSink(stop_at_step=2,
+                                                                                          stop_reason="pause")))
+    assert paused.run.status == "paused"
+    write_corpus(corpus, 90, seed=1)
+    with pytest.raises(TrainingError) as info:
+        run_mlm(stream_phase(tiny_model_dir, corpus, tmp_path / "out",
+                             resume_from=latest_complete_checkpoint(tmp_path / "out-ckpt")))
+    assert info.value.code == "invalid_checkpoint" and "corpus_blocks" in info.value.message

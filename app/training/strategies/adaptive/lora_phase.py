@@ -3,8 +3,9 @@ encoder learns the domain instead of a full encoder copy (parameter-efficient DA
 
 The adapter adapts encoder linear layers only; MLM-head weights the base lacks (minilm-l6 ships none)
 train with it (after the head warm-up, when there is one), the tied decoder staying frozen, and the
-head's own weights are saved beside it (`mlm_head.safetensors`, ~0.7 MB for minilm-l6). A phase writes the adapted directory of app.training.adapted_base (config, tokenizer,
-adapter/, mlm_head.safetensors, adapted_base.json); TAPT after DAPT continues the same adapter and head.
+head's own weights are saved beside it (`mlm_head.safetensors`, ~0.7 MB for minilm-l6). A phase
+writes the adapted directory of app.training.adapted_base (config, tokenizer, adapter/,
+mlm_head.safetensors, adapted_base.json); TAPT after DAPT continues the same adapter and head.
 """
 from __future__ import annotations
 
@@ -85,7 +86,8 @@ def lora_hooks(ctx: TrainContext, settings: AdaptiveLora, previous: Path | None)
         save_file({k: params[k].detach().cpu().contiguous() for k in head_keys}, output_dir / MLM_HEAD)
         model.config.save_pretrained(output_dir)
         tokenizer.save_pretrained(output_dir)
-        base = {"id": ctx.base_model.id, "sha256": ctx.base_model.sha256, "path": str(Path(ctx.base_model.path).resolve())}
+        base = {"id": ctx.base_model.id, "sha256": ctx.base_model.sha256,
+                "path": str(Path(ctx.base_model.path).resolve())}
         (output_dir / ADAPTED_BASE).write_text(json.dumps(base, indent=2))
 
     return {"prepare": prepare, "save": save, "warmup_with_adapter": True}

@@ -3,7 +3,8 @@
 Phases run in order: DAPT (the corpus file, streamed from disk in packed blocks), TAPT (the
 training file's texts), then the task method of `then` on the adapted encoder. A finished phase
 leaves its encoder and a `phase.json` in the job's checkpoint dir, so a resumed job skips it; an
-unfinished one resumes from its own checkpoints. Step numbers continue across phases, so events and checkpoints never collide.
+unfinished one resumes from its own checkpoints. Step numbers continue across phases, so events
+and checkpoints never collide.
 
 Artifact: `encoder/` (the adapted encoder with its MLM head, `save_pretrained` + tokenizer),
 plus the task method's own artifact when `then` is given; `manifest.json` records every phase's
