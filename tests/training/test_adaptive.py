@@ -54,9 +54,10 @@ def test_tapt_alone_yields_an_encoder(make_ctx, tmp_path):
     assert not (ctx.output_dir / "adapter").exists()
 
 
-@pytest.mark.parametrize("pause_after", [2, 7, 12])  # in DAPT (steps 1-6), TAPT (7-10), the task (11-16)
-def test_pause_anywhere_resumes_to_the_same_result(pause_after, make_ctx, tmp_path):
-    settings = {"corpus_file": "file-x", "tapt": True, "then": THEN_LORA}
+# in DAPT (steps 1-6, streamed), TAPT (7-10), the task (11-16); with peft lora, in TAPT continuing DAPT's adapter
+@pytest.mark.parametrize(("pause_after", "peft"), [(2, None), (7, None), (12, None), (8, "lora")])
+def test_pause_anywhere_resumes_to_the_same_result(pause_after, peft, make_ctx, tmp_path):
+    settings = {"corpus_file": "file-x", "tapt": True, "then": THEN_LORA, **({"peft": peft} if peft else {})}
     straight = _ctx(make_ctx, tmp_path, "straight", settings)
     assert run_strategy(straight).status == "succeeded"
     paused = _ctx(make_ctx, tmp_path, "resumed", settings, sink=ListSink(stop_at_step=pause_after, stop_reason="pause"))
@@ -64,7 +65,8 @@ def test_pause_anywhere_resumes_to_the_same_result(pause_after, make_ctx, tmp_pa
     assert latest_complete_checkpoint(paused.checkpoint_dir) is None  # phases keep their own checkpoint dirs
     resumed = _ctx(make_ctx, tmp_path, "resumed", settings)
     assert run_strategy(resumed).status == "succeeded"
-    for name in ("encoder/model.safetensors", "adapter/adapter_model.safetensors"):
+    encoder = "encoder/adapter/adapter_model.safetensors" if peft else "encoder/model.safetensors"
+    for name in (encoder, "adapter/adapter_model.safetensors"):
         a, b = load_file(straight.output_dir / name), load_file(resumed.output_dir / name)
         assert a.keys() == b.keys()
         assert max((a[k] - b[k]).abs().max().item() for k in a) <= 1e-6, name
