@@ -48,6 +48,8 @@ def test_dapt_tapt_then_lora_job_is_queued(client, tenant, files, registered_tin
     ({"tapt": True, "adapter": {}, "head_warmup": 10}, 400, "head_warmup", "method.adaptive"),
     ({"tapt": True, "peft": "ia3"}, 400, "peft", "method.adaptive.peft"),
     ({"tapt": True, "peft": "lora", "lora": {"r": 0}}, 400, "r", "method.adaptive.lora.r"),
+    ({"tapt": True, "peft": "lora", "lora": {"target_modules": ["nope"]}}, 400, "not linear layers",
+     "method.adaptive.lora.target_modules"),
     ({"tapt": True, "lora": {"r": 4}}, 400, 'set peft to "lora"', "method.adaptive"),
     ({"tapt": True, "peft": "lora", "adapter": {}}, 400, "drop one", "method.adaptive"),
 ])

@@ -4,7 +4,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from app.training.base_facts import BaseFacts, BaseProblem
+from app.training.base_facts import BaseFacts, BaseProblem, target_problems
 from app.training.config import MethodSettings
 from app.training.head_warmup import AUTO_MIN_STEPS, AUTO_SHARE, HeadWarmup
 from app.training.masking import MaskingSettings
@@ -93,8 +93,11 @@ class AdaptiveSettings(MethodSettings):
         return self
 
     def check_base(self, facts: BaseFacts) -> list[BaseProblem]:
-        """A language adapter's bottleneck must keep at least one unit on this base (MAD-X)."""
+        """A language adapter's bottleneck must keep at least one unit on this base (MAD-X); LoRA's
+        target_modules must name linear layers of the base."""
         problems = super().check_base(facts)
         if self.adapter is not None and (problem := width_problem(facts, self.adapter.reduction_factor)):
             problems.append(("adapter.reduction_factor", problem))
+        if self.peft == "lora" and isinstance(self.lora.target_modules, list):
+            problems += [(f"lora.{name}", why) for name, why in target_problems(facts, self.lora.target_modules)]
         return problems
