@@ -23,7 +23,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]  # run as a script: bench/peft.py
+sys.path.insert(0, str(HERE.parent))  # would shadow the peft package the LoRA runs import
 
 from bench.bare_run import bare_run  # noqa: E402
 from bench.data import load_bbc_news  # noqa: E402
