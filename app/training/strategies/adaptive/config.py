@@ -37,7 +37,9 @@ class AdaptiveSettings(MethodSettings):
     encoder. `hyperparameters` is the MLM phases' schedule; the task method brings its own."""
 
     corpus_file: str | None = Field(None, description=(
-        'DAPT: id of an uploaded file (purpose fine-tune) of {"text": "..."} rows; other fields are ignored.'))
+        'DAPT: id of an uploaded corpus (purpose "corpus": plain text, one document per line, or JSONL {"text": '
+        '"..."}, either gzip-compressed; or a fine-tune file of {"text"} rows, other fields ignored). Streamed from '
+        "disk and packed into max_length blocks, never loaded whole."))
     tapt: bool = Field(False, description="TAPT: continue MLM on the training file's texts (labels ignored).")
     mlm: MaskingSettings = Field(default_factory=MaskingSettings, description="Masking of the MLM phases.")
     adapter: LanguageAdapterSettings | None = Field(None, description=(
