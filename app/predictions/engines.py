@@ -21,6 +21,7 @@ from app.predictions.cache import LRUCache
 from app.predictions.served import ServedModel
 from app.predictions.stacked_lora import StackedLora
 from app.predictions.text_engines import TextPool, load_whole
+from app.training.adapted_base import load_pretrained
 from app.training.artifacts import check_base, load_classifier, read_manifest, verify_files
 from app.training.base import BaseModelRef
 from app.training.delta import load_delta
@@ -63,8 +64,8 @@ class SharedBase:
     def instance(self, labels: int, drop: int) -> torch.nn.Module:
         """A new classifier with `labels` outputs and the top `drop` layers removed (the trained shape),
         over the shared tensors; only its fresh head is its own."""
-        model, info = AutoModelForSequenceClassification.from_pretrained(
-            self.ref.path, num_labels=labels, output_loading_info=True)
+        model, info = load_pretrained(
+            AutoModelForSequenceClassification, self.ref.path, num_labels=labels, output_loading_info=True)
         state = model.state_dict()
         if not self._weights:
             fresh = set(info["missing_keys"])

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from app.fsio import directory_sha256, sha256_file
+from app.training.adapted_base import load_pretrained
 from app.training.base import TrainContext, TrainingError, TrainResult
 from app.training.registry import get_strategy
 
@@ -158,7 +159,7 @@ def load_classifier(artifact_dir: Path, base_model_dir: Path | None = None, swap
         raise TrainingError("This artifact applies over a base model; pass the base model's directory.",
                             code="base_model_required")
     else:
-        model = task.model_class().from_pretrained(base_model_dir, **task.model_kwargs(labels))
+        model = load_pretrained(task.model_class(), base_model_dir, **task.model_kwargs(labels))
         # structural settings (drop_top_layers) rebuild the trained shape before the artifact applies
         from app.training.structure import restore_structure
         options = {"swap": swap} if swap else {}

@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from app.training.adapted_base import load_pretrained
 from app.training.base import ProgressSink
 from app.training.mlm import PredictedPositionsOnly
 
@@ -41,7 +42,7 @@ def attach_aux_mlm(task_model: torch.nn.Module, base_path: Path, weight: float, 
     encoder keeps whatever trainability the strategy gave it."""
     from transformers import AutoModelForMaskedLM
 
-    mlm, info = AutoModelForMaskedLM.from_pretrained(base_path, output_loading_info=True)
+    mlm, info = load_pretrained(AutoModelForMaskedLM, base_path, output_loading_info=True)
     inner = task_model.get_base_model() if hasattr(task_model, "get_base_model") else task_model  # PEFT
     encoder = getattr(inner, inner.base_model_prefix)
     setattr(mlm, mlm.base_model_prefix, encoder)

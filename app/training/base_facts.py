@@ -17,6 +17,8 @@ from dataclasses import dataclass, replace
 from functools import cached_property, lru_cache
 from pathlib import Path
 
+from app.training.adapted_base import weights_dir
+
 log = logging.getLogger(__name__)
 
 MAX_HEADER = 100 * 2**20  # safetensors' own limit on the JSON header
@@ -150,7 +152,8 @@ def read_base_facts(path: Path, name: str = "") -> BaseFacts:
 
 
 def _weight_files(path: Path) -> list[Path]:
-    """model.safetensors, or the shards its index names."""
+    """model.safetensors, or the shards its index names (an adapted directory's: its base's)."""
+    path = weights_dir(path)
     index = path / "model.safetensors.index.json"
     if index.is_file():
         try:

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 import torch
 
+from app.training.adapted_base import load_pretrained
 from app.training.artifacts import write_manifest
 from app.training.aux_mlm import attach_aux_mlm
 from app.training.base import TrainContext, TrainingError, TrainResult
@@ -147,8 +148,8 @@ def build_classifier(ctx: TrainContext, task: TaskData, prepare: Prepare) -> Cla
     """Load the base with a new head under ctx's seed, restructure and prepare it as the method says."""
     hp, tokenizer, device = ctx.hyperparameters, task.tokenizer, task.device
     seed_everything(hp.seed)
-    model, info = task.task.model_class().from_pretrained(
-        ctx.base_model.path, output_loading_info=True, **task.task.model_kwargs(task.labels))
+    model, info = load_pretrained(
+        task.task.model_class(), ctx.base_model.path, output_loading_info=True, **task.task.model_kwargs(task.labels))
     if note := task.task.init_head(model, task.train_examples):
         ctx.sink.message(note)
     limit = min(tokenizer.model_max_length, getattr(model.config, "max_position_embeddings", None) or 10**9)

@@ -2,7 +2,7 @@
 either of them gzip-compressed (detected by the magic bytes, not the name), streamed line by line.
 
 Used by the upload check (purpose "corpus"), the BM25 indexer (app.corpora.index) and MLM phases
-(DAPT reads `corpus_file` through load_texts below). The format is decided by the first
+(DAPT streams `corpus_file` through iter_texts, app.training.mlm_stream). The format is decided by the first
 non-blank line: a JSON object there makes the file JSONL, and then every line must be one. Errors
 are DatasetErrors naming the 1-based line, because the person who uploaded the file reads them.
 """

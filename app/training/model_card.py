@@ -18,6 +18,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from app.training.adapted_base import is_adapted
 from app.training.base import TrainContext
 
 # Public (Hugging Face hub) names of the base models tuneforge registers itself, by tuneforge id.
@@ -31,9 +32,17 @@ def base_name(ctx: TrainContext) -> str:
     return PUBLIC_NAMES.get(ctx.base_model.id, ctx.base_model.id)
 
 
+def adapted_encoder(ctx: TrainContext) -> Path | None:
+    """The encoder an adaptive job adapted, when it lies in the artifact itself."""
+    encoder = ctx.output_dir / ADAPTED_ENCODER
+    return encoder if ctx.base_model.id.startswith("adapted:") and encoder.is_dir() else None
+
+
 def base_ships(ctx: TrainContext) -> bool:
-    """Whether the base lies in the artifact itself (the encoder an adaptive job adapted)."""
-    return ctx.base_model.id.startswith("adapted:") and (ctx.output_dir / ADAPTED_ENCODER).is_dir()
+    """Whether the base lies in the artifact as a model transformers loads alone (not base id + LoRA,
+    app.training.adapted_base, which only tuneforge merges)."""
+    encoder = adapted_encoder(ctx)
+    return encoder is not None and not is_adapted(encoder)
 
 
 def base_reference(ctx: TrainContext, from_dir: Path) -> str:
@@ -85,6 +94,11 @@ def load_lines(ctx: TrainContext, reload: str, folder: str) -> list[str]:
     peft_type = json.loads(adapter.read_text()).get("peft_type") if adapter.is_file() else None
     if reload == "transformers":
         return ["from transformers import pipeline", f'classify = pipeline("{task}", model="{folder}/model")']
+    if (encoder := adapted_encoder(ctx)) is not None and is_adapted(encoder):  # base id + LoRA: tuneforge merges
+        return ["from app.training.artifacts import load_classifier, predict  # needs tuneforge installed",
+                f'model, tokenizer, labels = load_classifier("{folder}", "{folder}/{ADAPTED_ENCODER}")  # '
+                "its base + LoRA, merged",
+                "classify = lambda texts: predict(model, tokenizer, texts, labels)  # [{predicted, logits}]"]
     if reload == "peft" and peft_type in NATIVE_PEFT_TYPES and not shipped:
         return [f"from transformers import AutoConfig, {auto}, pipeline",
                 f'model = {auto}.from_pretrained("{folder}/adapter", config={cfg})',

@@ -46,6 +46,12 @@ def test_dapt_tapt_then_lora_job_is_queued(client, tenant, files, registered_tin
     ({"tapt": True, "head_warmup": "always"}, 400, "head_warmup", "method.adaptive.head_warmup"),
     ({"tapt": True, "encoder_lr_ratio": 0}, 400, "encoder_lr_ratio", "method.adaptive.encoder_lr_ratio"),
     ({"tapt": True, "adapter": {}, "head_warmup": 10}, 400, "head_warmup", "method.adaptive"),
+    ({"tapt": True, "peft": "ia3"}, 400, "peft", "method.adaptive.peft"),
+    ({"tapt": True, "peft": "lora", "lora": {"r": 0}}, 400, "r", "method.adaptive.lora.r"),
+    ({"tapt": True, "peft": "lora", "lora": {"target_modules": ["nope"]}}, 400, "not linear layers",
+     "method.adaptive.lora.target_modules"),
+    ({"tapt": True, "lora": {"r": 4}}, 400, 'set peft to "lora"', "method.adaptive"),
+    ({"tapt": True, "peft": "lora", "adapter": {}}, 400, "drop one", "method.adaptive"),
 ])
 def test_bad_adaptive_specs(client, tenant, files, registered_tiny_model, adaptive, status, fragment, param):
     error = assert_error(create(client, tenant[1], model=registered_tiny_model, training_file=files["train"],

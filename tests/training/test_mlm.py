@@ -132,9 +132,12 @@ def test_head_on_predicted_positions_only_gives_the_stock_loss(unit, tiny_model_
         assert sparse(**nothing).loss.item() == 0.0
 
 
-def test_masking_seed_drives_the_masks(tiny_model_dir, tmp_path, monkeypatch):
+@pytest.mark.parametrize("streamed", [False, True])
+def test_masking_seed_drives_the_masks(streamed, tiny_model_dir, tmp_path, monkeypatch):
     """mlm.seed chooses the training masks: the same seed masks the same tokens, another seed others,
-    and no seed means the job's seed (3 here)."""
+    and no seed means the job's seed (3 here); also for a corpus streamed from disk (DAPT)."""
+    import dataclasses
+
     import app.training.mlm as mlm
 
     drawn: list[torch.Tensor] = []
@@ -147,13 +150,19 @@ def test_masking_seed_drives_the_masks(tiny_model_dir, tmp_path, monkeypatch):
 
     monkeypatch.setattr(mlm, "MlmCollator", Recording)
 
+    corpus_file = tmp_path / "corpus.txt"
+    corpus_file.write_text("".join(f"{text}\n" for text in corpus()))
+
     def masks(name: str, **masking) -> list[torch.Tensor]:
         drawn.clear()
-        assert run_mlm(phase(tiny_model_dir, tmp_path, name, **masking)).run.status == "succeeded"
+        run = phase(tiny_model_dir, tmp_path, name, **masking)
+        if streamed:
+            run = dataclasses.replace(run, texts=[], corpus_path=corpus_file)
+        assert run_mlm(run).run.status == "succeeded"
         return list(drawn)
 
     first, again, other, default = masks("a", seed=11), masks("b", seed=11), masks("c", seed=12), masks("d")
-    assert len(first) == len(again) == len(other) > 12  # held-out batches, then every training batch
+    assert len(first) == len(again) == len(other) > 10  # held-out batches, then every training batch
     assert all(torch.equal(x, y) for x, y in zip(first, again, strict=True))
     held = 1  # the held-out batch keeps the job's seed, so runs differing in mlm.seed are scored alike
     assert torch.equal(first[0], other[0]) and torch.equal(first[0], default[0])

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
-from pydantic import Field, model_validator
+from typing import Literal
 
-from app.training.base_facts import BaseFacts, BaseProblem
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from app.training.base_facts import BaseFacts, BaseProblem, target_problems
 from app.training.config import MethodSettings
 from app.training.head_warmup import AUTO_MIN_STEPS, AUTO_SHARE, HeadWarmup
 from app.training.masking import MaskingSettings
@@ -15,6 +17,19 @@ def adapted_model_id(job_id: str) -> str:
     return f"adapted:{job_id}"
 
 
+class AdaptiveLora(BaseModel):
+    """The LoRA adapter an MLM phase trains with `peft: "lora"` (Hu et al. 2021)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    r: int = Field(8, ge=1, le=256, description="Rank of the low-rank update matrices.")
+    lora_alpha: float = Field(16, gt=0, le=4096, description="Scaling numerator: updates are scaled by alpha/r.")
+    lora_dropout: float = Field(0.1, ge=0, le=0.9, description="Dropout on the LoRA branch input.")
+    target_modules: list[str] | Literal["all-linear"] | None = Field(None, min_length=1, description=(
+        'Encoder linear layers to adapt by short name (e.g. ["query", "value"]) or "all-linear"; default: attention '
+        "query and value. The MLM head is never adapted."))
+
+
 class AdaptiveSettings(MethodSettings):
     """Adaptive pretraining (Gururangan et al. 2020, "Don't Stop Pretraining"): continued masked-LM
     training on a domain corpus (DAPT; a corpus in another language makes it language-adaptive) and/or
@@ -22,7 +37,9 @@ class AdaptiveSettings(MethodSettings):
     encoder. `hyperparameters` is the MLM phases' schedule; the task method brings its own."""
 
     corpus_file: str | None = Field(None, description=(
-        'DAPT: id of an uploaded file (purpose fine-tune) of {"text": "..."} rows; other fields are ignored.'))
+        'DAPT: id of an uploaded corpus (purpose "corpus": plain text, one document per line, or JSONL {"text": '
+        '"..."}, either gzip-compressed; or a fine-tune file of {"text"} rows, other fields ignored). Streamed from '
+        "disk and packed into max_length blocks, never loaded whole."))
     tapt: bool = Field(False, description="TAPT: continue MLM on the training file's texts (labels ignored).")
     mlm: MaskingSettings = Field(default_factory=MaskingSettings, description="Masking of the MLM phases.")
     adapter: LanguageAdapterSettings | None = Field(None, description=(
@@ -39,6 +56,12 @@ class AdaptiveSettings(MethodSettings):
     encoder_lr_ratio: float = Field(1.0, gt=0, le=1, description=(
         "The encoder's learning rate in the MLM phases as a fraction (0, 1] of the head's (the phases' "
         "learning_rate): below 1 the encoder moves less while the head fits. 1: one rate for all."))
+    peft: Literal["lora"] | None = Field(None, description=(
+        'Parameter-efficient MLM phases: "lora" trains a LoRA adapter (settings in lora) on the frozen encoder instead '
+        "of a full encoder copy; the adapted model (encoder/, registered as adapted:<job>) is then the base's id plus "
+        "the adapter and the MLM-head weights the base lacked (a few MB), merged into the base in memory wherever it "
+        "loads (the task phase of then, later jobs). Only LoRA: its update merges into the weights. Not with adapter."))
+    lora: AdaptiveLora = Field(default_factory=AdaptiveLora, description='The adapter of peft: "lora".')
     then: TaskMethod | None = Field(None, description=(
         'A task method trained on the adapted encoder in the same job, e.g. {"type": "lora", "lora": {"r": 8}}, '
         "validated and resolved at submission; omitted: the job's result is the adapted encoder alone."))
@@ -58,6 +81,11 @@ class AdaptiveSettings(MethodSettings):
         if self.adapter is not None and self.head_warmup not in (0, "auto"):
             raise ValueError("head_warmup trains the MLM head before the encoder; with adapter the encoder does not "
                              "train (a missing head trains with the adapter): drop head_warmup or set it to 0")
+        if self.adapter is not None and self.peft is not None:
+            raise ValueError("adapter (a MAD-X language adapter) and peft both choose what the MLM phases train; "
+                             "drop one of them")
+        if self.peft is None and self.lora != AdaptiveLora():
+            raise ValueError('lora configures the adapter of peft: "lora"; set peft to "lora" or drop lora')
         if self.adapter is not None and self.then is not None:
             raise ValueError("adapter (a language adapter) cannot combine with then; train the task in a later "
                              'job: {"type": "adapter", "adapter": {"stack": ["<this job id>"]}}')
@@ -67,8 +95,11 @@ class AdaptiveSettings(MethodSettings):
         return self
 
     def check_base(self, facts: BaseFacts) -> list[BaseProblem]:
-        """A language adapter's bottleneck must keep at least one unit on this base (MAD-X)."""
+        """A language adapter's bottleneck must keep at least one unit on this base (MAD-X); LoRA's
+        target_modules must name linear layers of the base."""
         problems = super().check_base(facts)
         if self.adapter is not None and (problem := width_problem(facts, self.adapter.reduction_factor)):
             problems.append(("adapter.reduction_factor", problem))
+        if self.peft == "lora" and isinstance(self.lora.target_modules, list):
+            problems += [(f"lora.{name}", why) for name, why in target_problems(facts, self.lora.target_modules)]
         return problems

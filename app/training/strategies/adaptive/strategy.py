@@ -1,14 +1,17 @@
 """Adaptive pretraining then (optionally) task fine-tuning, in one job (Gururangan et al. 2020).
 
-Phases run in order: DAPT (the corpus file), TAPT (the training file's texts), then the task
-method of `then` on the adapted encoder. A finished phase leaves its encoder and a `phase.json`
-in the job's checkpoint dir, so a resumed job skips it; an unfinished one resumes from its own
-checkpoints. Step numbers continue across phases, so events and checkpoints never collide.
+Phases run in order: DAPT (the corpus file, streamed from disk in packed blocks), TAPT (the
+training file's texts), then the task method of `then` on the adapted encoder. A finished phase
+leaves its encoder and a `phase.json` in the job's checkpoint dir, so a resumed job skips it; an
+unfinished one resumes from its own checkpoints. Step numbers continue across phases, so events
+and checkpoints never collide.
 
 Artifact: `encoder/` (the adapted encoder with its MLM head, `save_pretrained` + tokenizer),
 plus the task method's own artifact when `then` is given; `manifest.json` records every phase's
 held-out MLM loss/accuracy before and after. With `adapter`, the phases train a MAD-X language
 adapter over the frozen base instead (language_adapter.py) and the artifact is its `bottleneck/`.
+With `peft: "lora"` they train a LoRA adapter (lora_phase.py) and `encoder/` is the base's id plus
+that adapter (app.training.adapted_base), merged into the base wherever it is loaded.
 """
 from __future__ import annotations
 
@@ -22,25 +25,23 @@ from app.fsio import directory_sha256, fsync_tree, replace_dir
 from app.training.artifacts import write_stage_manifest
 from app.training.base import BaseModelRef, OffsetSink, ProducedModel, TrainContext, TrainingError, TrainResult
 from app.training.checkpoints import latest_complete_checkpoint
-from app.training.corpus_text import load_texts
 from app.training.data import DatasetError, load_classification_examples
 from app.training.mlm import MlmPhase, run_mlm
 from app.training.registry import run_strategy
 from app.training.strategies.adaptive.config import AdaptiveSettings, adapted_model_id
 from app.training.strategies.adaptive.language_adapter import language_adapter_hooks
+from app.training.strategies.adaptive.lora_phase import lora_hooks
 
 PHASE_DONE = "phase.json"
 
 
-def _corpus(ctx: TrainContext, name: str) -> list[str]:
+def _tapt_texts(ctx: TrainContext) -> list[str]:
+    """The training file's texts, labels ignored (the training file is loaded whole in any case)."""
     try:
-        if name == "dapt":
-            return load_texts(ctx.input_files["corpus_file"])
         return [e.text if e.text_pair is None else f"{e.text} {e.text_pair}"
                 for e in load_classification_examples(ctx.train_file)]
     except DatasetError as exc:
-        param = "method.adaptive.corpus_file" if name == "dapt" else "training_file"
-        raise TrainingError(f"{param}: {exc}", code="invalid_corpus", param=param) from exc
+        raise TrainingError(f"training_file: {exc}", code="invalid_corpus", param="training_file") from exc
 
 
 def _mlm_phase(ctx: TrainContext, name: str, encoder: Path, settings: AdaptiveSettings, offset: int,
@@ -55,7 +56,9 @@ def _mlm_phase(ctx: TrainContext, name: str, encoder: Path, settings: AdaptiveSe
     staging = done_dir.with_name(done_dir.name + ".tmp")
     shutil.rmtree(staging, ignore_errors=True)
     checkpoints = ctx.checkpoint_dir / name
-    result = run_mlm(MlmPhase(texts=_corpus(ctx, name), masking=settings.mlm, hyperparameters=ctx.hyperparameters,
+    corpus = {"texts": [], "corpus_path": ctx.input_files["corpus_file"]} if name == "dapt" else \
+        {"texts": _tapt_texts(ctx)}  # DAPT streams its corpus from disk (app.training.mlm_stream)
+    result = run_mlm(MlmPhase(**corpus, masking=settings.mlm, hyperparameters=ctx.hyperparameters,
                               base_path=encoder, output_dir=staging, checkpoint_dir=checkpoints,
                               sink=OffsetSink(ctx.sink, offset), resume_from=latest_complete_checkpoint(checkpoints),
                               label=f"{name.upper()}: ", head_warmup=settings.head_warmup,
@@ -93,19 +96,20 @@ def train(ctx: TrainContext) -> TrainResult:
     phases = (["dapt"] if settings.corpus_file else []) + (["tapt"] if settings.tapt else [])
     encoder, records, adapter = ctx.base_model.path, [], None
     for name in phases:
-        hooks = language_adapter_hooks(ctx, settings.adapter, adapter) if settings.adapter else None
+        hooks = (language_adapter_hooks(ctx, settings.adapter, adapter) if settings.adapter else
+                 lora_hooks(ctx, settings.lora, adapter) if settings.peft == "lora" else None)
         record = _mlm_phase(ctx, name, encoder, settings, offset=sum(r["steps"] for r in records), hooks=hooks)
         records.append(record)
         if record["status"] != "succeeded":
             return _result(record["status"], records, None)
-        if settings.adapter:  # the base stays as it is; the next phase continues this phase's adapter
+        if hooks:  # the base stays as it is; the next phase continues this phase's adapter
             adapter = ctx.checkpoint_dir / f"{name}-encoder"
         else:
             encoder = ctx.checkpoint_dir / f"{name}-encoder"
     if settings.adapter:
         return _language_adapter_result(ctx, settings, records, adapter)
-    shipped = ctx.output_dir / "encoder"
-    shutil.copytree(encoder, shipped, ignore=shutil.ignore_patterns(PHASE_DONE))
+    shipped = ctx.output_dir / "encoder"  # with peft: the base's id + the adapter (app.training.adapted_base)
+    shutil.copytree(adapter if settings.peft else encoder, shipped, ignore=shutil.ignore_patterns(PHASE_DONE))
     task = None
     if settings.then:  # on the encoder as it ships and registers: the task artifact names that hash as its base
         task = run_strategy(_task_context(ctx, settings, shipped, offset=sum(r["steps"] for r in records)))

@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from app.training.adapted_base import load_pretrained
 from app.training.artifacts import read_manifest
 from app.training.strategies.cloze.encoding import ClozeEncoder
 
@@ -79,7 +80,7 @@ def apply_cloze(model: Any, artifact_dir: Path, base_model_dir: Path):
     if (artifact_dir / WHOLE).is_dir():
         mlm = AutoModelForMaskedLM.from_pretrained(artifact_dir / WHOLE)
     else:
-        mlm = restore_structure(AutoModelForMaskedLM.from_pretrained(base_model_dir),
+        mlm = restore_structure(load_pretrained(AutoModelForMaskedLM, base_model_dir),
                                 read_manifest(artifact_dir).get("settings") or {})
         if (artifact_dir / "adapter").is_dir():
             from app.training.peft_adapter import apply_adapter

@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from app.training.adapted_base import load_pretrained
 from app.training.tasks.base import label_kwargs
 from app.training.base import TrainContext, TrainingError, TrainResult
 from app.training.classification import evaluate_classifier, finish_classification, load_task_data
@@ -68,7 +69,7 @@ def _load_masked_lm(ctx: TrainContext) -> tuple[torch.nn.Module, set[str]]:
     from transformers import AutoModelForMaskedLM
 
     try:
-        mlm, info = AutoModelForMaskedLM.from_pretrained(ctx.base_model.path, output_loading_info=True)
+        mlm, info = load_pretrained(AutoModelForMaskedLM, ctx.base_model.path, output_loading_info=True)
     except ValueError as exc:  # a model type transformers has no masked-LM class for
         raise TrainingError(f"{ctx.base_model.id} cannot load as a masked-LM ({exc}); cloze needs an encoder with "
                             "an MLM head, such as BERT or RoBERTa", code="invalid_base_model", param="model") from exc

@@ -21,6 +21,7 @@ from typing import Any
 from safetensors.torch import save_file
 
 from app.fsio import directory_sha256, fsync_tree, replace_dir
+from app.training.adapted_base import load_pretrained
 from app.training.artifacts import write_stage_manifest
 from app.training.base import BaseModelRef, OffsetSink, ProducedModel, TrainContext, TrainResult
 from app.training.checkpoints import latest_complete_checkpoint
@@ -70,7 +71,7 @@ def _pretrain(ctx: TrainContext, settings: MultitaskSettings) -> dict[str, Any]:
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     seed_everything(hp.seed)
-    model = MultitaskModel(AutoModel.from_pretrained(ctx.base_model.path), tasks).to(device)
+    model = MultitaskModel(load_pretrained(AutoModel, ctx.base_model.path), tasks).to(device)
     pad_id = tokenizer.pad_token_id or 0
     checkpoints = ctx.checkpoint_dir / "multitask"
     scored = any(t.valid for t in tasks)
