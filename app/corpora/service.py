@@ -23,6 +23,7 @@ from app.files import service as files
 from app.files.schemas import CORPUS_PURPOSE
 from app.models import Corpus, CorpusStatus
 from app.models.base import utcnow
+from app.tenants import limits
 
 log = logging.getLogger(__name__)
 INDEXING = (CorpusStatus.queued, CorpusStatus.running)
@@ -41,6 +42,7 @@ def create_corpus(session: Session, tenant_id: str, file_id: str, name: str | No
         raise BadRequest(f"File {file.id} has purpose {file.purpose!r}; upload the corpus with purpose "
                          f"{CORPUS_PURPOSE!r} (plain text, one document per line, or JSONL {{\"text\": ...}}, "
                          "gzip accepted).", param="file")
+    limits.check_storage(session, tenant_id, file.bytes, param="file")  # the index's room, estimated as its text's
     corpus = Corpus(id=new_id("corpus-"), tenant_id=tenant_id, file_id=file.id, name=name or file.filename,
                     status=CorpusStatus.queued, shared=False, bytes=file.bytes, indexed_documents=0, attempt=0,
                     enqueued_at=utcnow())

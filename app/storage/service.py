@@ -12,19 +12,21 @@ from sqlalchemy.orm import Session
 
 from app.core.config import get_settings
 from app.exports.service import MERGED
-from app.models import Artifact, BaseModel, ExportStatus, File, Job, JobExport, Tenant
+from app.models import Artifact, BaseModel, Corpus, ExportStatus, File, Job, JobExport, Tenant
 from app.models.job import JobStatus
 
 
 def _zero() -> dict[str, dict[str, int]]:
     return {"artifacts": {"bytes": 0, "files": 0, "jobs": 0, "bytes_per_job": 0},
             "merged_exports": {"bytes": 0, "files": 0, "exports": 0},
-            "files": {"bytes": 0, "count": 0}, "jobs": {"count": 0, "succeeded": 0}}
+            "files": {"bytes": 0, "count": 0}, "corpus_indexes": {"bytes": 0, "count": 0},
+            "jobs": {"count": 0, "succeeded": 0}}
 
 
 def usage(session: Session, tenant_id: str | None = None) -> dict[str, dict[str, dict[str, int]]]:
     """Per tenant (one, or every tenant with anything stored): artifact bytes apart from merged
-    exports, merged export bytes, upload bytes and job counts, each from one grouped query."""
+    exports, merged export bytes, upload bytes, BM25 corpus index bytes and job counts, each from one
+    grouped query."""
     def only(query, column):
         return query if tenant_id is None else query.where(column == tenant_id)
 
@@ -46,6 +48,9 @@ def usage(session: Session, tenant_id: str | None = None) -> dict[str, dict[str,
     for tenant, size, count in session.execute(only(select(File.tenant_id, func.sum(File.bytes), func.count()),
                                                     File.tenant_id).group_by(File.tenant_id)):
         out[tenant]["files"].update(bytes=int(size), count=count)
+    indexes = select(Corpus.tenant_id, func.sum(func.coalesce(Corpus.index_bytes, 0)), func.count())
+    for tenant, size, count in session.execute(only(indexes, Corpus.tenant_id).group_by(Corpus.tenant_id)):
+        out[tenant]["corpus_indexes"].update(bytes=int(size), count=count)
     jobs = select(Job.tenant_id, func.count(), func.count().filter(Job.status == JobStatus.succeeded))
     for tenant, count, succeeded in session.execute(only(jobs, Job.tenant_id).group_by(Job.tenant_id)):
         out[tenant]["jobs"].update(count=count, succeeded=succeeded)

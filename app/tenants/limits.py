@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from app.core.config import get_settings
 from app.core.errors import AppError
 from app.core.queue import get_redis
-from app.models import File, Job, TenantLimits
+from app.models import Corpus, File, Job, TenantLimits
 from app.models.job import JobStatus
 from app.tenants.service import invalidate_credentials
 
@@ -75,14 +75,24 @@ def check_queued(session: Session, tenant_id: str) -> None:
                             "wait for some to start or cancel some.")
 
 
-def check_storage(session: Session, tenant_id: str, incoming: int) -> None:
+def check_storage(session: Session, tenant_id: str, incoming: int, param: str = "file") -> None:
     limit = limits_for(session, tenant_id).max_storage_bytes
     if limit is None:
         return
-    used = session.scalar(select(func.coalesce(func.sum(File.bytes), 0)).where(File.tenant_id == tenant_id))
+    used = stored_bytes(session, tenant_id)
     if used + incoming > limit:
         raise QuotaExceeded(f"Storing {incoming} more bytes would exceed this account's storage limit of "
-                            f"{limit} bytes ({used} used); delete files you no longer need.", param="file")
+                            f"{limit} bytes ({used} used by uploads and corpus indexes); delete files or "
+                            "corpora you no longer need.", param=param)
+
+
+def stored_bytes(session: Session, tenant_id: str) -> int:
+    """What counts against `max_storage_bytes`: the tenant's uploads plus its corpora's BM25 indexes (a
+    corpus being indexed counts its text's size until its index's real size is known)."""
+    files = select(func.coalesce(func.sum(File.bytes), 0)).where(File.tenant_id == tenant_id).scalar_subquery()
+    indexes = (select(func.coalesce(func.sum(func.coalesce(Corpus.index_bytes, Corpus.bytes)), 0))
+               .where(Corpus.tenant_id == tenant_id).scalar_subquery())
+    return int(session.scalar(select(files + indexes)))
 
 
 def rate_key(tenant_id: str) -> str:

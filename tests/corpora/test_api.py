@@ -152,3 +152,26 @@ def test_idempotent_create(client, tenant):
     first = client.post("/v1/corpora", headers=headers, json={"file": file}).json()
     assert client.post("/v1/corpora", headers=headers, json={"file": file}).json()["id"] == first["id"]
     assert len(client.get("/v1/corpora", headers=auth(key)).json()["data"]) == 1
+
+
+def test_corpus_indexes_count_against_the_storage_quota(client, tenant):
+    """An index takes disk like an upload: it shows in /v1/storage and counts toward max_storage_bytes,
+    reserved at its text's size while it is built, at its real size once built."""
+    from app.tenants.limits import set_limits, stored_bytes
+
+    tenant_id, key = tenant
+    content = text_file(documents(300))
+    corpus = create_corpus(client, key, content)
+    with session_scope() as db:
+        assert stored_bytes(db, tenant_id) == len(content) + corpus["index_bytes"]
+    report = client.get("/v1/storage", headers=auth(key)).json()
+    assert report["corpus_indexes"] == {"bytes": corpus["index_bytes"], "count": 1}
+    file_id = upload_corpus(client, key, content).json()["id"]
+    with session_scope() as db:
+        set_limits(db, tenant_id, max_storage_bytes=2 * len(content) + corpus["index_bytes"] + len(content) - 1)
+    # room for the second upload, not for its index too
+    refused = client.post("/v1/corpora", headers=auth(key), json={"file": file_id, "name": "again"})
+    assert_error(refused, 429, "uploads and corpus indexes")
+    assert len(client.get("/v1/corpora", headers=auth(key)).json()["data"]) == 1
+    with session_scope() as db:
+        set_limits(db, tenant_id, max_storage_bytes=None)
