@@ -16,8 +16,10 @@ from app.training.methods import MethodError, parse_method
 from app.training.registry import run_strategy
 from tests.training.conftest import ListSink, context_factory
 
-SEEDS = {"n_seeds": 3, "keep": 2}  # 6 steps a seed, discarded after 2: stage 1 is steps 1-6, stage 2 steps 7-14
-COMMON = dict(n_train=24, n_epochs=2)
+# 24 steps a seed, discarded after 6: stage 1 is job-wide steps 1-18 (seeds 0 and 1 side by side, then seed 2),
+# stage 2 steps 19-54 (the two survivors side by side)
+SEEDS = {"n_seeds": 3, "keep": 2}
+COMMON = dict(n_train=24, n_epochs=8)
 
 
 def _settings(parallel: int | str) -> dict:
@@ -75,7 +77,7 @@ def test_parallel_seeds_train_as_the_sequential_run(runs):
 
 def test_a_paused_parallel_stage_resumes_to_the_same_artifact(runs):
     make = runs["make"]
-    paused = make("bitfit", _settings(2), output="paused", sink=PauseAt(8), **COMMON)  # in stage 2, both survivors
+    paused = make("bitfit", _settings(2), output="paused", sink=PauseAt(20), **COMMON)  # in stage 2, both survivors
     assert run_strategy(paused).status == "paused"
     resumed = make("bitfit", _settings(2), output="paused", **COMMON)
     assert run_strategy(resumed).status == "succeeded"
@@ -94,13 +96,13 @@ from tests.training.conftest import ListSink, context_factory
 class KillAt(ListSink):
     def metrics(self, step, values):
         super().metrics(step, values)
-        if "train_loss" in values and step >= 2:  # mid stage 1, both children training
+        if "train_loss" in values and step >= 2:  # early in stage 1, both children training
             Path(sys.argv[3]).write_text(json.dumps([p.pid for p in multiprocessing.active_children()]))
             os.kill(os.getpid(), signal.SIGKILL)
 
 base = Path(sys.argv[1])
 make = context_factory(BaseModelRef("tiny-bert", base, directory_sha256(base)), Path(sys.argv[2]))
-run_strategy(make("bitfit", json.loads(sys.argv[4]), output="killed", sink=KillAt(), n_train=24, n_epochs=2))
+run_strategy(make("bitfit", json.loads(sys.argv[4]), output="killed", sink=KillAt(), n_train=24, n_epochs=8))
 """
 
 

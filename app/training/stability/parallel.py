@@ -33,6 +33,7 @@ SEED_ROLE = "stability.seed_role"
 STOPS = {1: "pause", 2: "cancel"}
 POLL_SECONDS = 0.2
 MEMORY_HEADROOM = 0.8  # of the free memory, what parallel seeds may fill (the estimate is rough)
+PROCESS_BYTES = 2**29  # a child's own torch and transformers, before any model
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,15 +111,15 @@ def _parameter_count(path: Path) -> int:
 
 def seed_bytes(ctx: TrainContext) -> int:
     """One seed's training memory, an upper bound: fp32 weights, their gradients and AdamW's two moments
-    (16 bytes a parameter, as if all trained) plus the activations of one batch (Korthikanti et al. 2022:
-    s·b·h·(34 + 5·a·s/h) bytes a layer in 16-bit, twice that in fp32); a cloze pattern is one more row."""
+    (16 bytes a parameter, as if all trained), the activations of one batch (Korthikanti et al. 2022:
+    s·b·h·(34 + 5·a·s/h) bytes a layer in 16-bit, twice that in fp32; a cloze pattern is one more row) and the process itself."""
     config = json.loads((Path(ctx.base_model.path) / "config.json").read_text())
     hp = ctx.hyperparameters
     hidden, layers = config.get("hidden_size", 768), config.get("num_hidden_layers", 12)
     heads, length = config.get("num_attention_heads", 12), hp.max_length
     rows = hp.batch_size * len(getattr(ctx.settings, "patterns", None) or [None])
     activations = 2 * length * rows * hidden * (34 + 5 * heads * length / hidden) * layers
-    return int(16 * _parameter_count(Path(ctx.base_model.path)) + activations)
+    return int(16 * _parameter_count(Path(ctx.base_model.path)) + activations + PROCESS_BYTES)
 
 
 def free_memory(device: torch.device) -> int:
