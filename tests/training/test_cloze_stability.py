@@ -33,7 +33,7 @@ def test_multi_seed_cloze_keeps_the_best_seed_by_validation_and_its_artifact_rel
 
     alone = make_ctx("cloze", CLOZE, output="alone", n_train=16, n_epochs=2, learning_rate=3e-3, seed=kept)
     run_strategy(alone)  # the winner trained by itself reaches the same weights
-    a, b = load_file(alone.output_dir / "mlm" / "model.safetensors"), load_file(ctx.output_dir / "mlm" / "model.safetensors")
+    a, b = (load_file(c.output_dir / "mlm" / "model.safetensors") for c in (alone, ctx))
     assert a.keys() == b.keys() and max((a[k] - b[k]).abs().max().item() for k in a) <= 1e-6
 
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

@@ -112,7 +112,8 @@ def _parameter_count(path: Path) -> int:
 def seed_bytes(ctx: TrainContext) -> int:
     """One seed's training memory, an upper bound: fp32 weights, their gradients and AdamW's two moments
     (16 bytes a parameter, as if all trained), the activations of one batch (Korthikanti et al. 2022:
-    s·b·h·(34 + 5·a·s/h) bytes a layer in 16-bit, twice that in fp32; a cloze pattern is one more row) and the process itself."""
+    s·b·h·(34 + 5·a·s/h) bytes a layer in 16-bit, twice that in fp32; a cloze pattern is one more row) and
+    the process itself."""
     config = json.loads((Path(ctx.base_model.path) / "config.json").read_text())
     hp = ctx.hyperparameters
     hidden, layers = config.get("hidden_size", 768), config.get("num_hidden_layers", 12)
