@@ -6,10 +6,11 @@ and data order both follow the seed), stop all but the `keep` best by validation
 Seeds run one after another, or `parallel_seeds` at a time in child processes (parallel.py). Seed i
 is the job's seed + i·SEED_STRIDE, so seed 0 is the job's own. A seed pauses at the discard point as a
 paused job does (a checkpoint), and the survivors continue from it, so each reaches the weights it
-would reach alone. Step numbers are job-wide: stage 1 gives each seed a slot of probe + discard-point steps, stage 2 each survivor one of the remaining steps; every event carries its
-`seed`. `seeds.json` in the job's checkpoint dir records each seed's score at the discard point and
-its final result, and `seed-<s>/final/` a finished seed's weights, so a paused or re-queued job keeps
-the finished seeds and continues the current one from its last checkpoint.
+would reach alone. Step numbers are job-wide: stage 1 gives each seed a slot of probe + discard-point
+steps, stage 2 each survivor one of the remaining steps; every event carries its `seed`. `seeds.json`
+in the job's checkpoint dir records each seed's score at the discard point and its final result, and
+`seed-<s>/final/` a finished seed's weights, so a paused or re-queued job keeps the finished seeds and
+continues the current ones from their last checkpoints.
 """
 from __future__ import annotations
 
