@@ -66,3 +66,18 @@ def test_cloze_refuses_what_needs_a_new_head_naming_the_field(stability, fragmen
         parse_method({"type": "cloze", "cloze": {**CLOZE, "stability": stability}})
     assert info.value.param == "method.cloze.stability" and fragment in info.value.message
     assert "leave lp_ft out" in info.value.message or "use r3f" in info.value.message
+
+
+def test_the_mosbach_recipe_applies_to_clozes_own_rule():
+    from app.training.methods import resolve_method
+    from app.training.registry import get_strategy
+
+    def resolved(settings: dict):
+        return resolve_method(parse_method({"type": "cloze", "cloze": {**CLOZE, **settings}}), 32, 1).hyperparameters
+
+    own, lora = get_strategy("cloze").auto.learning_rate, get_strategy("lora").auto.learning_rate
+    assert resolved({}).learning_rate == own == resolved({"stability": {"recipe": "auto"}}).learning_rate
+    mosbach = resolved({"stability": {"recipe": "mosbach"}})
+    assert (mosbach.learning_rate, mosbach.warmup_ratio, mosbach.n_epochs) == (pytest.approx(0.4 * own), 0.1, 20)
+    with_lora = resolved({"peft": {"type": "lora"}, "stability": {"recipe": "mosbach"}})
+    assert with_lora.learning_rate == pytest.approx(0.4 * lora)  # cloze.peft's rate, then the recipe's scale

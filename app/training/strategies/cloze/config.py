@@ -125,15 +125,16 @@ class ClozeSettings(TaskMethodSettings):
 
     def auto_rule(self, rule: AutoRule) -> AutoRule:
         """With cloze.peft, the learning rate of LoRA's or BitFit's own rule: a few low-rank matrices or biases
-        need a hotter rate than the whole masked-LM (checked on 128 election tweets, bench.bare_run seed 0)."""
+        need a hotter rate than the whole masked-LM (checked on 128 election tweets, bench.bare_run seed 0).
+        stability.recipe "mosbach" then applies to that rule, as for every method."""
         if self.peft is None:
-            return rule
+            return super().auto_rule(rule)
         from app.training.registry import get_strategy
 
         rate = get_strategy(self.peft.type).auto.learning_rate
-        return dataclasses.replace(rule, learning_rate=rate, source=(
+        return super().auto_rule(dataclasses.replace(rule, learning_rate=rate, source=(
             f"{rule.source}. With cloze.peft {self.peft.type}: {rate:g}, {self.peft.type}'s own rate (validation "
-            f"accuracy with 128 election tweets: {PEFT_CHECK[self.peft.type]})"))
+            f"accuracy with 128 election tweets: {PEFT_CHECK[self.peft.type]})")))
 
     def check_base(self, facts: BaseFacts) -> list[BaseProblem]:
         """LoRA's target_modules (given or the defaults) must be linear layers of the base."""
