@@ -96,6 +96,14 @@ class StabilitySettings(BaseModel):
             raise ValueError(f"keep ({keep}) must be at most n_seeds ({n_seeds})")
         return keep
 
+    @field_validator("parallel_seeds", mode="before")
+    @classmethod
+    def _auto_or_a_count(cls, parallel: object) -> object:
+        if parallel != "auto" and (isinstance(parallel, bool) or not isinstance(parallel, int)):
+            raise ValueError(f"parallel_seeds must be \"auto\" or a whole number of seeds (1 to n_seeds), not "
+                             f"{parallel!r}")
+        return parallel
+
     @field_validator("parallel_seeds")
     @classmethod
     def _parallel_within_n_seeds(cls, parallel: str | int, info: ValidationInfo) -> str | int:
