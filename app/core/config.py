@@ -44,7 +44,7 @@ class Settings(BaseSettings):
     queue_name: str = Field("tuneforge.train", description="Celery queue the training tasks use.")
     default_base_model: str = Field("minilm-l6", description="Base model registered by `tuneforge migrate`.")
     max_seeds: int = Field(8, ge=1, description="Most seeds one job may start (method.<type>.stability.n_seeds; "
-                           "they train one after another on the job's worker).")
+                           "they train on the job's worker, `parallel_seeds` at a time).")
     predictions_max_adapters: int = Field(64, ge=1, description="Adapters and deltas (LoRA, BitFit, partial) one API "
                                           "process keeps loaded over its shared bases; the least recently used "
                                           "goes first.")

@@ -37,7 +37,7 @@ Prepare = Callable[[torch.nn.Module, TrainContext, set[str]], torch.nn.Module]
 # save(model, tokenizer, output_dir, ctx, new_parameters)
 Save = Callable[[torch.nn.Module, Any, Path, TrainContext, set[str]], None]
 
-__all__ = ["build_classifier", "evaluate_classifier", "finish_classification", "finish_classifier", "load_task",
+__all__ = ["Build", "build_classifier", "builder", "evaluate_classifier", "finish_classification", "finish_classifier", "load_task",
            "load_task_data"]
 
 
@@ -178,6 +178,16 @@ def build_classifier(ctx: TrainContext, task: TaskData, prepare: Prepare) -> Cla
         return out
 
     return Classifier(model, trained, new_parameters, hp, train, valid, batch, device)
+
+
+# build(ctx, task): the classifier a job trains, built under ctx's seed (a method with its own model, e.g.
+# cloze's masked-LM read through a verbalizer, builds its own; the others are `builder(prepare)`)
+Build = Callable[[TrainContext, TaskData], Classifier]
+
+
+def builder(prepare: Prepare) -> Build:
+    """build_classifier with a method's `prepare`."""
+    return lambda ctx, task: build_classifier(ctx, task, prepare)
 
 
 def finish_classifier(ctx: TrainContext, task: TaskData, classifier: Classifier, run: RunResult,

@@ -37,7 +37,9 @@ def test_a_cloze_job_is_queued_with_its_patterns_and_verbalizer(client, tenant, 
     ({"peft": {"type": "lora", "r": 0}}, "peft.lora.r", "greater than or equal to 1"),
     ({"aux_mlm_weight": 0.5}, "aux_mlm_weight", "masked-LM head itself"),
     ({"train_pooler": True}, "train_pooler", "never reads the pooler"),
-    ({"stability": {"lp_ft": True}}, "stability", "do not reach yet"),
+    ({"stability": {"lp_ft": True}}, "stability", "no new classification head to fit first"),
+    ({"stability": {"regularizer": {"type": "r4f"}}}, "stability", "use r3f"),
+    ({"stability": {"n_seeds": 2, "parallel_seeds": 3}}, "stability.parallel_seeds", "at most n_seeds (2)"),
 ])
 def test_bad_patterns_and_verbalizers_are_refused(client, tenant, train_file, registered_tiny_model, cloze, field,
                                                   fragment):

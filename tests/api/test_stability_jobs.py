@@ -27,6 +27,8 @@ def valid_file(client, tenant) -> str:
     ({"layerwise_lr_decay": 1.5}, "layerwise_lr_decay", "less than or equal to 1"),
     ({"early_stopping": {"patience": 0}}, "early_stopping.patience", "greater than or equal to 1"),
     ({"recipe": "fast"}, "recipe", "mosbach"),
+    ({"n_seeds": 2, "parallel_seeds": 0}, "parallel_seeds", "at least 1"),
+    ({"n_seeds": 2, "parallel_seeds": 3}, "parallel_seeds", "at most n_seeds (2); lower it or raise n_seeds"),
 ])
 def test_bad_stability_is_refused_naming_the_field(client, tenant, train_file, valid_file, registered_tiny_model,
                                                    stability, field, fragment):
@@ -89,15 +91,16 @@ def test_a_good_block_is_stored_resolved_and_the_recipe_said(client, tenant, tra
 
 
 def test_a_worker_runs_seeds_with_lp_ft_and_r3f(client, tenant, train_file, valid_file, registered_tiny_model):
-    """Through the real worker path: job-wide step numbers (checkpoint rows are unique per step), every seed's
-    events tagged, progress against the whole job, the winner's artifact."""
+    """Through the real worker path, the two seeds side by side in child processes: job-wide step numbers
+    (checkpoint rows are unique per step), every seed's events tagged, progress against the whole job, the
+    winner's artifact."""
     from app.core.db import session_scope
     from app.jobs.progress import jobs_progress
     from app.models import Job
     from workers.tasks.run_job import execute
 
     _, key = tenant
-    stability = {"n_seeds": 2, "keep": 1, "lp_ft": True, "regularizer": {"type": "r3f"}}
+    stability = {"n_seeds": 2, "keep": 1, "lp_ft": True, "regularizer": {"type": "r3f"}, "parallel_seeds": 2}
     job = create(client, key, model=registered_tiny_model, training_file=train_file, validation_file=valid_file,
                  seed=4, method={"type": "bitfit", "bitfit": {"stability": stability, "hyperparameters": {
                      "n_epochs": 2, "batch_size": 8}}}).json()
@@ -117,6 +120,7 @@ def test_a_worker_runs_seeds_with_lp_ft_and_r3f(client, tenant, train_file, vali
     numbers = [c["step_number"] for c in checkpoints["data"]]
     assert len(numbers) == len(set(numbers)) >= 4
     assert any("Seeds: kept" in e["message"] and "saved" in e["message"] for e in events)
+    assert any("2 at a time, each in its own process" in e["message"] for e in events)
     assert done["status"] == "succeeded"
     with session_scope() as db:
         [progress] = jobs_progress(db, [db.get(Job, job["id"])]).values()

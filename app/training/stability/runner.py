@@ -16,7 +16,7 @@ from typing import Any
 
 from app.training.base import OffsetSink, TrainContext, TrainingError, TrainResult
 from app.training.checkpoints import latest_complete_checkpoint
-from app.training.classification import Classifier, Prepare, Save, TaskData, build_classifier
+from app.training.classification import Build, Classifier, Save, TaskData
 from app.training.config import TaskMethodSettings
 from app.training.engine import RunResult, optimize
 from app.training.stability.early_stopping import PatienceStopping
@@ -79,9 +79,9 @@ def seed_context(ctx: TrainContext, seed: int, root: Path, sink: OffsetSink) -> 
                                checkpoint_dir=fine_tune, resume_from=resume, sink=sink)
 
 
-def build_seed_classifier(ctx: TrainContext, task: TaskData, prepare: Prepare) -> Classifier:
-    """build_classifier, plus R4F's spectrally normalised head."""
-    classifier = build_classifier(ctx, task, prepare)
+def build_seed_classifier(ctx: TrainContext, task: TaskData, build: Build) -> Classifier:
+    """The method's classifier, plus R4F's spectrally normalised head."""
+    classifier = build(ctx, task)
     regularizer = stability_of(ctx).regularizer
     if regularizer is not None and regularizer.type == "r4f":
         names = normalize_head(classifier.model, len(task.labels))
@@ -106,7 +106,7 @@ def fine_tuning_hooks(ctx: TrainContext, classifier: Classifier) -> dict[str, An
     return hooks
 
 
-def train_seed(ctx: TrainContext, task: TaskData, prepare: Prepare, *, seed: int, root: Path,
+def train_seed(ctx: TrainContext, task: TaskData, build: Build, *, seed: int, root: Path,
                offsets: tuple[int, int], total_steps: int | None = None, tags: dict[str, Any] | None = None,
                halt_at: int | None = None, label: str = "") -> SeedRun:
     """Run (or resume) one seed: the probe if asked, then fine-tuning up to `halt_at` (None: the end).
@@ -115,7 +115,7 @@ def train_seed(ctx: TrainContext, task: TaskData, prepare: Prepare, *, seed: int
     start, stability, tags = time.perf_counter(), stability_of(ctx), tags or {}
     probe_dir, fine_tune_dir = phase_dirs(root, stability.lp_ft)
     seed_ctx = seed_context(ctx, seed, root, OffsetSink(ctx.sink, offsets[1], tags, total_steps))
-    classifier = build_seed_classifier(seed_ctx, task, prepare)
+    classifier = build_seed_classifier(seed_ctx, task, build)
     probe = dict(NO_PROBE)
     if probe_dir is not None:
         probe = finished_probe(probe_dir) if seed_ctx.resume_from is not None else None

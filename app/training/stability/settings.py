@@ -77,7 +77,12 @@ class StabilitySettings(BaseModel):
     n_seeds: int = Field(1, ge=1, description=(
         "Start this many seeds and keep the best (Dodge et al. 2020, Fine-Tuning Pretrained Language "
         "Models: Weight Initializations, Data Orders, and Early Stopping); at most the service's "
-        "max_seeds (8 by default). Seeds run one after another. Needs a validation file when above 1."))
+        "max_seeds (8 by default). Needs a validation file when above 1."))
+    parallel_seeds: Literal["auto"] | int = Field("auto", description=(
+        "How many seeds train at once on the worker, each in its own process with its share of the CPU threads "
+        "(results equal the seeds run one after another). auto: as many as the free memory holds (an estimate "
+        "of one seed's weights, gradients, AdamW state and activations) and, on CPU, at most one per torch "
+        "thread; an event says how many and why. An integer: at most n_seeds."))
     discard_after: float = Field(0.25, gt=0, lt=1, description=(
         "Fraction of each seed's fine-tuning steps after which all but the `keep` best seeds (by validation "
         "score) stop."))
@@ -90,6 +95,25 @@ class StabilitySettings(BaseModel):
         if n_seeds is not None and keep > n_seeds:
             raise ValueError(f"keep ({keep}) must be at most n_seeds ({n_seeds})")
         return keep
+
+    @field_validator("parallel_seeds", mode="before")
+    @classmethod
+    def _auto_or_a_count(cls, parallel: object) -> object:
+        if parallel != "auto" and (isinstance(parallel, bool) or not isinstance(parallel, int)):
+            raise ValueError(f"parallel_seeds must be \"auto\" or a whole number of seeds (1 to n_seeds), not "
+                             f"{parallel!r}")
+        return parallel
+
+    @field_validator("parallel_seeds")
+    @classmethod
+    def _parallel_within_n_seeds(cls, parallel: str | int, info: ValidationInfo) -> str | int:
+        n_seeds = info.data.get("n_seeds")
+        if isinstance(parallel, int) and parallel < 1:
+            raise ValueError(f"parallel_seeds ({parallel}) must be at least 1, or \"auto\"")
+        if isinstance(parallel, int) and n_seeds is not None and parallel > n_seeds:
+            raise ValueError(f"parallel_seeds ({parallel}) must be at most n_seeds ({n_seeds}); lower it or raise "
+                             "n_seeds")
+        return parallel
 
     @property
     def needs_validation(self) -> list[str]:

@@ -5,22 +5,22 @@ from __future__ import annotations
 import math
 
 from app.training.base import TrainContext, TrainResult
-from app.training.classification import Prepare, Save, TaskData, finish_classifier
+from app.training.classification import Build, Save, TaskData, finish_classifier
 from app.training.stability.runner import (job_wide, probe_steps, require_validation, saving, stability_of,
                                            stopped_result, train_seed)
 from app.training.stability.seeds import train_seeds
 
 
-def train_stably(ctx: TrainContext, task: TaskData, prepare: Prepare, save: Save) -> TrainResult:
+def train_stably(ctx: TrainContext, task: TaskData, build: Build, save: Save) -> TrainResult:
     """run_classification for a job with a stability block."""
     stability = stability_of(ctx)
     require_validation(ctx, stability)
     if stability.n_seeds > 1:
-        return train_seeds(ctx, task, prepare, saving(save, stability))
+        return train_seeds(ctx, task, build, saving(save, stability))
     hp = ctx.hyperparameters
     steps_per_epoch = math.ceil(len(task.train_examples) / hp.batch_size)
     probe = probe_steps(stability, hp.n_epochs, steps_per_epoch)
-    outcome = train_seed(ctx, task, prepare, seed=hp.seed, root=ctx.checkpoint_dir, offsets=(0, probe),
+    outcome = train_seed(ctx, task, build, seed=hp.seed, root=ctx.checkpoint_dir, offsets=(0, probe),
                          total_steps=probe + hp.n_epochs * steps_per_epoch if probe else None)
     run = job_wide(outcome)
     if run.status != "succeeded":

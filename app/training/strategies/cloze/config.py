@@ -1,12 +1,13 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from app.training.base_facts import BaseFacts, BaseProblem, target_problems
 from app.training.config import AutoRule, TaskMethodSettings
+from app.training.stability.settings import StabilitySettings
 from app.training.strategies.cloze.patterns import MASK, pattern_problem, slots_used
 from app.training.strategies.lora.config import LoraSettings, default_target_problems
 
@@ -20,9 +21,7 @@ PEFT_CHECK = {"lora": "0.914 at 2e-3 vs 0.778 at 1e-4", "bitfit": "0.850 at 1e-2
 LORA = LoraSettings.model_fields  # cloze.peft's LoRA takes LoRA's own fields (same bounds and help)
 # TaskMethodSettings options that have no meaning for a cloze model, and why
 UNUSED = {"aux_mlm_weight": "cloze trains the masked-LM head itself; an auxiliary MLM loss is not available here",
-          "train_pooler": "cloze predicts with the masked-LM head, which never reads the pooler",
-          "stability": "cloze trains through its own loop over the masked-LM head, which the stability remedies "
-                       "(seeds, LP-FT, regularizers, layer-wise rates, early stopping) do not reach yet"}
+          "train_pooler": "cloze predicts with the masked-LM head, which never reads the pooler"}
 
 
 class ClozeLora(BaseModel):
@@ -71,6 +70,18 @@ class ClozeSettings(TaskMethodSettings):
         'Train only part of the masked-LM: {"type": "lora", "r": 8, …} (adapter/, peft\'s format) or '
         '{"type": "bitfit"} (delta/, biases only); default: every weight trains (mlm/, a whole masked-LM).'))
 
+    unsupported_stability: ClassVar[dict[str, str]] = {"lp_ft": (
+        "cloze has no new classification head to fit first (it reads the pretrained masked-LM head through the "
+        "verbalizer); leave lp_ft out")}
+
+    @field_validator("stability")
+    @classmethod
+    def _no_head_to_normalize(cls, stability: StabilitySettings | None) -> StabilitySettings | None:
+        if stability is not None and stability.regularizer is not None and stability.regularizer.type == "r4f":
+            raise ValueError("stability.regularizer r4f spectrally normalises a classification head, which cloze does "
+                             "not have; use r3f (the same term without the head) or smart")
+        return stability
+
     @field_validator("patterns")
     @classmethod
     def _patterns_are_cloze(cls, patterns: list[str]) -> list[str]:
@@ -114,15 +125,16 @@ class ClozeSettings(TaskMethodSettings):
 
     def auto_rule(self, rule: AutoRule) -> AutoRule:
         """With cloze.peft, the learning rate of LoRA's or BitFit's own rule: a few low-rank matrices or biases
-        need a hotter rate than the whole masked-LM (checked on 128 election tweets, bench.bare_run seed 0)."""
+        need a hotter rate than the whole masked-LM (checked on 128 election tweets, bench.bare_run seed 0).
+        stability.recipe "mosbach" then applies to that rule, as for every method."""
         if self.peft is None:
-            return rule
+            return super().auto_rule(rule)
         from app.training.registry import get_strategy
 
         rate = get_strategy(self.peft.type).auto.learning_rate
-        return dataclasses.replace(rule, learning_rate=rate, source=(
+        return super().auto_rule(dataclasses.replace(rule, learning_rate=rate, source=(
             f"{rule.source}. With cloze.peft {self.peft.type}: {rate:g}, {self.peft.type}'s own rate (validation "
-            f"accuracy with 128 election tweets: {PEFT_CHECK[self.peft.type]})"))
+            f"accuracy with 128 election tweets: {PEFT_CHECK[self.peft.type]})")))
 
     def check_base(self, facts: BaseFacts) -> list[BaseProblem]:
         """LoRA's target_modules (given or the defaults) must be linear layers of the base."""

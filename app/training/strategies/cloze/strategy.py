@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,17 +18,18 @@ from typing import Any
 import torch
 
 from app.training.adapted_base import load_pretrained
-from app.training.tasks.base import label_kwargs
 from app.training.base import TrainContext, TrainingError, TrainResult
-from app.training.classification import evaluate_classifier, finish_classification, load_task_data
+from app.training.classification import Build, Classifier, Save, TaskData, load_task
 from app.training.data import DatasetSummary, Example
-from app.training.engine import Run, epoch_batches, optimize, seed_everything
+from app.training.engine import epoch_batches, seed_everything
 from app.training.structure import restructure
 from app.training.strategies.cloze.apply import CONFIG, WHOLE
 from app.training.strategies.cloze.config import ClozeSettings
 from app.training.strategies.cloze.encoding import ClozeEncoder, Row, verbalizer_tokens
 from app.training.strategies.cloze.model import ClozeModel
-from app.training.strategies.cloze.trainable import prepare_parameters
+from app.training.strategies.cloze.trainable import prepare_parameters, save_weights
+from app.training.task_run import run_task
+from app.training.tasks.base import label_kwargs
 
 
 @dataclass
@@ -89,41 +89,47 @@ def _say_multi_token_words(ctx: TrainContext, words: dict[str, str], labels: lis
                          f"the mask: {several}", data={"multi_token_words": several})
 
 
-def train(ctx: TrainContext) -> TrainResult:
-    from transformers import AutoTokenizer
-
-    settings, hp = ctx.settings_as(ClozeSettings), ctx.hyperparameters
-    seed_everything(hp.seed)
-    train_examples, valid_examples, labels = load_task_data(ctx)
-    _check_data(ctx, settings, train_examples, labels)
-    tokenizer = AutoTokenizer.from_pretrained(ctx.base_model.path)
+def cloze_method(ctx: TrainContext, task: TaskData, settings: ClozeSettings) -> tuple[Build, Save]:
+    """How a cloze model is built (under ctx's seed, once per seed of a stability block: the base as a
+    masked-LM, restructured, prepared as cloze.peft says, read through the verbalizer) and saved."""
+    tokenizer, labels, device = task.tokenizer, task.labels, task.device
     label_tokens = verbalizer_tokens(tokenizer, labels, settings.words(labels), f"method.{ctx.method}.verbalizer")
-    encoder = ClozeEncoder(tokenizer, settings.patterns)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    mlm, new_parameters = _load_masked_lm(ctx)
-    limit = min(tokenizer.model_max_length, getattr(mlm.config, "max_position_embeddings", None) or 10**9)
-    if hp.max_length > limit:  # longer inputs would index past the position embeddings
-        ctx.sink.message(f"max_length {hp.max_length} exceeds what {ctx.base_model.id} accepts; using {limit}",
-                         level="warn")
-        hp = dataclasses.replace(hp, max_length=limit)
     _say_multi_token_words(ctx, settings.words(labels), labels, label_tokens)
-    mlm.config.update(label_kwargs(labels))  # config.json of the ready folder names the labels
-    mlm = restructure(mlm, ctx, new_parameters)  # drop / re-initialise top layers
-    model, save = prepare_parameters(mlm, ctx, settings, new_parameters)
-    cloze = ClozeModel(model, label_tokens).to(device)
-    train_rows = _rows(encoder, train_examples, labels, hp.max_length)
-    valid = _rows(encoder, valid_examples, labels, hp.max_length) if valid_examples else None
-    rows_of = epoch_batches(len(train_rows), hp)
-    run = optimize(Run(model=cloze, hyperparameters=hp, steps_per_epoch=math.ceil(len(train_rows) / hp.batch_size),
-                       batch=lambda epoch, b: train_rows.batch(rows_of(epoch, b), device), sink=ctx.sink,
-                       checkpoint_dir=ctx.checkpoint_dir, resume_from=ctx.resume_from,
-                       evaluate=(lambda: evaluate_classifier(cloze, valid, device)[0]) if valid is not None else None))
+    encoder, rows = ClozeEncoder(tokenizer, settings.patterns), {}
 
-    def save_artifact() -> None:
-        save(tokenizer, ctx.output_dir)
-        _write_config(ctx, settings, labels, label_tokens, train_examples)
+    def build(ctx: TrainContext, task: TaskData) -> Classifier:
+        hp = ctx.hyperparameters
+        seed_everything(hp.seed)
+        mlm, new_parameters = _load_masked_lm(ctx)
+        limit = min(tokenizer.model_max_length, getattr(mlm.config, "max_position_embeddings", None) or 10**9)
+        if hp.max_length > limit:  # longer inputs would index past the position embeddings
+            ctx.sink.message(f"max_length {hp.max_length} exceeds what {ctx.base_model.id} accepts; using {limit}",
+                             level="warn")
+            hp = dataclasses.replace(hp, max_length=limit)
+        mlm.config.update(label_kwargs(labels))  # config.json of the ready folder names the labels
+        mlm = restructure(mlm, ctx, new_parameters)  # drop / re-initialise top layers
+        cloze = ClozeModel(prepare_parameters(mlm, ctx, settings, new_parameters), label_tokens).to(device)
+        if hp.max_length not in rows:
+            valid = _rows(encoder, task.valid_examples, labels, hp.max_length) if task.valid_examples else None
+            rows[hp.max_length] = _rows(encoder, task.train_examples, labels, hp.max_length), valid
+        train_rows, valid_rows = rows[hp.max_length]
+        rows_of = epoch_batches(len(train_rows), hp)
+        return Classifier(cloze, cloze, new_parameters, hp, train_rows, valid_rows,
+                          lambda epoch, b: train_rows.batch(rows_of(epoch, b), device), device)
 
-    return finish_classification(ctx, run, cloze, valid, (train_examples, valid_examples), labels, hp, save_artifact)
+    def save(model: ClozeModel, tokenizer: Any, output_dir: Path, ctx: TrainContext, new_parameters: set[str]) -> None:
+        save_weights(model.mlm, tokenizer, output_dir, ctx, settings, new_parameters)
+        _write_config(ctx, settings, labels, label_tokens, task.train_examples)
+    return build, save
+
+
+def train(ctx: TrainContext) -> TrainResult:
+    """A cloze job through the shared task machinery (app.training.task_run): a stability block's seeds,
+    layer-wise rates, regularisers and early stopping reach the cloze model as they reach any classifier."""
+    settings = ctx.settings_as(ClozeSettings)
+    task = load_task(ctx)
+    _check_data(ctx, settings, task.train_examples, task.labels)
+    return run_task(ctx, task, *cloze_method(ctx, task, settings))
 
 
 def _write_config(ctx: TrainContext, settings: ClozeSettings, labels: list, label_tokens: list[list[int]],

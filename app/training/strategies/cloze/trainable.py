@@ -9,7 +9,6 @@ the base has it. Its bias, when the base lacked one, starts at zero; BitFit trai
 """
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +21,6 @@ from app.training.strategies.cloze.apply import WHOLE
 from app.training.strategies.cloze.config import ClozeLora, ClozeSettings
 from app.training.strategies.lora.config import default_targets
 
-Save = Callable[[Any, Path], None]  # save(tokenizer, output_dir)
-
 
 def _decoder(mlm: torch.nn.Module) -> tuple[str, set[str]]:
     """(module name, parameter names) of the MLM decoder, the output embedding."""
@@ -34,20 +31,28 @@ def _decoder(mlm: torch.nn.Module) -> tuple[str, set[str]]:
 
 
 def prepare_parameters(mlm: torch.nn.Module, ctx: TrainContext, settings: ClozeSettings,
-                       new_parameters: set[str]) -> tuple[torch.nn.Module, Save]:
-    """The model to train (requires_grad set, peft-wrapped for LoRA) and how its artifact is saved."""
+                       new_parameters: set[str]) -> torch.nn.Module:
+    """The model to train: requires_grad set as cloze.peft says, peft-wrapped for LoRA."""
     if settings.peft is None:
-        def save_whole(tokenizer: Any, output_dir: Path) -> None:
-            mlm.save_pretrained(output_dir / WHOLE)
-            tokenizer.save_pretrained(output_dir / WHOLE)
-        return mlm, save_whole
+        return mlm
     decoder, decoder_parameters = _decoder(mlm)
     if isinstance(settings.peft, ClozeLora):
-        model = _lora(mlm, ctx, settings.peft, new_parameters - decoder_parameters, decoder)
-        return model, lambda tokenizer, output_dir: save_adapter(model, tokenizer, output_dir, ctx, new_parameters)
+        return _lora(mlm, ctx, settings.peft, new_parameters - decoder_parameters, decoder)
     for name, param in mlm.named_parameters():
         param.requires_grad_(name.endswith(".bias") or (name in new_parameters and name not in decoder_parameters))
-    return mlm, lambda tokenizer, output_dir: save_delta(mlm, tokenizer, output_dir, ctx, new_parameters)
+    return mlm
+
+
+def save_weights(model: torch.nn.Module, tokenizer: Any, output_dir: Path, ctx: TrainContext, settings: ClozeSettings,
+                 new_parameters: set[str]) -> None:
+    """`model` (what prepare_parameters returned) as cloze.peft's layout: mlm/, adapter/ or delta/."""
+    if settings.peft is None:
+        model.save_pretrained(output_dir / WHOLE)
+        tokenizer.save_pretrained(output_dir / WHOLE)
+    elif isinstance(settings.peft, ClozeLora):
+        save_adapter(model, tokenizer, output_dir, ctx, new_parameters)
+    else:
+        save_delta(model, tokenizer, output_dir, ctx, new_parameters)
 
 
 def _lora(mlm: torch.nn.Module, ctx: TrainContext, lora: ClozeLora, new_parameters: set[str], decoder: str):
