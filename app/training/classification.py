@@ -162,7 +162,7 @@ def build_classifier(ctx: TrainContext, task: TaskData, prepare: Prepare) -> Cla
     aux_weight = ctx.settings_as(TaskMethodSettings).aux_mlm_weight
     trained = attach_aux_mlm(model, ctx.base_model.path, aux_weight, ctx.sink) if aux_weight else model
     train, valid = task.rows(hp.max_length)
-    rows_of = epoch_batches(len(train), hp)
+    rows_of = epoch_batches(len(train), hp, lengths=[len(row["input_ids"]) for row in train.features])
     masker = _aux_masker(ctx, tokenizer, task.train_examples) if aux_weight else None
 
     def batch(epoch: int, b: int) -> dict[str, torch.Tensor]:

@@ -182,7 +182,7 @@ def run_mlm(phase: MlmPhase) -> MlmResult:
     before = _score(trained, held_batches)
     phase.sink.metrics(0, {f"before_{k}": v for k, v in before.items()})
 
-    rows_of = epoch_batches(len(features), hp)
+    rows_of = epoch_batches(len(features), hp, lengths=[len(row["input_ids"]) for row in features])
 
     mask_seed = phase.masking.seed_or(hp.seed)
 
