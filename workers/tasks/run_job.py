@@ -50,7 +50,8 @@ def build_context(job: Job, sink: DatabaseSink, output_dir: Path) -> TrainContex
     from app.training.checkpoints import latest_complete_checkpoint
 
     try:  # the job stores its method resolved at submission; reading it back resolves nothing new
-        method = resolve_method(parse_method(job.method, resolved=True), None, job.seed)
+        stored = {key: value for key, value in job.method.items() if key != "resources"}  # app.jobs.resources
+        method = resolve_method(parse_method(stored, resolved=True), None, job.seed)
     except (MethodError, ValueError) as exc:
         raise TrainingError(f"The job's stored method is no longer valid: {exc}", code="invalid_method_settings",
                             param="method") from exc
