@@ -121,11 +121,19 @@ def _resources(request: CreateJobRequest, resolved: Method, parameters: int | No
     """The job's resource class (app.jobs.resources); an unlisted gpu_type is a 400."""
     hp = resolved.hyperparameters
     try:
-        return resolve_resources(request.resources, parameters, resolved.spec.apply is None, hp.batch_size,
-                                 hp.max_length)
+        record, message = resolve_resources(request.resources, parameters, resolved.spec.apply is None,
+                                            hp.batch_size, hp.max_length)
     except ValueError as exc:
         param, message = exc.args
         raise BadRequest(f"Invalid {param}: {message}.", param=param) from None
+    phased = not resolved.spec.trains_task or getattr(resolved.settings, "stability", None) is not None or any(
+        isinstance(value, Method) for _, value in resolved.settings)
+    if record["processes"] > 1 and phased:
+        param = "resources.gpus" if record["gpus"] else "resources.processes"
+        raise BadRequest(f"Invalid {param}: training on several processes covers a task method's single run; "
+                         f"{resolved.type} with stability or nested methods trains on one, so ask for one.",
+                         param=param)
+    return record, message
 
 
 def _check_against_data(method: Method, train: DatasetSummary) -> None:

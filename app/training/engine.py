@@ -48,6 +48,7 @@ from app.training.config import Hyperparameters
 from app.training.batching import length_grouped_order, n_rows, split_batch
 from app.training.best import BestCheckpoint, score
 from app.training.checkpoints import load_checkpoint, load_extra_state, save_checkpoint
+from app.training.distributed import all_reduce_gradients, broadcast_stop, rank_and_world, shard
 from app.training.precision import Precision, enable_gradient_checkpointing, resolve_precision
 
 Batch = dict[str, torch.Tensor]
@@ -163,10 +164,10 @@ def is_out_of_memory(exc: BaseException) -> bool:
         s in text for s in ("can't allocate memory", "not enough memory", "out of memory"))
 
 
-def _guard(loss: torch.Tensor, step: int, lr: float) -> None:
-    if not torch.isfinite(loss):
+def _guard(loss: float, step: int, lr: float) -> None:
+    if not math.isfinite(loss):
         raise TrainingError(
-            f"Training loss became {loss.item()} at step {step}; lower learning_rate (now {lr:g}) "
+            f"Training loss became {loss} at step {step}; lower learning_rate (now {lr:g}) "
             "or check the data for degenerate examples.", code="nan_loss", param="hyperparameters.learning_rate")
 
 
@@ -183,19 +184,22 @@ def _schedule(kind: str, warmup: int, total: int) -> Callable[[int], float]:
 
 
 def _backward(model: torch.nn.Module, objective: Objective | None, batch: Batch, parts: int, precision: Precision,
-              step: int, lr: float) -> float:
-    """Forward and backward over `batch` as `parts` micro-batches (gradient accumulation); each micro-batch's
-    loss is weighted by its share of the rows, so the summed gradient is the whole batch's mean-loss gradient.
-    Returns the batch's loss."""
+              step: int, lr: float, rank: int = 0, world: int = 1) -> float:
+    """Forward and backward over this rank's share of `batch` (all of it in one process) as `parts`
+    micro-batches (gradient accumulation); each micro-batch's loss is weighted by its share of the batch's
+    rows (× world size: the all-reduce averages), so the summed gradient is the whole batch's mean-loss
+    gradient. Returns this rank's share of the batch's loss (the batch's loss in one process)."""
     total = 0.0
-    micro_batches = split_batch(batch, parts)
     rows = n_rows(batch)
+    mine, has_rows = shard(batch, rank, world) if world > 1 else (batch, True)
+    micro_batches = split_batch(mine, parts)
     for micro in micro_batches:
         with precision.autocast():
             loss = model(**micro).loss if objective is None else objective.loss(model, micro)
-        _guard(loss, step, lr)
-        if len(micro_batches) > 1:
-            loss = loss * (n_rows(micro) / rows)
+        if world == 1:
+            _guard(loss.item(), step, lr)
+        if len(micro_batches) > 1 or world > 1:
+            loss = loss * (n_rows(micro) / rows * world if has_rows else 0.0)
         (precision.scaler.scale(loss) if precision.scaler is not None else loss).backward()
         total += loss.item()
     return total
@@ -234,6 +238,7 @@ def optimize(run: Run) -> RunResult:
         state["early_stopping"] = stopper.state
     step = 0
     device = next(model.parameters()).device
+    rank, world = rank_and_world()
     precision = resolve_precision(hp.precision, device)
     checkpointed = enable_gradient_checkpointing(model) if hp.gradient_checkpointing else ""
     if run.resume_from is not None:
@@ -257,10 +262,11 @@ def optimize(run: Run) -> RunResult:
                  f"({hp.n_epochs} epochs × {run.steps_per_epoch}) on {device.type}, precision {precision.name}"
                  + (" (auto)" if hp.precision == "auto" else "")
                  + (f", {accumulation} micro-batches per step" if accumulation > 1 else "")
-                 + (f", gradient checkpointing in {checkpointed}" if checkpointed else ""),
+                 + (f", gradient checkpointing in {checkpointed}" if checkpointed else "")
+                 + (f", data parallel over {world} processes" if world > 1 else ""),
                  data={"trainable_parameters": n_trainable, "total_parameters": n_total, "total_steps": total_steps,
                        "precision": precision.name, "gradient_accumulation_steps": accumulation,
-                       "gradient_checkpointing": bool(checkpointed), "device": device.type})
+                       "gradient_checkpointing": bool(checkpointed), "device": device.type, "processes": world})
     log_every = max(1, min(50, run.steps_per_epoch // 4))
     result = RunResult("succeeded", step, state["trained_tokens"], state["flops"], float("nan"),
                        total_parameters=n_total, trainable_parameters=n_trainable)
@@ -292,14 +298,20 @@ def optimize(run: Run) -> RunResult:
                     if saved_at != step:
                         checkpoint()
                     return stopped("halted")
-                stop = sink.should_stop()
+                stop = sink.should_stop()  # a rank > 0 has a quiet sink: rank 0's answer is broadcast
+                if world > 1:
+                    stop = broadcast_stop(stop, device)
                 if stop == "cancel":
                     return stopped("cancelled")
                 if stop == "pause":
                     checkpoint()
                     return stopped("paused")
                 batch = run.batch(state["epoch"], b)
-                loss = _backward(model, objective, batch, accumulation, precision, step + 1, hp.learning_rate)
+                loss = _backward(model, objective, batch, accumulation, precision, step + 1, hp.learning_rate,
+                                 rank, world)
+                if world > 1:
+                    loss = all_reduce_gradients(params, loss, world)
+                    _guard(loss, step + 1, hp.learning_rate)
                 _optimizer_step(optimizer, params, hp.max_grad_norm, precision)
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
