@@ -55,10 +55,3 @@ def test_two_process_job_matches_one_process(client, tenant, still_model, quiet_
     assert "data parallel over 2 processes" in start["message"] and start["data"]["processes"] == 2
     assert sum(e["message"].startswith("Checkpoint saved") for e in events) == 2  # rank 0 alone writes
 
-
-def test_several_processes_are_refused_where_a_job_runs_phases(client, tenant, still_model):
-    train = upload(client, tenant[1], jsonl(classification_rows())).json()["id"]
-    response = client.post("/v1/fine_tuning/jobs", headers=auth(tenant[1]), json={
-        "model": still_model, "training_file": train, "resources": {"processes": 2},
-        "method": {"type": "supervised", "supervised": {"stability": {"recipe": "mosbach"}}}})
-    assert response.status_code == 400 and response.json()["error"]["param"] == "resources.processes"

@@ -91,6 +91,14 @@ def test_a_waiting_gpu_job_does_not_hold_up_cpu_jobs_and_a_lost_one_returns_to_i
     assert any(lost.encode() in m for m in _queue("gpu-h100"))
 
 
+def test_several_processes_are_refused_where_a_job_runs_phases(client, tenant, registered_tiny_model):
+    train = upload(client, tenant[1], jsonl(classification_rows())).json()["id"]
+    response = client.post("/v1/fine_tuning/jobs", headers=auth(tenant[1]), json={
+        "model": registered_tiny_model, "training_file": train, "resources": {"processes": 2},
+        "method": {"type": "supervised", "supervised": {"stability": {"recipe": "mosbach"}}}})
+    assert response.status_code == 400 and response.json()["error"]["param"] == "resources.processes"
+
+
 def test_a_worker_host_runs_one_training_process_per_gpu_on_its_classes():
     types = ["h100", "a100"]
     [cpu] = plan(Devices(0, ""), types)
