@@ -133,13 +133,13 @@ def seed_everything(seed: int) -> None:
 
 def epoch_batches(n_rows: int, hp: Hyperparameters, lengths: list[int] | None = None) -> Callable[[int, int], list[int]]:
     """(epoch, batch index) -> row indices: a fixed shuffle per epoch (seeded with seed + epoch),
-    so a resumed run replays exactly the batches an uninterrupted one would. With the rows' token
-    `lengths` and hp.group_by_length, rows of similar length share batches (app.training.batching)."""
+    so a resumed run replays exactly the batches an uninterrupted one would. Given the rows' token
+    `lengths`, rows of similar length share batches (app.training.batching.length_grouping decides)."""
 
     @lru_cache(maxsize=1)
     def order(epoch: int) -> list[int]:
         generator = torch.Generator().manual_seed(hp.seed + epoch)
-        if lengths is not None and hp.group_by_length:
+        if lengths is not None:
             return length_grouped_order(lengths, hp.batch_size, generator)
         return torch.randperm(n_rows, generator=generator).tolist()
 

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from app.training.base import OffsetSink, ProgressSink, TrainingError
+from app.training.batching import length_grouping
 from app.training.config import Hyperparameters
 from app.training.engine import Run, RunResult, batch_seed, epoch_batches, optimize, seed_everything
 from app.training.masking import IGNORE_INDEX, MaskingSettings, MlmCollator, PmiVocabulary, build_pmi_vocabulary
@@ -182,7 +183,11 @@ def run_mlm(phase: MlmPhase) -> MlmResult:
     before = _score(trained, held_batches)
     phase.sink.metrics(0, {f"before_{k}": v for k, v in before.items()})
 
-    rows_of = epoch_batches(len(features), hp, lengths=[len(row["input_ids"]) for row in features])
+    lengths = [len(row["input_ids"]) for row in features]
+    grouped, why = length_grouping(hp.group_by_length, lengths, hp.batch_size, hp.seed)
+    phase.sink.message(f"{phase.label}Length-grouped batches {'on' if grouped else 'off'} ({why})",
+                       data={"group_by_length": grouped})
+    rows_of = epoch_batches(len(features), hp, lengths if grouped else None)
 
     mask_seed = phase.masking.seed_or(hp.seed)
 

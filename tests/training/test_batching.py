@@ -5,7 +5,7 @@ import random
 
 import torch
 
-from app.training.batching import length_grouped_order, split_batch
+from app.training.batching import length_grouped_order, length_grouping, split_batch
 from app.training.checkpoints import latest_complete_checkpoint
 from app.training.config import Hyperparameters
 from app.training.engine import epoch_batches
@@ -35,6 +35,15 @@ def test_grouped_order_is_a_seeded_permutation_that_pads_less():
     assert sorted(small) == [0, 1, 2]
 
 
+def test_auto_groups_only_where_random_batches_pad_much_of_long_rows():
+    varied_long = [random.Random(i).randint(10, 200) for i in range(256)]
+    assert length_grouping("auto", varied_long, 16, 0)[0]
+    assert not length_grouping("auto", [random.Random(i).randint(5, 9) for i in range(256)], 16, 0)[0]  # short
+    assert not length_grouping("auto", [120 + i % 8 for i in range(256)], 16, 0)[0]  # long, alike: little padding
+    assert length_grouping(True, [7] * 10, 4, 0) == (True, "as asked")
+    assert "would pad" in length_grouping("auto", varied_long, 16, 0)[1]
+
+
 def test_split_batch_keeps_rows_and_drops_empty_parts():
     batch = {"input_ids": torch.arange(12).view(3, 4), "labels": torch.arange(3)}
     parts = split_batch(batch, 4)
@@ -46,7 +55,7 @@ def test_pause_and_resume_mid_epoch_with_grouped_lengths(make_ctx):
     rng = random.Random(0)
     rows = [{"text": " ".join(rng.sample(FILLER, rng.randint(1, 12)) + [rng.choice(POSITIVE if i % 2 else NEGATIVE)]),
              "label": "pos" if i % 2 else "neg"} for i in range(24)]
-    common = dict(train_rows=rows, n_epochs=2)
+    common = dict(train_rows=rows, n_epochs=2, group_by_length=True)
     straight = make_ctx("bitfit", output="straight", **common)
     run_strategy(straight)
     paused = make_ctx("bitfit", output="resumed", sink=ListSink(stop_at_step=4, stop_reason="pause"), **common)

@@ -100,7 +100,7 @@ def _hyper(**given):
 def test_hyperparameters_resolve_and_bad_values_name_the_field():
     hp = _hyper(batch_size=32, micro_batch_size=8)
     assert (hp.gradient_accumulation_steps, hp.precision, hp.gradient_checkpointing, hp.group_by_length) == \
-        (4, "auto", False, True)
+        (4, "auto", False, "auto")
     assert _hyper(batch_size=30, micro_batch_size=8).gradient_accumulation_steps == 4
     assert _hyper().gradient_accumulation_steps == 1
     assert _hyper(gradient_accumulation_steps=2, group_by_length=False).group_by_length is False
