@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from app.core.config import get_settings
 
@@ -36,13 +36,14 @@ class Resources(BaseModel):
     processes: int | None = Field(None, ge=1, le=MAX_DEVICES, description=(
         "CPU jobs only: training processes on the worker (torchrun with the gloo backend, data parallel)."))
 
-    @model_validator(mode="after")
-    def _consistent(self) -> Resources:
+    def problem(self) -> tuple[str, str] | None:
+        """(param, message) when the fields contradict each other. Checked after the request's names resolve
+        (a 404 first), as the schema cannot say it."""
         if self.gpu_type is not None and not self.gpus:
-            raise ValueError("gpu_type needs gpus >= 1; give gpus too")
+            return "resources.gpu_type", "gpu_type needs gpus >= 1; give gpus too"
         if self.processes is not None and self.gpus:
-            raise ValueError("processes is for CPU jobs; a GPU job runs one process per GPU (gpus)")
-        return self
+            return "resources.processes", "processes is for CPU jobs; a GPU job runs one process per GPU (gpus)"
+        return None
 
 
 def queue_for(resource_class: str) -> str:
@@ -66,6 +67,8 @@ def resolve_resources(given: Resources | None, parameters: int | None, full: boo
     """The job's stored resources ({"class", "gpus", "processes", "estimated_step_flops", "source"}) and an
     event message saying how they were chosen. Raises ValueError (param, message) for an unlisted gpu_type."""
     settings = get_settings()
+    if given is not None and (problem := given.problem()):
+        raise ValueError(*problem)
     flops = step_flops(parameters, full, batch_size, max_length) if parameters else None
     shown = f"{flops:.2e}" if flops else "unknown"
     if given is not None and given.gpu_type is not None and given.gpu_type.lower() not in settings.gpu_type_list:

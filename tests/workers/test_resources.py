@@ -49,8 +49,8 @@ def test_asked_resources_route_the_job_and_are_shown(client, tenant, registered_
 @pytest.mark.parametrize("resources, param, words", [
     ({"gpus": -1}, "resources.gpus", "greater than or equal to 0"),
     ({"gpus": 1, "gpu_type": "v100"}, "resources.gpu_type", "not a GPU type of this service (h100, a100)"),
-    ({"gpu_type": "h100"}, "resources", "gpu_type needs gpus >= 1"),
-    ({"gpus": 1, "processes": 2}, "resources", "processes is for CPU jobs"),
+    ({"gpu_type": "h100"}, "resources.gpu_type", "gpu_type needs gpus >= 1"),
+    ({"gpus": 1, "processes": 2}, "resources.processes", "processes is for CPU jobs"),
     ({"cpus": 2}, "resources.cpus", "Extra inputs are not permitted"),
 ])
 def test_bad_resources_are_a_400_naming_the_field(client, tenant, registered_tiny_model, resources, param, words):
