@@ -190,6 +190,7 @@ def worker(maintenance: bool = True, loglevel: str = "INFO",
     for process in processes:
         typer.echo(f"training process {process.label}: queues {', '.join(process.queues)}", err=True)
     deliveries = start_delivery_worker(WORKER_APP, loglevel) if webhooks else None  # before any thread starts
+    children = []
     if len(processes) > 1:  # one child per GPU group, started before the maintenance thread
         from app.webhooks.worker_process import start_training_worker
 
@@ -199,14 +200,13 @@ def worker(maintenance: bool = True, loglevel: str = "INFO",
 
         MaintenanceLoop().start()
     try:
-        if len(processes) > 1:
+        if children:
             for child in children:
                 child.wait()
         else:
             _celery_worker(loglevel, processes[0])
     finally:
-        stop(deliveries)
-        for child in children if len(processes) > 1 else []:
+        for child in [deliveries, *children]:
             stop(child)
 
 

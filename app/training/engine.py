@@ -17,6 +17,9 @@ checkpoints carry), `early_stopping` (stops once evaluations stop improving; the
 and restored, scored its way), `halt_at_step` (checkpoint and stop there: a seed paused at its discard
 point) and `tags` (recorded in every checkpoint's state and checked on resume, e.g. the LP-FT phase).
 
+On GPUs AdamW is the fused kernel. Under torchrun each rank trains its share of every batch and the
+gradients are averaged once per step (app.training.distributed), so steps match a one-process run.
+
 Devices (app.training.precision): `precision` autocasts forward and backward to bf16/fp16 (fp16 with loss
 scaling), `gradient_accumulation_steps` runs each step's batch as that many micro-batches whose gradients
 add up to the whole batch's (each micro-batch's loss weighted by its share of the rows), and
