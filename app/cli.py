@@ -192,27 +192,59 @@ def api(host: str = "127.0.0.1", port: int = 8000, maintenance: bool = True,
 @app.command()
 def worker(maintenance: bool = True, loglevel: str = "INFO",
            webhooks: bool = typer.Option(True, help="Also run the webhook delivery worker (a second process)."),
+           queues: str | None = typer.Option(None, envvar="TUNEFORGE_WORKER_QUEUES", help=(
+               "Resource classes to take jobs from, comma-separated (cpu, gpu, gpu-<type>, gpu.x<N>); default: "
+               "from the devices torch sees.")),
+           gpus_per_job: int = typer.Option(1, min=1, envvar="TUNEFORGE_WORKER_GPUS_PER_JOB", help=(
+               "GPUs each training process holds: one job per this many GPUs (multi-GPU jobs ask for as many).")),
            ) -> None:
-    """Run one Celery worker that trains one job at a time (solo pool: no fork after threads start), and
-    beside it a small one that delivers webhooks, so a long job never holds them up."""
-    from celery.bin.celery import celery
-
+    """Run the training worker(s) of this host: one Celery process per GPU (or per --gpus-per-job GPUs), each
+    one job at a time (solo pool: no fork after threads start), one on a CPU-only host; and beside them a
+    small one that delivers webhooks, so a long job never holds them up."""
     from app.core.config import get_settings
+    from app.core.devices import detect, plan
     from app.webhooks.worker_process import start_delivery_worker, stop
 
+    classes = [c.strip() for c in queues.split(",") if c.strip()] if queues else None
+    try:
+        processes = plan(detect(), get_settings().gpu_type_list, gpus_per_job, classes)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--gpus-per-job") from None
+    for process in processes:
+        typer.echo(f"training process {process.label}: queues {', '.join(process.queues)}", err=True)
     deliveries = start_delivery_worker(WORKER_APP, loglevel) if webhooks else None  # before any thread starts
+    children = []
+    if len(processes) > 1:  # one child per GPU group, started before the maintenance thread
+        from app.webhooks.worker_process import start_training_worker
+
+        children = [start_training_worker(WORKER_APP, loglevel, p.queues, p.gpu_ids, p.label) for p in processes]
     if maintenance:
         from app.jobs.maintenance import MaintenanceLoop
 
         MaintenanceLoop().start()
-    # `celery -A WORKER_APP worker …` in this process: app/ names the worker package, never imports it
     try:
-        quiet = ["--quiet"] if get_settings().log_format == "json" else []  # no banner among the JSON lines
-        celery.main(args=["-A", WORKER_APP, *quiet, "worker", f"--loglevel={loglevel}", "--concurrency=1",
-                          "--pool=solo", "-Q", get_settings().queue_name, "--without-gossip", "--without-mingle"],
-                    prog_name="tuneforge worker")
+        if children:
+            for child in children:
+                child.wait()
+        else:
+            _celery_worker(loglevel, processes[0])
     finally:
-        stop(deliveries)
+        for child in [deliveries, *children]:
+            stop(child)
+
+
+def _celery_worker(loglevel: str, process) -> None:
+    """`celery -A WORKER_APP worker …` in this process: app/ names the worker package, never imports it."""
+    from celery.bin.celery import celery
+
+    from app.core.config import get_settings
+
+    if process.gpu_ids is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, process.gpu_ids))
+    quiet = ["--quiet"] if get_settings().log_format == "json" else []  # no banner among the JSON lines
+    celery.main(args=["-A", WORKER_APP, *quiet, "worker", f"--loglevel={loglevel}", "--concurrency=1",
+                      "--pool=solo", "-Q", ",".join(process.queues), "--without-gossip", "--without-mingle"],
+                prog_name="tuneforge worker")
 
 
 @app.command()

@@ -23,7 +23,8 @@ def _warm_up(sender: object = None, **_: object) -> None:
     """Import torch/transformers before the first job, so submit-to-first-step is not import time
     (not in a worker that only delivers webhooks)."""
     queues = {queue.name for queue in getattr(getattr(sender, "task_consumer", None), "queues", None) or ()}
-    if not queues or get_settings().queue_name in queues:
+    settings = get_settings()
+    if not queues or any(q.startswith(settings.queue_name) and q != settings.webhook_queue for q in queues):
         import app.training.classification  # noqa: F401
 
 

@@ -41,7 +41,14 @@ class Settings(BaseSettings):
     max_storage_per_tenant: int | None = Field(None, ge=1, description="Default cap on one tenant's stored file bytes.")
     requests_per_second: float | None = Field(None, gt=0, description="Default per-tenant API request rate.")
     stop_poll_interval: float = Field(0.5, description="Seconds between a worker's cancel/pause checks.")
-    queue_name: str = Field("tuneforge.train", description="Celery queue the training tasks use.")
+    queue_name: str = Field("tuneforge.train", description="Celery queue the training tasks use (CPU jobs, exports "
+                            "and corpus indexing); GPU jobs use `<queue_name>.gpu` and `<queue_name>.gpu-<type>`.")
+    gpu_types: str = Field("", description="Comma-separated GPU types jobs may ask for (resources.gpu_type), e.g. "
+                           "'a100,h100': each gets its own queue, which workers whose GPU name contains it consume.")
+    gpu_route_above_flops: float | None = Field(None, gt=0, description="A job that does not give `resources` goes "
+                                                "to the GPU queue when its estimated training FLOPs per optimizer "
+                                                "step exceed this (set it only where GPU workers run); unset: only "
+                                                "jobs asking for GPUs go there.")
     default_base_model: str = Field("minilm-l6", description="Base model registered by `tuneforge migrate`.")
     max_seeds: int = Field(8, ge=1, description="Most seeds one job may start (method.<type>.stability.n_seeds; "
                            "they train on the job's worker, `parallel_seeds` at a time).")
@@ -75,6 +82,10 @@ class Settings(BaseSettings):
     webhook_secret_overlap: int = Field(24 * 3600, ge=0, le=7 * 24 * 3600, description="Seconds a rotated-out "
                                         "webhook signing secret keeps signing deliveries beside the new one, when "
                                         "the rotation does not say (POST …/rotate_secret).")
+
+    @property
+    def gpu_type_list(self) -> list[str]:
+        return [t.strip().lower() for t in self.gpu_types.split(",") if t.strip()]
 
     @property
     def webhook_queue(self) -> str:

@@ -42,9 +42,10 @@ def get_redis() -> redis.Redis:
     return redis.Redis.from_url(get_settings().require_redis_url())
 
 
-def enqueue_job(job_id: str) -> None:
-    """Send only the job id; the worker reads everything else from PostgreSQL."""
-    get_producer().send_task(RUN_JOB_TASK, args=[job_id], queue=get_settings().queue_name)
+def enqueue_job(job_id: str, queue: str | None = None) -> None:
+    """Send only the job id, to `queue` (its resource class's, app.jobs.resources; default the CPU queue);
+    the worker reads everything else from PostgreSQL."""
+    get_producer().send_task(RUN_JOB_TASK, args=[job_id], queue=queue or get_settings().queue_name)
 
 
 def enqueue_export(export_id: str) -> None:
@@ -68,17 +69,25 @@ WEBHOOK_ID = re.compile(rb"whmsg_[A-Za-z0-9]{24}")
 CORPUS_ID = re.compile(rb"corpus-[A-Za-z0-9]{24}")
 
 
+def training_queues() -> list[str]:
+    """The CPU training queue and every GPU class queue that exists in Redis now (`<queue_name>.gpu…`)."""
+    base = get_settings().queue_name
+    gpu = sorted(key.decode() for key in get_redis().scan_iter(match=f"{base}.gpu*", count=1000))
+    return [base, *gpu]
+
+
 def held_by_broker(ids: re.Pattern[bytes], queue: str | None = None) -> set[str]:
     """The ids `ids` matches (JOB_ID, EXPORT_ID, WEBHOOK_ID) in messages Redis still holds: waiting in
-    `queue` (default: the training queue) or delivered but unacknowledged."""
+    `queue` (default: every training queue, GPU classes included) or delivered but unacknowledged."""
     client = get_redis()
-    raw = client.lrange(queue or get_settings().queue_name, 0, -1) + list(client.hvals("unacked"))
+    raw = [message for name in ([queue] if queue else training_queues()) for message in client.lrange(name, 0, -1)]
+    raw += list(client.hvals("unacked"))
     return {match.decode() for message in raw for match in ids.findall(message)}
 
 
-def waiting_messages() -> int:
-    """Messages sent to our queue and not yet taken by a worker."""
-    return int(get_redis().llen(get_settings().queue_name))
+def waiting_messages(queue: str | None = None) -> int:
+    """Messages sent to `queue` (default: the CPU training queue) and not yet taken by a worker."""
+    return int(get_redis().llen(queue or get_settings().queue_name))
 
 
 def broker_ping() -> bool:

@@ -9,6 +9,7 @@ from starlette.datastructures import QueryParams
 
 from app.core.errors import BadRequest
 from app.jobs.events import wire_level
+from app.jobs.resources import Resources
 from app.jobs.results import result_files
 from app.models import Job, JobCheckpoint, JobEvent
 
@@ -27,6 +28,9 @@ class CreateJobRequest(BaseModel):
     )
     method: dict[str, Any] | None = Field(None, description='{"type": "lora", "lora": {...}}; default supervised.')
     seed: int | None = Field(None, ge=0, le=2**31 - 1, description="Seed for data order, init and masking.")
+    resources: Resources | None = Field(None, description=(
+        'What the job trains on, e.g. {"gpus": 2, "gpu_type": "h100"} or {"processes": 2} on CPU; default: '
+        "estimated from the model size, method and batch (app/jobs/resources.py)."))
     suffix: str | None = Field(None, max_length=64, pattern=r"^[A-Za-z0-9_.-]*$",
                                description="Up to 64 characters added to the fine-tuned model name.")
     metadata: dict[MetadataKey, MetadataValue] | None = Field(
@@ -100,6 +104,7 @@ def job_object(job: Job, estimated_finish: int | None = None) -> dict[str, Any]:
         "attempt": job.attempt,
         "training_flops": job.flops,
         "metrics": job.result_metrics,
+        "resources": (job.method or {}).get("resources"),
     }
 
 

@@ -20,6 +20,7 @@ from app.files import service as files
 from app.idempotency import service as idempotency
 from app.jobs import state
 from app.jobs.events import record_event
+from app.jobs.resources import parameter_count, resolve_resources
 from app.jobs.stacking import check_stack
 from app.jobs.schemas import CreateJobRequest
 from app.models import BaseModel, File, Job, JobCheckpoint, JobEvent
@@ -108,11 +109,32 @@ def _method(request: CreateJobRequest) -> Method:
         raise BadRequest(exc.message, param=exc.param, code=exc.code) from exc
 
 
-def _check_against_base(method: Method, base: BaseModel) -> None:
+def _check_against_base(method: Method, base: BaseModel) -> int | None:
     """Settings the chosen base cannot take (layers it lacks, unknown modules, …): a 400 now rather than
-    a job that fails once a worker loads the model. Unreadable facts skip this; training checks again."""
+    a job that fails once a worker loads the model. Unreadable facts skip this; training checks again.
+    Returns the base's parameter count when its weights could be read (for the resource estimate)."""
     facts = base_facts(local_model_dir(base), base.id)
     _refuse(base_problems(method, facts) if facts else [])
+    return parameter_count(facts.tensors) if facts else None
+
+
+def _resources(request: CreateJobRequest, resolved: Method, parameters: int | None) -> tuple[dict[str, Any], str]:
+    """The job's resource class (app.jobs.resources); an unlisted gpu_type is a 400."""
+    hp = resolved.hyperparameters
+    try:
+        record, message = resolve_resources(request.resources, parameters, resolved.spec.apply is None,
+                                            hp.batch_size, hp.max_length)
+    except ValueError as exc:
+        param, message = exc.args
+        raise BadRequest(f"Invalid {param}: {message}.", param=param) from None
+    phased = not resolved.spec.trains_task or getattr(resolved.settings, "stability", None) is not None or any(
+        isinstance(value, Method) for _, value in resolved.settings)
+    if record["processes"] > 1 and phased:
+        param = "resources.gpus" if record["gpus"] else "resources.processes"
+        raise BadRequest(f"Invalid {param}: training on several processes covers a task method's single run; "
+                         f"{resolved.type} with stability or nested methods trains on one, so ask for one.",
+                         param=param)
+    return record, message
 
 
 def _check_kind(method: Method, base: BaseModel, path: str = "method") -> None:
@@ -180,7 +202,7 @@ def create_job(session: Session, tenant_id: str, body: dict[str, Any], request_f
     limits.check_queued(session, tenant_id)
     method = _method(request)
     _check_kind(method, base)
-    _check_against_base(method, base)
+    parameters = _check_against_base(method, base)
     train = _check_file(train_file, "training_file")
     if train.task == CHAT and base.kind != "decoder":
         raise BadRequest(f"training_file {train_file.id} holds chat rows ({{\"messages\": [...]}}), which only decoder "
@@ -202,10 +224,11 @@ def create_job(session: Session, tenant_id: str, body: dict[str, Any], request_f
     check_stack(session, tenant_id, method, model)  # MAD-X: stacked adapters are the tenant's, on this base
     seed = request.seed if request.seed is not None else secrets.randbelow(2**31)
     resolved = resolve_method(method, train.n_examples, seed)  # nested methods too: nothing is left to the worker
+    resources, resources_message = _resources(request, resolved, parameters)
     job = Job(
         id=new_id("ftjob-"), tenant_id=tenant_id, model=model, status=JobStatus.validating_files,
         training_file=request.training_file, validation_file=request.validation_file,
-        method=method_wire(resolved), seed=seed,
+        method={**method_wire(resolved), "resources": resources}, seed=seed,
         suffix=request.suffix, metadata_=request.metadata, attempt=0, request_fingerprint=request_fingerprint,
     )
     session.add(job)
@@ -216,6 +239,7 @@ def create_job(session: Session, tenant_id: str, body: dict[str, Any], request_f
                  data={"n_examples": train.n_examples, "labels": train.labels, "task": train.task})
     for message, data in describe_resolution(resolved):
         record_event(session, job.id, message, data=data)
+    record_event(session, job.id, resources_message, data={"resources": resources})
     state.queue_validated(session, job)
     session.flush()
     return job

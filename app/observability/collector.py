@@ -12,7 +12,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func, select, text, union_all
 
 from app.core.db import session_scope
-from app.core.queue import waiting_messages
+from app.core.queue import training_queues, waiting_messages
 from app.jobs.state import HELD_BY_WORKER
 from app.models import Job, JobExport, WebhookDelivery
 from app.models.job import JobStatus
@@ -91,7 +91,7 @@ class DatabaseCollector(Collector):
         yield from families
         yield _gauge("tuneforge_database_up", "1 if the last scrape could read PostgreSQL.", [], [(up,)])
         try:
-            waiting, broker_up = waiting_messages(), 1
+            waiting, broker_up = sum(waiting_messages(queue) for queue in training_queues()), 1  # every class
         except Exception:
             waiting, broker_up = 0, 0
         yield _gauge("tuneforge_broker_waiting_messages", "Training messages sent to the broker and not yet "

@@ -21,6 +21,7 @@ import torch
 from app.training.adapted_base import load_pretrained
 from app.training.artifacts import write_manifest
 from app.training.aux_mlm import attach_aux_mlm
+from app.training.batching import length_grouping
 from app.training.base import TrainContext, TrainingError, TrainResult
 from app.training.config import Hyperparameters, TaskMethodSettings
 from app.training.data import (CLASSIFICATION, MULTI_LABEL, REGRESSION, DatasetError, DatasetSummary, Example, load_classification_examples,
@@ -163,7 +164,10 @@ def build_classifier(ctx: TrainContext, task: TaskData, prepare: Prepare) -> Cla
     aux_weight = ctx.settings_as(TaskMethodSettings).aux_mlm_weight
     trained = attach_aux_mlm(model, ctx.base_model.path, aux_weight, ctx.sink) if aux_weight else model
     train, valid = task.rows(hp.max_length)
-    rows_of = epoch_batches(len(train), hp)
+    lengths = [len(row["input_ids"]) for row in train.features]
+    grouped, why = length_grouping(hp.group_by_length, lengths, hp.batch_size, hp.seed)
+    ctx.sink.message(f"Length-grouped batches {'on' if grouped else 'off'} ({why})", data={"group_by_length": grouped})
+    rows_of = epoch_batches(len(train), hp, lengths if grouped else None)
     masker = _aux_masker(ctx, tokenizer, task.train_examples) if aux_weight else None
 
     def batch(epoch: int, b: int) -> dict[str, torch.Tensor]:

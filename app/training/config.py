@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from app.training.data import DatasetSummary
 
 Auto = Literal["auto"]
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
 
 
 @dataclass
@@ -35,6 +36,10 @@ class Hyperparameters:
     lr_scheduler: Scheduler = "linear"
     max_grad_norm: float | None = 1.0  # None: no clipping
     select_best: bool = True  # with a validation file: the artifact is the best evaluated checkpoint
+    gradient_accumulation_steps: int = 1  # each optimizer step's batch_size rows run as this many micro-batches
+    precision: Precision = "auto"  # resolved by the engine on the device it trains on (app.training.precision)
+    gradient_checkpointing: bool = False  # recompute activations in backward: less memory, ~30% more compute
+    group_by_length: bool | Literal["auto"] = "auto"  # batches of similar lengths (app.training.batching)
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,7 @@ _RANGES: dict[str, tuple[float, float, bool]] = {
     "learning_rate": (0.0, 1.0, False),
     "learning_rate_multiplier": (0.0, 100.0, False),
     "warmup_ratio": (0.0, 0.5, True),
+    "gradient_accumulation_steps": (1, 1024, True),
 }
 
 
@@ -85,9 +91,28 @@ class HyperparameterSettings(BaseModel):
         "10 epochs on small files for parameter-efficient methods); fast = the rule's minimum (3)."))
     weight_decay: float = Field(0.0, ge=0, le=1, description="AdamW decoupled weight decay.")
     checkpoint_every: int | None = Field(None, ge=1, description="Optimizer steps between checkpoints; default once per epoch.")
+    gradient_accumulation_steps: int | Auto = Field("auto", description=(
+        "Run each optimizer step's batch_size rows as this many micro-batches (1-1024, at most batch_size) and "
+        "sum their gradients: a large batch that does not fit the device at once. auto = 1, or "
+        "ceil(batch_size / micro_batch_size) when micro_batch_size is given."))
+    micro_batch_size: int | None = Field(None, ge=1, le=1024, description=(
+        "Rows the device takes at once; with gradient_accumulation_steps auto it sets the accumulation "
+        "(batch_size stays the examples per optimizer step, the effective batch)."))
+    precision: Precision = Field("auto", description=(
+        "Arithmetic of forward and backward: auto = bf16 autocast on GPUs that support it, fp16 autocast with "
+        "loss scaling on older GPUs, fp32 on CPU; fp32, bf16 (CPU too) or fp16 (GPU only). Weights and the "
+        "optimizer stay fp32."))
+    gradient_checkpointing: bool = Field(False, description=(
+        "Recompute activations during backward instead of keeping them (Chen et al. 2016): much less memory "
+        "for long inputs, about a third more compute."))
+    group_by_length: bool | Auto = Field("auto", description=(
+        "Batch rows of similar token length together (seeded megabatches sorted by length, as the Hugging Face "
+        "Trainer's group_by_length) so each batch pads less; auto = on where random batches would pad at least "
+        "25% of their tokens and rows reach 64 tokens (grouping makes batches less diverse)."))
     eval_every: int | None = Field(None, ge=1, description="Optimizer steps between evaluations; default once per epoch.")
 
-    @field_validator("n_epochs", "batch_size", "learning_rate", "learning_rate_multiplier", "warmup_ratio")
+    @field_validator("n_epochs", "batch_size", "learning_rate", "learning_rate_multiplier", "warmup_ratio",
+                     "gradient_accumulation_steps")
     @classmethod
     def _in_range(cls, value: int | float | str, info: ValidationInfo) -> int | float | str:
         # Field(ge=...) cannot constrain an int|"auto" union, so the ranges live here (per field,
@@ -99,6 +124,18 @@ class HyperparameterSettings(BaseModel):
             interval = f"{'[' if closed else '('}{low:g}, {high:g}]"
             raise ValueError(f"{info.field_name} must be 'auto' or within {interval}, got {value}")
         return value
+
+    @model_validator(mode="after")
+    def _accumulation(self) -> HyperparameterSettings:
+        steps, micro, batch = self.gradient_accumulation_steps, self.micro_batch_size, self.batch_size
+        if micro is not None and steps != "auto":
+            raise ValueError("give gradient_accumulation_steps or micro_batch_size, not both")
+        if batch != "auto" and steps != "auto" and steps > batch:
+            raise ValueError(f"gradient_accumulation_steps ({steps}) must be at most batch_size ({batch}): each "
+                             "micro-batch holds at least one row")
+        if batch != "auto" and micro is not None and micro > batch:
+            raise ValueError(f"micro_batch_size ({micro}) must be at most batch_size ({batch})")
+        return self
 
     @model_validator(mode="after")
     def _one_learning_rate(self, info: ValidationInfo) -> HyperparameterSettings:
@@ -140,7 +177,21 @@ class HyperparameterSettings(BaseModel):
             lr_scheduler=rule.lr_scheduler if self.lr_scheduler == "auto" else self.lr_scheduler,
             max_grad_norm=self.max_grad_norm,
             select_best=self.select_best,
+            gradient_accumulation_steps=self._accumulation_steps(batch),
+            precision=self.precision,
+            gradient_checkpointing=self.gradient_checkpointing,
+            group_by_length=self.group_by_length,  # "auto": decided on the tokenized rows (app.training.batching)
         )
+
+    def _accumulation_steps(self, batch: int) -> int:
+        """The micro-batches per step: given, or what micro_batch_size needs; never more than rows in a batch."""
+        if self.gradient_accumulation_steps != "auto":
+            steps = self.gradient_accumulation_steps
+        elif self.micro_batch_size is not None:
+            steps = math.ceil(batch / self.micro_batch_size)
+        else:
+            steps = 1
+        return max(1, min(steps, batch))
 
 
 class MethodSettings(BaseModel):

@@ -17,6 +17,15 @@ checkpoints carry), `early_stopping` (stops once evaluations stop improving; the
 and restored, scored its way), `halt_at_step` (checkpoint and stop there: a seed paused at its discard
 point) and `tags` (recorded in every checkpoint's state and checked on resume, e.g. the LP-FT phase).
 
+On GPUs AdamW is the fused kernel. Under torchrun each rank trains its share of every batch and the
+gradients are averaged once per step (app.training.distributed), so steps match a one-process run.
+
+Devices (app.training.precision): `precision` autocasts forward and backward to bf16/fp16 (fp16 with loss
+scaling), `gradient_accumulation_steps` runs each step's batch as that many micro-batches whose gradients
+add up to the whole batch's (each micro-batch's loss weighted by its share of the rows), and
+`gradient_checkpointing` recomputes activations in backward. Steps, checkpoints and resume count optimizer
+steps, so a job's schedule does not depend on how its batches are split.
+
 Accounting: `trained_tokens` counts non-padding tokens of training batches. `flops` estimates
 training compute per token as 2·N (forward) + 2·N (backward to activations) + 2·N_trainable
 (weight gradients), i.e. (4·N + 2·N_trainable)·T, which is the usual 6·N·T for full fine-tuning
@@ -39,8 +48,11 @@ import torch
 
 from app.training.base import ProgressSink, TrainingError
 from app.training.config import Hyperparameters
+from app.training.batching import length_grouped_order, n_rows, split_batch
 from app.training.best import BestCheckpoint, score
 from app.training.checkpoints import load_checkpoint, load_extra_state, save_checkpoint
+from app.training.distributed import all_reduce_gradients, broadcast_stop, rank_and_world, shard
+from app.training.precision import Precision, enable_gradient_checkpointing, resolve_precision
 
 Batch = dict[str, torch.Tensor]
 
@@ -122,13 +134,17 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def epoch_batches(n_rows: int, hp: Hyperparameters) -> Callable[[int, int], list[int]]:
+def epoch_batches(n_rows: int, hp: Hyperparameters, lengths: list[int] | None = None) -> Callable[[int, int], list[int]]:
     """(epoch, batch index) -> row indices: a fixed shuffle per epoch (seeded with seed + epoch),
-    so a resumed run replays exactly the batches an uninterrupted one would."""
+    so a resumed run replays exactly the batches an uninterrupted one would. Given the rows' token
+    `lengths`, rows of similar length share batches (app.training.batching.length_grouping decides)."""
 
     @lru_cache(maxsize=1)
     def order(epoch: int) -> list[int]:
-        return torch.randperm(n_rows, generator=torch.Generator().manual_seed(hp.seed + epoch)).tolist()
+        generator = torch.Generator().manual_seed(hp.seed + epoch)
+        if lengths is not None:
+            return length_grouped_order(lengths, hp.batch_size, generator)
+        return torch.randperm(n_rows, generator=generator).tolist()
 
     return lambda epoch, b: order(epoch)[b * hp.batch_size:(b + 1) * hp.batch_size]
 
@@ -151,10 +167,10 @@ def is_out_of_memory(exc: BaseException) -> bool:
         s in text for s in ("can't allocate memory", "not enough memory", "out of memory"))
 
 
-def _guard(loss: torch.Tensor, step: int, lr: float) -> None:
-    if not torch.isfinite(loss):
+def _guard(loss: float, step: int, lr: float) -> None:
+    if not math.isfinite(loss):
         raise TrainingError(
-            f"Training loss became {loss.item()} at step {step}; lower learning_rate (now {lr:g}) "
+            f"Training loss became {loss} at step {step}; lower learning_rate (now {lr:g}) "
             "or check the data for degenerate examples.", code="nan_loss", param="hyperparameters.learning_rate")
 
 
@@ -170,6 +186,44 @@ def _schedule(kind: str, warmup: int, total: int) -> Callable[[int], float]:
     return lambda s: (s + 1) / max(1, warmup) if s < warmup else decay(s)
 
 
+def _backward(model: torch.nn.Module, objective: Objective | None, batch: Batch, parts: int, precision: Precision,
+              step: int, lr: float, rank: int = 0, world: int = 1) -> float:
+    """Forward and backward over this rank's share of `batch` (all of it in one process) as `parts`
+    micro-batches (gradient accumulation); each micro-batch's loss is weighted by its share of the batch's
+    rows (× world size: the all-reduce averages), so the summed gradient is the whole batch's mean-loss
+    gradient. Returns this rank's share of the batch's loss (the batch's loss in one process)."""
+    total = 0.0
+    rows = n_rows(batch)
+    mine, has_rows = shard(batch, rank, world) if world > 1 else (batch, True)
+    micro_batches = split_batch(mine, parts)
+    for micro in micro_batches:
+        with precision.autocast():
+            loss = model(**micro).loss if objective is None else objective.loss(model, micro)
+        if world == 1:
+            _guard(loss.item(), step, lr)
+        if len(micro_batches) > 1 or world > 1:
+            loss = loss * (n_rows(micro) / rows * world if has_rows else 0.0)
+        (precision.scaler.scale(loss) if precision.scaler is not None else loss).backward()
+        total += loss.item()
+    return total
+
+
+def _optimizer_step(optimizer: torch.optim.Optimizer, params: list[torch.Tensor], max_grad_norm: float | None,
+                    precision: Precision) -> None:
+    """Clip (on unscaled gradients) and step; with fp16 loss scaling a step whose gradients overflowed is
+    skipped and the scale lowered (GradScaler)."""
+    scaler = precision.scaler
+    if scaler is not None:
+        scaler.unscale_(optimizer)
+    if max_grad_norm:
+        torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+    if scaler is not None:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+
+
 def optimize(run: Run) -> RunResult:
     """Train `run.model` for `n_epochs` over `steps_per_epoch` batches each, from a checkpoint if given."""
     hp, sink, model = run.hyperparameters, run.sink, run.model
@@ -177,7 +231,10 @@ def optimize(run: Run) -> RunResult:
     n_total = sum(p.numel() for p in model.parameters())
     n_trainable = sum(p.numel() for p in params)
     total_steps = run.steps_per_epoch * hp.n_epochs
-    optimizer = torch.optim.AdamW(run.parameter_groups or params, lr=hp.learning_rate, weight_decay=hp.weight_decay)
+    # fused AdamW on GPUs: one kernel for all parameters instead of several per tensor (what the HF Trainer uses)
+    fused = next(model.parameters()).device.type == "cuda"
+    optimizer = torch.optim.AdamW(run.parameter_groups or params, lr=hp.learning_rate, weight_decay=hp.weight_decay,
+                                  fused=fused or None)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(hp.lr_scheduler, int(hp.warmup_ratio * total_steps),
                                                                               total_steps))
     state = {"epoch": 0, "batch_in_epoch": 0, "trained_tokens": 0, "flops": 0.0, **run.tags}
@@ -186,6 +243,10 @@ def optimize(run: Run) -> RunResult:
     if stopper is not None:
         state["early_stopping"] = stopper.state
     step = 0
+    device = next(model.parameters()).device
+    rank, world = rank_and_world()
+    precision = resolve_precision(hp.precision, device)
+    checkpointed = enable_gradient_checkpointing(model) if hp.gradient_checkpointing else ""
     if run.resume_from is not None:
         try:
             state = load_checkpoint(run.resume_from, model, optimizer, scheduler)
@@ -199,12 +260,19 @@ def optimize(run: Run) -> RunResult:
             raise TrainingError(f"Cannot resume from {run.resume_from.name}: {exc}. Delete the job's checkpoints "
                                 "or start a new job.", code="invalid_checkpoint") from exc
         step = state.pop("step")
+        precision.load_scaler_state(state.get("grad_scaler"))
         sink.message(f"{run.label}Resumed from checkpoint at step {step} (epoch {state['epoch']}, "
                      f"batch {state['batch_in_epoch']})", data={"step": step})
-    device = next(model.parameters()).device
+    accumulation = hp.gradient_accumulation_steps
     sink.message(f"{run.label}Training {n_trainable:,} of {n_total:,} parameters for {total_steps} steps "
-                 f"({hp.n_epochs} epochs × {run.steps_per_epoch}) on {device.type}",
-                 data={"trainable_parameters": n_trainable, "total_parameters": n_total, "total_steps": total_steps})
+                 f"({hp.n_epochs} epochs × {run.steps_per_epoch}) on {device.type}, precision {precision.name}"
+                 + (" (auto)" if hp.precision == "auto" else "")
+                 + (f", {accumulation} micro-batches per step" if accumulation > 1 else "")
+                 + (f", gradient checkpointing in {checkpointed}" if checkpointed else "")
+                 + (f", data parallel over {world} processes" if world > 1 else ""),
+                 data={"trainable_parameters": n_trainable, "total_parameters": n_total, "total_steps": total_steps,
+                       "precision": precision.name, "gradient_accumulation_steps": accumulation,
+                       "gradient_checkpointing": bool(checkpointed), "device": device.type, "processes": world})
     log_every = max(1, min(50, run.steps_per_epoch // 4))
     result = RunResult("succeeded", step, state["trained_tokens"], state["flops"], float("nan"),
                        total_parameters=n_total, trainable_parameters=n_trainable)
@@ -215,6 +283,8 @@ def optimize(run: Run) -> RunResult:
     def checkpoint() -> None:
         nonlocal saved_at
         extra = objective.state_dict() if objective is not None else None
+        if precision.scaler is not None:
+            state["grad_scaler"] = precision.scaler_state()
         path = save_checkpoint(run.checkpoint_dir, step, model, optimizer, scheduler, state, extra=extra)
         saved_at = step
         sink.checkpoint(step, path, finite({"train_loss": result.last_loss, **result.eval_metrics}))
@@ -234,19 +304,21 @@ def optimize(run: Run) -> RunResult:
                     if saved_at != step:
                         checkpoint()
                     return stopped("halted")
-                stop = sink.should_stop()
+                stop = sink.should_stop()  # a rank > 0 has a quiet sink: rank 0's answer is broadcast
+                if world > 1:
+                    stop = broadcast_stop(stop, device)
                 if stop == "cancel":
                     return stopped("cancelled")
                 if stop == "pause":
                     checkpoint()
                     return stopped("paused")
                 batch = run.batch(state["epoch"], b)
-                loss = model(**batch).loss if objective is None else objective.loss(model, batch)
-                _guard(loss, step + 1, hp.learning_rate)
-                loss.backward()
-                if hp.max_grad_norm:
-                    torch.nn.utils.clip_grad_norm_(params, hp.max_grad_norm)
-                optimizer.step()
+                loss = _backward(model, objective, batch, accumulation, precision, step + 1, hp.learning_rate,
+                                 rank, world)
+                if world > 1:
+                    loss = all_reduce_gradients(params, loss, world)
+                    _guard(loss, step + 1, hp.learning_rate)
+                _optimizer_step(optimizer, params, hp.max_grad_norm, precision)
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
                 step += 1
@@ -256,7 +328,7 @@ def optimize(run: Run) -> RunResult:
                 state["batch_in_epoch"] = b + 1
                 state["trained_tokens"] += tokens
                 state["flops"] += float((4 * n_total + 2 * n_trainable) * tokens) * flops_factor
-                result.last_loss = loss.item()
+                result.last_loss = loss
                 window_loss, window_n = window_loss + result.last_loss, window_n + 1
                 window_samples += batch["input_ids"].shape[0]
                 window_tokens += tokens
@@ -303,4 +375,6 @@ def optimize(run: Run) -> RunResult:
 
 def out_of_memory(step: int, device: torch.device, hp: Hyperparameters) -> TrainingError:
     return TrainingError(f"Out of memory at step {step + 1} on {device.type}; lower batch_size (now "
-                         f"{hp.batch_size}) or max_length (now {hp.max_length}).", code="out_of_memory")
+                         f"{hp.batch_size}) or max_length (now {hp.max_length}), or keep batch_size and set "
+                         f"micro_batch_size (now {math.ceil(hp.batch_size / hp.gradient_accumulation_steps)} rows "
+                         "at once) or gradient_checkpointing.", code="out_of_memory")

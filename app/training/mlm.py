@@ -28,6 +28,7 @@ import torch
 
 from app.training.adapted_base import load_pretrained, weights_dir
 from app.training.base import OffsetSink, ProgressSink, TrainingError
+from app.training.batching import length_grouping
 from app.training.config import Hyperparameters
 from app.training.engine import Run, RunResult, batch_seed, epoch_batches, optimize, seed_everything
 from app.training.masking import IGNORE_INDEX, MaskingSettings, MlmCollator, PmiVocabulary, build_pmi_vocabulary
@@ -260,7 +261,11 @@ def _training_rows(phase: MlmPhase, tokenizer: Any) -> TrainingRows:
     special = set(tokenizer.all_special_ids)  # as the masker counts them: [UNK] and [MASK] included
     if all(token in special for row in features for token in row["input_ids"]):
         raise TrainingError(NO_MASKABLE_TOKENS, code="invalid_corpus")
-    rows_of = epoch_batches(len(features), hp)
+    lengths = [len(row["input_ids"]) for row in features]  # streamed blocks (above) are packed: all one length
+    grouped, why = length_grouping(hp.group_by_length, lengths, hp.batch_size, hp.seed)
+    phase.sink.message(f"{phase.label}Length-grouped batches {'on' if grouped else 'off'} ({why})",
+                       data={"group_by_length": grouped})
+    rows_of = epoch_batches(len(features), hp, lengths if grouped else None)
     return TrainingRows(lambda epoch, b: [features[i] for i in rows_of(epoch, b)],
                         math.ceil(len(features) / hp.batch_size), held_texts, vocab)
 

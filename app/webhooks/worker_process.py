@@ -31,6 +31,18 @@ def start_delivery_worker(celery_app: str, loglevel: str) -> subprocess.Popen:
     return subprocess.Popen(args, preexec_fn=_die_with_parent if sys.platform == "linux" else None)
 
 
+def start_training_worker(celery_app: str, loglevel: str, queues: list[str], gpu_ids: tuple[int, ...] | None,
+                          label: str) -> subprocess.Popen:
+    """One training process of a multi-GPU host (app/core/devices.py): solo pool, one job at a time, pinned
+    to its GPUs; it ends with its parent like the delivery worker."""
+    quiet = ["--quiet"] if get_settings().log_format == "json" else []
+    env = dict(os.environ, **({"CUDA_VISIBLE_DEVICES": ",".join(map(str, gpu_ids))} if gpu_ids is not None else {}))
+    args = [sys.executable, "-m", "celery", "-A", celery_app, *quiet, "worker", f"--loglevel={loglevel}",
+            "--pool=solo", "--concurrency=1", "-Q", ",".join(queues), "-n", f"train-{label}-{os.getpid()}@%h",
+            "--without-gossip", "--without-mingle"]
+    return subprocess.Popen(args, env=env, preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+
+
 def stop(proc: subprocess.Popen | None, grace: float = 15) -> None:
     """SIGTERM (Celery's warm shutdown: the attempt in flight finishes), SIGKILL after `grace` seconds."""
     if proc is None or proc.poll() is not None:

@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import os
 import shutil
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 from celery import shared_task
@@ -29,7 +32,7 @@ from app.jobs.results import metrics_events, metrics_rows, register_result_file
 from app.models import Artifact, BaseModel, File, Job
 from app.models.job import JobStatus
 from app.training.artifacts import file_records
-from app.training.base import BaseModelRef, TrainContext, TrainingError, TrainResult
+from app.training.base import BaseModelRef, ProducedModel, TrainContext, TrainingError, TrainResult
 from app.training.lineage import record_lineage
 from app.training.methods import MethodError, parse_method, resolve_method
 from workers.progress import DatabaseSink, Heartbeat, LeaseLost
@@ -50,7 +53,8 @@ def build_context(job: Job, sink: DatabaseSink, output_dir: Path) -> TrainContex
     from app.training.checkpoints import latest_complete_checkpoint
 
     try:  # the job stores its method resolved at submission; reading it back resolves nothing new
-        method = resolve_method(parse_method(job.method, resolved=True), None, job.seed)
+        stored = {key: value for key, value in job.method.items() if key != "resources"}  # app.jobs.resources
+        method = resolve_method(parse_method(stored, resolved=True), None, job.seed)
     except (MethodError, ValueError) as exc:
         raise TrainingError(f"The job's stored method is no longer valid: {exc}", code="invalid_method_settings",
                             param="method") from exc
@@ -211,11 +215,15 @@ def execute(job_id: str) -> str:
         with Heartbeat(job.id, me, settings.heartbeat_interval):
             from app.training.registry import run_strategy
 
-            ctx = build_context(job, sink, staging)
-            result = run_strategy(ctx)
-            if result.status == "succeeded":
-                if "lineage" in ctx.extra:
+            processes = int((job.method.get("resources") or {}).get("processes") or 1)
+            if processes > 1:  # torchrun: rank 0 reports, checkpoints and writes the artifact (and lineage)
+                result = run_ranks(job, me, staging, processes)
+            else:
+                ctx = build_context(job, sink, staging)
+                result = run_strategy(ctx)
+                if result.status == "succeeded" and "lineage" in ctx.extra:
                     record_lineage(staging, ctx.extra["lineage"])
+            if result.status == "succeeded":
                 publish(job, me, staging, result)
                 shutil.rmtree(settings.checkpoints_dir / job.id, ignore_errors=True)
             elif result.status == "paused":
@@ -239,6 +247,37 @@ def execute(job_id: str) -> str:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
         admit()  # a tenant's active count dropped: its next job may now go
+
+
+def run_ranks(job: Job, me: str, staging: Path, processes: int) -> TrainResult:
+    """Train `job` under `torchrun --nproc_per_node=processes` (workers/rank.py) and return rank 0's result;
+    its TrainingError or lost lease is raised here as if the strategy had run in this process. The ranks end
+    with this worker (PR_SET_PDEATHSIG on torchrun, which stops its ranks)."""
+    from app.webhooks.worker_process import _die_with_parent
+
+    result_path = staging.with_name(f"{staging.name}.result.json")
+    result_path.unlink(missing_ok=True)
+    root = Path(__file__).resolve().parents[2]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")])))
+    env.setdefault("OMP_NUM_THREADS", "1")  # N CPU ranks share the host's cores
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
+               "-m", "workers.rank", job.id, me, str(staging), str(result_path)]
+    log.info("job %s: training on %d processes: %s", job.id, processes, " ".join(command))
+    code = subprocess.run(command, env=env, cwd=root, preexec_fn=_die_with_parent).returncode
+    try:
+        outcome = json.loads(result_path.read_text())
+    except (OSError, ValueError):
+        raise RuntimeError(f"the {processes} training processes exited with status {code} without a result "
+                           "(see the worker's log)") from None
+    finally:
+        result_path.unlink(missing_ok=True)
+    if "lease_lost" in outcome:
+        raise LeaseLost(outcome["lease_lost"])
+    if "error" in outcome:
+        raise TrainingError(**outcome["error"])
+    fields = outcome["result"]
+    produced = fields.pop("produced_model")
+    return TrainResult(**fields, produced_model=ProducedModel(**produced) if produced else None)
 
 
 @shared_task(name=RUN_JOB_TASK, ignore_result=True, acks_late=True)

@@ -1,0 +1,81 @@
+"""Data-parallel training over several processes (torchrun): what the engine does differently on each rank.
+
+Every rank runs the same strategy on the same data order; each optimizer step's batch is cut into one
+shard per rank (then into micro-batches), each rank back-propagates its shard's share of the mean loss
+(weighted by rows × world size), and one all-reduce averages the gradients (the loss rides along as one
+more element), so every rank takes the same AdamW step a single process would take on the whole batch —
+DistributedDataParallel's arithmetic (Li et al. 2020, "PyTorch Distributed"). We all-reduce one flat
+buffer per step rather than wrapping the model in DistributedDataParallel because objectives and wrappers
+(auxiliary MLM, SMART, the multitask mixture) call the bare model and its attributes; on a GPU node this
+gives up DDP's overlap of communication with backward, which the benchmark (bench/gpu.py) measures.
+
+Rank 0 alone polls for cancel/pause (and so refreshes nothing else: the worker beats the heartbeat) and
+broadcasts the answer, writes events, checkpoints and the artifact; other ranks get a quiet sink and
+private directories (workers/rank.py). gloo on CPU, nccl on GPU.
+"""
+from __future__ import annotations
+
+import os
+
+import torch
+
+from app.training.batching import Batch
+
+_STOPS = [None, "cancel", "pause"]
+
+
+def rank_and_world() -> tuple[int, int]:
+    """(rank, world size) of this process; (0, 1) outside torchrun."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def init_process_group() -> torch.device:
+    """Join torchrun's group (env:// rendezvous) and return this rank's device."""
+    import torch.distributed as dist
+
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if torch.cuda.is_available():
+        torch.cuda.set_device(local_rank)
+        dist.init_process_group("nccl")
+        return torch.device("cuda", local_rank)
+    dist.init_process_group("gloo")
+    return torch.device("cpu")
+
+
+def shard(batch: Batch, rank: int, world: int) -> tuple[Batch, bool]:
+    """This rank's rows of `batch` and whether it has any: a rank without rows (a batch smaller than the
+    world) runs the first row with weight 0, so the collectives still line up."""
+    pieces = {key: torch.tensor_split(value, world)[rank] for key, value in batch.items()}
+    if next(iter(pieces.values())).shape[0]:
+        return pieces, True
+    return {key: value[:1] for key, value in batch.items()}, False
+
+
+def all_reduce_gradients(params: list[torch.Tensor], loss: float, world: int) -> float:
+    """Average the gradients of `params` over the ranks (a missing gradient counts as zeros) and sum the
+    ranks' loss shares; returns the whole batch's loss."""
+    import torch.distributed as dist
+
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+    device = grads[0].device
+    flat = torch.cat([g.reshape(-1).float() for g in grads] + [torch.tensor([loss], device=device)])
+    dist.all_reduce(flat)
+    offset = 0
+    for p, g in zip(params, grads, strict=True):
+        n = g.numel()
+        p.grad = (flat[offset:offset + n] / world).view_as(g).to(g.dtype)
+        offset += n
+    return float(flat[-1]) / world
+
+
+def broadcast_stop(answer: str | None, device: torch.device) -> str | None:
+    """Rank 0's cancel/pause answer, on every rank."""
+    import torch.distributed as dist
+
+    value = torch.tensor([_STOPS.index(answer)], device=device)
+    dist.broadcast(value, src=0)
+    return _STOPS[int(value)]

@@ -1,0 +1,80 @@
+"""One rank of a multi-process job: `torchrun --nproc_per_node=N -m workers.rank JOB WORKER STAGING RESULT`,
+started by the worker's `execute` (workers/tasks/run_job.py) for a job whose resources ask for N > 1
+processes (GPUs, or CPU processes).
+
+Every rank reads the job from PostgreSQL and runs its strategy (app.training.distributed says how the
+steps stay identical). Rank 0 reports through the job's DatabaseSink under the claiming worker's id (so
+cancel and pause reach it, and a lost lease stops it), writes checkpoints and the artifact into the
+staging dir, and leaves its TrainResult (or its error) as JSON in RESULT for the parent to publish. Other
+ranks report nothing and write into private directories that are removed.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+from app.core.config import get_settings
+from app.core.retry import with_db
+from app.models import Job
+from app.training.base import TrainingError
+from workers.progress import DatabaseSink, LeaseLost
+
+
+class QuietSink:
+    """The sink of ranks > 0: rank 0 alone reports and polls (its answer is broadcast)."""
+
+    def message(self, text: str, level: str = "info", data: dict | None = None) -> None: ...
+    def metrics(self, step: int, values: dict) -> None: ...
+    def checkpoint(self, step: int, path: Path, metrics: dict) -> None: ...
+    def should_stop(self) -> None:
+        return None
+
+
+def _train(job_id: str, worker: str, staging: Path, rank: int) -> dict[str, Any]:
+    from app.training.lineage import record_lineage
+    from app.training.registry import run_strategy
+    from workers.tasks.run_job import build_context
+
+    job = with_db(lambda session: session.get(Job, job_id))
+    if rank == 0:
+        ctx = build_context(job, DatabaseSink(job_id, worker, get_settings().stop_poll_interval), staging)
+    else:
+        private = staging.with_name(f"{staging.name}.rank{rank}")
+        shutil.rmtree(private, ignore_errors=True)
+        ctx = build_context(job, QuietSink(), private / "out")  # resume_from stays the shared checkpoint
+        ctx.output_dir.mkdir(parents=True)
+        ctx.checkpoint_dir = private / "checkpoints"
+    try:
+        result = run_strategy(ctx)
+        if rank == 0 and result.status == "succeeded" and "lineage" in ctx.extra:
+            record_lineage(staging, ctx.extra["lineage"])
+        return {"result": dataclasses.asdict(result)}
+    finally:
+        if rank != 0:
+            shutil.rmtree(staging.with_name(f"{staging.name}.rank{rank}"), ignore_errors=True)
+
+
+def main(job_id: str, worker: str, staging: Path, result_path: Path) -> None:
+    import torch.distributed as dist
+
+    from app.training.distributed import init_process_group
+
+    init_process_group()
+    rank = dist.get_rank()
+    try:
+        outcome = _train(job_id, worker, staging, rank)
+    except TrainingError as exc:
+        outcome = {"error": {"code": exc.code, "message": exc.message, "param": exc.param}}
+    except LeaseLost as exc:
+        outcome = {"lease_lost": str(exc)}
+    if rank == 0:
+        result_path.write_text(json.dumps(outcome))
+    dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4]))
