@@ -92,7 +92,7 @@ def job_object(job: Job, estimated_finish: int | None = None) -> dict[str, Any]:
         "validation_file": job.validation_file,
         "hyperparameters": {k: job.method[job.method["type"]]["hyperparameters"][k]
                             for k in ("n_epochs", "batch_size", "learning_rate_multiplier")},
-        "method": job.method,
+        "method": {key: value for key, value in job.method.items() if key != "resources"},  # own field below
         "result_files": result_files(job),
         "trained_tokens": job.trained_tokens,
         "error": job.error,

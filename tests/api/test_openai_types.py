@@ -20,7 +20,7 @@ from tests.api.openai_wire import assert_openai
 JOBS = "/v1/fine_tuning/jobs"
 OPENAI_METHODS = ("supervised", "dpo", "reinforcement")
 # our extensions, as documented in README "OpenAI compatibility"
-JOB_EXTENSIONS = ("suffix", "attempt", "training_flops", "metrics", "method.supervised.*",
+JOB_EXTENSIONS = ("suffix", "attempt", "training_flops", "metrics", "resources", "method.supervised.*",
                   "method.supervised.hyperparameters.*")
 OUR_STATUSES = ("pausing", "paused")
 FILE_EXTENSIONS = ("sha256",)
