@@ -126,7 +126,8 @@ def test_sigkilled_streamed_phase_resumes_to_the_uninterrupted_weights(tiny_mode
     assert straight.after["mlm_loss"] < straight.before["mlm_loss"]
     killed = subprocess.run([sys.executable, "-c", KILL_AT_CHECKPOINT, str(tiny_model_dir), str(corpus),
                              str(tmp_path / "resumed"), "9"], cwd=ROOT, capture_output=True, text=True, timeout=120,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+                            env={**os.environ, "PYTHONPATH": str(ROOT),  # the same float sums as this process:
+                                 "OMP_NUM_THREADS": str(torch.get_num_threads())})  # its thread count
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     checkpoint = latest_complete_checkpoint(tmp_path / "resumed-ckpt")
     assert json.loads((checkpoint / "state.json").read_text())["step"] == 9
