@@ -191,7 +191,8 @@ def run_children(ctx: TrainContext, roles: list[SeedRole]) -> dict[int, dict[str
 
 
 def _forward(ctx: TrainContext, events: Any, outcomes: dict[int, dict[str, Any]], wait: bool = True) -> None:
-    """Pass the children's queued events to the job's sink (waiting up to POLL_SECONDS for the first)."""
+    """Pass the children's queued events to the job's sink (waiting up to POLL_SECONDS for the first); return
+    after a training-progress event so the caller asks should_stop between steps, not after a burst of them."""
     deadline = time.monotonic() + (POLL_SECONDS if wait else 0.5)
     while True:
         try:
@@ -202,6 +203,8 @@ def _forward(ctx: TrainContext, events: Any, outcomes: dict[int, dict[str, Any]]
             outcomes[payload[0]] = payload[1]
         else:
             getattr(ctx.sink, kind)(*payload)
+            if kind == "metrics":
+                return
         deadline = min(deadline, time.monotonic() + 0.01)
 
 
