@@ -27,10 +27,9 @@ add up to the whole batch's (each micro-batch's loss weighted by its share of th
 steps, so a job's schedule does not depend on how its batches are split.
 
 Accounting: `trained_tokens` counts non-padding tokens of training batches. `flops` estimates
-training compute per token as 2·N (forward) + 2·N (backward to activations) + 2·N_trainable
-(weight gradients), i.e. (4·N + 2·N_trainable)·T, which is the usual 6·N·T for full fine-tuning
-(N = all parameters, embeddings included; attention's sequence-length term and evaluation are
-not counted, as in Kaplan et al. 2020).
+training compute as (4·N + 2·N_trainable)·T, the usual 6·N·T for full fine-tuning (N = all parameters,
+embeddings included; an encoder-decoder's two stacks each over their own tokens; attention's
+sequence-length term and evaluation not counted, as in Kaplan et al. 2020): app.training.flops.
 """
 from __future__ import annotations
 
@@ -50,6 +49,7 @@ from app.training.base import ProgressSink, TrainingError
 from app.training.config import Hyperparameters
 from app.training.batching import length_grouped_order, n_rows, split_batch
 from app.training.best import BestCheckpoint, score
+from app.training.flops import FlopCounter
 from app.training.checkpoints import load_checkpoint, load_extra_state, save_checkpoint
 from app.training.distributed import all_reduce_gradients, broadcast_stop, rank_and_world, shard
 from app.training.precision import Precision, enable_gradient_checkpointing, resolve_precision
@@ -230,6 +230,7 @@ def optimize(run: Run) -> RunResult:
     params = [p for p in model.parameters() if p.requires_grad]
     n_total = sum(p.numel() for p in model.parameters())
     n_trainable = sum(p.numel() for p in params)
+    batch_flops = FlopCounter.of(model)
     total_steps = run.steps_per_epoch * hp.n_epochs
     # fused AdamW on GPUs: one kernel for all parameters instead of several per tensor (what the HF Trainer uses)
     fused = next(model.parameters()).device.type == "cuda"
@@ -327,7 +328,7 @@ def optimize(run: Run) -> RunResult:
                 tokens = int(batch["attention_mask"].sum())
                 state["batch_in_epoch"] = b + 1
                 state["trained_tokens"] += tokens
-                state["flops"] += float((4 * n_total + 2 * n_trainable) * tokens) * flops_factor
+                state["flops"] += batch_flops(batch) * flops_factor
                 result.last_loss = loss
                 window_loss, window_n = window_loss + result.last_loss, window_n + 1
                 window_samples += batch["input_ids"].shape[0]
