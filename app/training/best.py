@@ -22,7 +22,8 @@ BEST = "best"
 
 
 def score(metrics: dict[str, float]) -> tuple[float, ...]:
-    return metrics.get("eval_accuracy", float("-inf")), -metrics.get("eval_loss", float("inf"))
+    """Higher is better: eval_score (a mixture's mean task figure) or accuracy, then lower loss."""
+    return metrics.get("eval_score", metrics.get("eval_accuracy", float("-inf"))), -metrics.get("eval_loss", float("inf"))
 
 
 class BestCheckpoint:

@@ -110,3 +110,71 @@ def test_a_validation_label_the_task_lacks_fails_the_job_naming_the_file(make_ct
     with pytest.raises(TrainingError) as info:
         run_strategy(ctx)
     assert info.value.param == "method.multitask.tasks.1.validation_file" and "zzz" in info.value.message
+
+
+def _score_rows(n: int, seed: int) -> list[dict]:
+    """Regression: the share of positive words among three (0, 1/3, 2/3 or 1, given as floats)."""
+    import random
+
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        k = i % 4
+        words = rng.sample(POSITIVE, k) + rng.sample(NEGATIVE, 3 - k)
+        rng.shuffle(words)
+        rows.append({"text": " ".join(words), "label": k / 3 + 0.001})  # a fraction: regression, not a class
+    return rows
+
+
+def _tag_rows(n: int, seed: int) -> list[dict]:
+    """Multi-label: which of the word lists a text draws from (one or two of them)."""
+    import random
+
+    rng, names = random.Random(seed), {"pos": POSITIVE, "neg": NEGATIVE, "obj": NEUTRAL}
+    rows = []
+    for i in range(n):
+        chosen = sorted(rng.sample(list(names), 1 + i % 2))
+        rows.append({"text": " ".join(w for name in chosen for w in rng.sample(names[name], 2)), "labels": chosen})
+    return rows
+
+
+def test_a_mixture_of_classification_regression_and_multi_label_heads(make_ctx, tmp_path):
+    """Each task type keeps its head width, loss and metrics in one mixture; eval_score (their mean primary
+    figure) picks the checkpoint; the regression head starts at its labels' mean."""
+    tasks = [{"name": "sentiment", "training_file": "f1", "validation_file": "f1v"},
+             {"name": "score", "training_file": "f2", "validation_file": "f2v"},
+             {"name": "tags", "training_file": "f3", "validation_file": "f3v"}]
+    ctx = make_ctx("multitask", settings={"tasks": tasks, "then": THEN_LORA}, n_train=24, batch_size=8,
+                   learning_rate=5e-3, n_epochs=6)
+    ctx.input_files.update({
+        "tasks.0.training_file": write_jsonl(tmp_path / "s.jsonl", make_classification_rows(40, seed=7)),
+        "tasks.0.validation_file": write_jsonl(tmp_path / "sv.jsonl", make_classification_rows(12, seed=8)),
+        "tasks.1.training_file": write_jsonl(tmp_path / "r.jsonl", _score_rows(40, seed=9)),
+        "tasks.1.validation_file": write_jsonl(tmp_path / "rv.jsonl", _score_rows(12, seed=10)),
+        "tasks.2.training_file": write_jsonl(tmp_path / "m.jsonl", _tag_rows(40, seed=11)),
+        "tasks.2.validation_file": write_jsonl(tmp_path / "mv.jsonl", _tag_rows(12, seed=12))})
+    assert run_strategy(ctx).status == "succeeded"
+    manifest = read_manifest(ctx.output_dir)
+    by_name = {t["name"]: t for t in manifest["multitask"]["tasks"]}
+    assert [by_name[n]["type"] for n in ("sentiment", "score", "tags")] == [
+        "sequence_classification", "regression", "multi_label_classification"]
+    assert by_name["tags"]["labels"] == ["neg", "obj", "pos"] and by_name["score"]["labels"] == []
+    heads = load_file(ctx.output_dir / "heads" / "heads.safetensors")
+    assert heads["score.weight"].shape == (1, 32) and heads["tags.weight"].shape == (3, 32)
+    assert {"pearson", "spearman", "mse"} <= set(by_name["score"]) and by_name["score"]["pearson"] > 0.5
+    assert {"micro_f1", "macro_f1"} <= set(by_name["tags"]) and by_name["tags"]["micro_f1"] > 0.5
+    assert by_name["sentiment"]["accuracy"] > 0.5
+    evals = [m for m in ctx.sink.of("metrics") if "eval_score" in m]
+    assert evals and all("eval_accuracy" not in m for m in evals)  # a mixed mixture has no single accuracy
+    first = [m for m in ctx.sink.of("message") if m.startswith("Multitask: sentiment")][0]
+    assert "score 40 rows of regression" in first and "tags 40 rows of multi_label_classification, 3 labels" in first
+    assert any("validation pearson" in m for m in ctx.sink.of("message"))
+
+
+def test_a_token_classification_task_fails_the_job_saying_to_use_then(make_ctx, tmp_path):
+    ctx = _ctx(make_ctx, tmp_path)
+    write_jsonl(ctx.input_files["tasks.1.training_file"], [{"tokens": ["Paris", "is"], "tags": ["B-LOC", "O"]}] * 4)
+    with pytest.raises(TrainingError) as info:
+        run_strategy(ctx)
+    assert info.value.code == "unsupported_task_type" and info.value.param == "method.multitask.tasks.1.training_file"
+    assert "then" in info.value.message and "token_classification" in info.value.message

@@ -23,17 +23,21 @@ class MultitaskTask(BaseModel):
     name: str = Field(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_.-]+$", description=(
         "Names the task's head and its metrics (eval_<name>_accuracy, train_<name>_loss): letters, digits, _ . -"))
     training_file: str = Field(description=(
-        "id of an uploaded file (purpose fine-tune) of labelled rows, like a job's training_file "
-        '({"text", "label"} or {"text", "text_pair", "label"}).'))
+        "id of an uploaded file (purpose fine-tune) of labelled rows, like a job's training_file: single-label "
+        '({"text", "label"} or with "text_pair"), regression (a float "label") or multi-label ("labels": [...]) '
+        "rows; token classification (NER) trains in `then`, not in the mixture (the heads read the pooled "
+        "sequence, as Muppet's do)."))
     validation_file: str | None = Field(None, description=(
-        "Optional: labelled rows scored for this task at each evaluation (eval_<name>_accuracy in the events)."))
+        "Optional: labelled rows of the same type scored for this task at each evaluation (eval_<name>_accuracy, "
+        "_pearson or _micro_f1 in the events; their mean is eval_score, which picks the best checkpoint)."))
 
 
 class MultitaskSettings(MethodSettings):
     """Multi-task pre-finetuning (Aghajanyan et al. 2021, "Muppet"): one shared encoder, one new head per
     task, every optimizer step on a heterogeneous batch whose rows are drawn from the tasks by `sampling`;
-    each row's loss is divided by log(its task's number of labels) (Muppet's loss scaling), so tasks with
-    many labels do not dominate. The encoder is registered as the model `multitask:<job id>`; `then`
+    a classification row's cross-entropy is divided by log(its task's number of labels) (Muppet's loss
+    scaling), so tasks with many labels do not dominate; regression rows add their squared error,
+    multi-label rows their binary cross-entropy. The encoder is registered as the model `multitask:<job id>`; `then`
     fine-tunes the job's training_file on it in the same job. Without `then`, the job's training_file
     joins the mixture as a task named "training_file" unless a task already names that file.
     `hyperparameters` is the mixture's schedule ("auto" sizes it by the job's training_file); an epoch is

@@ -7,7 +7,7 @@ runs that task method on the job's training_file over the encoder as it ships (i
 `task/`, step numbers continuing). The encoder is registered as `multitask:<job>` like adaptive's.
 
 Artifact: `encoder/` (save_pretrained + tokenizer), `heads/heads.safetensors` + `heads/tasks.json` (each
-task's labels, in head order), and the task method's files when `then` is given; the manifest records
+task's type and labels, in head order), and the task method's files when `then` is given; the manifest records
 every task (size, sampling probability, final metrics).
 """
 from __future__ import annotations
@@ -28,8 +28,9 @@ from app.training.checkpoints import latest_complete_checkpoint
 from app.training.engine import Run, optimize, seed_everything
 from app.training.registry import run_strategy
 from app.training.strategies.multitask.config import MultitaskSettings, multitask_model_id
-from app.training.strategies.multitask.mixture import (MixtureObjective, MultitaskModel, Task, evaluate, load_task,
-                                                       mixture_batches, sampling_probabilities)
+from app.training.data import REGRESSION
+from app.training.strategies.multitask.mixture import (PRIMARY, MixtureObjective, MultitaskModel, Task, evaluate,
+                                                       load_task, mixture_batches, sampling_probabilities)
 
 PHASE_DONE = "phase.json"
 TRAINING_FILE_TASK = "training_file"
@@ -63,9 +64,9 @@ def _pretrain(ctx: TrainContext, settings: MultitaskSettings) -> dict[str, Any]:
     tokenizer = AutoTokenizer.from_pretrained(ctx.base_model.path)
     tasks = [load_task(name, train, valid, tokenizer, hp.max_length) for name, train, valid in _task_files(ctx, settings)]
     probabilities = sampling_probabilities([len(t.train) for t in tasks], settings.sampling, settings.temperature)
-    ctx.sink.message("Multitask: " + "; ".join(f"{t.name} {len(t.train)} rows, {len(t.labels)} labels, p={p:.3f}"
+    ctx.sink.message("Multitask: " + "; ".join(f"{t.name} {len(t.train)} rows of {_shape(t)}, p={p:.3f}"
                                                for t, p in zip(tasks, probabilities)),
-                     data={"tasks": [{"name": t.name, "n_train": len(t.train), "n_valid": len(t.valid),
+                     data={"tasks": [{"name": t.name, "type": t.type, "n_train": len(t.train), "n_valid": len(t.valid),
                                       "labels": t.labels, "probability": p} for t, p in zip(tasks, probabilities)]})
     import torch
 
@@ -86,16 +87,21 @@ def _pretrain(ctx: TrainContext, settings: MultitaskSettings) -> dict[str, Any]:
         return record
     metrics = evaluate(model, tasks, pad_id, device) if scored else {}
     record |= {"metrics": metrics, "selected_step": run.selected_step,
-               "tasks": [{"name": t.name, "n_train": len(t.train), "n_valid": len(t.valid), "labels": t.labels,
+               "tasks": [{"name": t.name, "type": t.type, "n_train": len(t.train), "n_valid": len(t.valid),
+                          "labels": t.labels,
                           "probability": p, **{k.removeprefix(f"eval_{t.name}_"): v for k, v in metrics.items()
                                                if k.startswith(f"eval_{t.name}_")}}
                          for t, p in zip(tasks, probabilities)]}
     _save_phase(ctx, model, tokenizer, tasks, record, done_dir)
-    for task in record["tasks"]:
-        if "accuracy" in task:
-            ctx.sink.message(f"Multitask: {task['name']} validation accuracy {task['accuracy']:.3f}, loss "
-                             f"{task['loss']:.4f}", data={"task": task["name"], "accuracy": task["accuracy"]})
+    for task, kind in zip(record["tasks"], tasks):
+        if (key := PRIMARY[kind.type]) in task:
+            ctx.sink.message(f"Multitask: {task['name']} validation {key} {task[key]:.3f}, loss {task['loss']:.4f}",
+                             data={"task": task["name"], key: task[key]})
     return record
+
+
+def _shape(task: Task) -> str:
+    return "regression" if task.type == REGRESSION else f"{task.type}, {len(task.labels)} labels"
 
 
 def _save_phase(ctx: TrainContext, model: MultitaskModel, tokenizer, tasks: list[Task], record: dict[str, Any],
@@ -109,7 +115,7 @@ def _save_phase(ctx: TrainContext, model: MultitaskModel, tokenizer, tasks: list
     save_file({f"{name}.{k}": v.detach().cpu().contiguous() for name, head in model.heads.items()
                for k, v in head.state_dict().items()}, staging / "heads" / "heads.safetensors")
     (staging / "heads" / "tasks.json").write_text(json.dumps(
-        [{"name": t.name, "labels": t.labels} for t in tasks], indent=2, default=str))
+        [{"name": t.name, "type": t.type, "labels": t.labels} for t in tasks], indent=2, default=str))
     (staging / PHASE_DONE).write_text(json.dumps(record, default=str))
     fsync_tree(staging)
     replace_dir(staging, done_dir)
