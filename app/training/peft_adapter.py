@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 
 from app.training.base import TrainContext, TrainingError
+from app.training.lora_shape import default_targets
 
 
 def new_module_names(new_parameters: set[str]) -> list[str]:
@@ -27,16 +28,26 @@ def all_linear_names(model: torch.nn.Module, exclude: set[str]) -> list[str]:
                   if isinstance(m, torch.nn.Linear) and not any(f".{x}." in f".{name}." for x in exclude))
 
 
-def checked_targets(model: torch.nn.Module, ctx: TrainContext, targets: list[str], new_modules: list[str]) -> list[str]:
+def checked_targets(model: torch.nn.Module, ctx: TrainContext, targets: list[str], new_modules: list[str],
+                    field: str = "target_modules") -> list[str]:
     """`targets` if every one names a linear layer of the base (not a new module), else a TrainingError
-    naming the choices, reported on `method.<type>.target_modules`."""
+    naming the choices, reported on `method.<type>.<field>`."""
     available = linear_module_names(model, exclude=set(new_modules))
     missing = [t for t in targets if t not in available]
     if missing:
         raise TrainingError(f"target_modules {missing} are not linear layers of {ctx.base_model.id}; "
                             f"choose from {available}", code="invalid_method_settings",
-                            param=f"method.{ctx.method}.target_modules")
+                            param=f"method.{ctx.method}.{field}")
     return targets
+
+
+def lora_targets(model: torch.nn.Module, ctx: TrainContext, wanted: list[str] | str | None, whole: list[str],
+                 never: set[str] = frozenset(), field: str = "target_modules") -> list[str]:
+    """What LoRA adapts on an encoder: for "all-linear" every linear layer outside `whole` (trained whole)
+    and `never`; else the named layers, or the model_type's defaults, checked as checked_targets does."""
+    if wanted == "all-linear":
+        return all_linear_names(model, exclude={*whole, *never})
+    return checked_targets(model, ctx, wanted or default_targets(model.config.model_type), whole, field)
 
 
 def save_adapter(model, tokenizer, output_dir, ctx: TrainContext, new_parameters: set[str]) -> None:

@@ -2,11 +2,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
-from app.training.base_facts import BaseFacts, BaseProblem, target_problems
+from app.training.base_facts import BaseFacts, BaseProblem
 from app.training.config import MethodSettings
 from app.training.head_warmup import AUTO_MIN_STEPS, AUTO_SHARE, HeadWarmup
+from app.training.lora_shape import LoraShape
 from app.training.masking import MaskingSettings
 from app.training.methods import TaskMethod
 from app.training.strategies.adapter.config import LanguageAdapterSettings, width_problem
@@ -17,17 +18,9 @@ def adapted_model_id(job_id: str) -> str:
     return f"adapted:{job_id}"
 
 
-class AdaptiveLora(BaseModel):
-    """The LoRA adapter an MLM phase trains with `peft: "lora"` (Hu et al. 2021)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    r: int = Field(8, ge=1, le=256, description="Rank of the low-rank update matrices.")
-    lora_alpha: float = Field(16, gt=0, le=4096, description="Scaling numerator: updates are scaled by alpha/r.")
-    lora_dropout: float = Field(0.1, ge=0, le=0.9, description="Dropout on the LoRA branch input.")
-    target_modules: list[str] | Literal["all-linear"] | None = Field(None, min_length=1, description=(
-        'Encoder linear layers to adapt by short name (e.g. ["query", "value"]) or "all-linear"; default: attention '
-        "query and value. The MLM head is never adapted."))
+class AdaptiveLora(LoraShape):
+    """The LoRA adapter an MLM phase trains with `peft: "lora"` (Hu et al. 2021); it adapts the encoder only,
+    never the MLM head."""
 
 
 class AdaptiveSettings(MethodSettings):
@@ -100,6 +93,6 @@ class AdaptiveSettings(MethodSettings):
         problems = super().check_base(facts)
         if self.adapter is not None and (problem := width_problem(facts, self.adapter.reduction_factor)):
             problems.append(("adapter.reduction_factor", problem))
-        if self.peft == "lora" and isinstance(self.lora.target_modules, list):
-            problems += [(f"lora.{name}", why) for name, why in target_problems(facts, self.lora.target_modules)]
+        if self.peft == "lora":
+            problems += [(f"lora.{name}", why) for name, why in self.lora.encoder_target_problems(facts)]
         return problems

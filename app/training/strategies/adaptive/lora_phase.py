@@ -11,15 +11,19 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors.torch import load_file, save_file
 
 from app.training.adapted_base import ADAPTED_BASE, ADAPTER, MLM_HEAD, PEFT_PREFIX, filled_keys
 from app.training.base import TrainContext, TrainingError
+from app.training.lora_shape import default_targets
 from app.training.peft_adapter import linear_module_names
 from app.training.strategies.adaptive.config import AdaptiveLora
+
+if TYPE_CHECKING:
+    from peft import LoraConfig
 
 LORA = "lora_"
 NAME = "default"  # the injected adapter's name in the model's parameter names
@@ -37,7 +41,7 @@ def _targets(model: torch.nn.Module, settings: AdaptiveLora, ctx: TrainContext) 
     encoder = [name for name, m in model.named_modules() if isinstance(m, torch.nn.Linear) and name.startswith(prefix)]
     if settings.target_modules == "all-linear":
         return encoder
-    wanted = settings.target_modules or ["query", "value"]
+    wanted = settings.target_modules or default_targets(model.config.model_type)
     available = linear_module_names(model.base_model)
     if missing := [t for t in wanted if t not in available]:
         raise TrainingError(f"lora.target_modules {missing} are not linear layers of {ctx.base_model.id}'s encoder; "
@@ -48,14 +52,13 @@ def _targets(model: torch.nn.Module, settings: AdaptiveLora, ctx: TrainContext) 
 
 def lora_hooks(ctx: TrainContext, settings: AdaptiveLora, previous: Path | None) -> dict[str, Any]:
     """MlmPhase's `prepare` and `save`; `previous` is the earlier phase's adapted directory to continue."""
-    from peft import LoraConfig, inject_adapter_in_model
+    from peft import inject_adapter_in_model
 
     head_keys: list[str] = []  # the MLM head's own weights (the tied decoder apart): saved whole
     configs: list[LoraConfig] = []  # the config prepare injected, saved with the adapter
 
     def prepare(model: torch.nn.Module, missing: set[str]) -> set[str]:
-        configs.append(LoraConfig(r=settings.r, lora_alpha=settings.lora_alpha, lora_dropout=settings.lora_dropout,
-                                  target_modules=_targets(model, settings, ctx)))
+        configs.append(settings.peft_config(_targets(model, settings, ctx)))
         inject_adapter_in_model(configs[-1], model)
         supplied: set[str] = set()
         if previous is not None:

@@ -5,11 +5,11 @@ from typing import TYPE_CHECKING, Annotated, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from app.training.base_facts import BaseFacts, BaseProblem, target_problems
+from app.training.base_facts import BaseFacts, BaseProblem
 from app.training.config import AutoRule, TaskMethodSettings
+from app.training.lora_shape import LoraShape
 from app.training.stability.settings import StabilitySettings
 from app.training.strategies.cloze.patterns import MASK, pattern_problem, slots_used
-from app.training.strategies.lora.config import LoraSettings, default_target_problems
 
 if TYPE_CHECKING:
     from app.training.data import DatasetSummary
@@ -18,23 +18,16 @@ DEFAULT_PATTERN = "{text} It was [MASK]."
 MAX_WORD = 100  # characters of one verbalizer word
 # the check behind cloze.peft's auto learning rate (auto_rule)
 PEFT_CHECK = {"lora": "0.914 at 2e-3 vs 0.778 at 1e-4", "bitfit": "0.850 at 1e-2 vs 0.750 at 1e-4"}
-LORA = LoraSettings.model_fields  # cloze.peft's LoRA takes LoRA's own fields (same bounds and help)
 # TaskMethodSettings options that have no meaning for a cloze model, and why
 UNUSED = {"aux_mlm_weight": "cloze trains the masked-LM head itself; an auxiliary MLM loss is not available here",
           "train_pooler": "cloze predicts with the masked-LM head, which never reads the pooler"}
 
 
-class ClozeLora(BaseModel):
+class ClozeLora(LoraShape):
     """LoRA (Hu et al. 2021) on the masked-LM's encoder: only the low-rank matrices train and ship (plus the
     MLM-head transform when the base lacked one)."""
 
-    model_config = ConfigDict(extra="forbid")
-
     type: Literal["lora"] = Field(description="LoRA adapters on the encoder; the artifact is adapter/ (peft).")
-    r: int = LORA["r"]
-    lora_alpha: float = LORA["lora_alpha"]
-    lora_dropout: float = LORA["lora_dropout"]
-    target_modules: list[str] | Literal["all-linear"] | None = LORA["target_modules"]
 
 
 class ClozeBitFit(BaseModel):
@@ -139,15 +132,9 @@ class ClozeSettings(TaskMethodSettings):
     def check_base(self, facts: BaseFacts) -> list[BaseProblem]:
         """LoRA's target_modules (given or the defaults) must be linear layers of the base."""
         problems = super().check_base(facts)
-        if not isinstance(self.peft, ClozeLora) or facts.tensors is None:
+        if not isinstance(self.peft, ClozeLora):
             return problems
-        if isinstance(self.peft.target_modules, list):
-            found = target_problems(facts, self.peft.target_modules)
-        elif self.peft.target_modules is None:
-            found = default_target_problems(facts, set())
-        else:
-            found = []
-        return problems + [(f"peft.{field}", message) for field, message in found]
+        return problems + [(f"peft.{field}", message) for field, message in self.peft.encoder_target_problems(facts)]
 
     def check_data(self, data: DatasetSummary) -> list[BaseProblem]:
         """Every label of the training file has a word, and {text_pair} is used exactly when it has pairs."""

@@ -14,12 +14,11 @@ from typing import Any
 
 import torch
 
-from app.training.base import TrainContext, TrainingError
+from app.training.base import TrainContext
 from app.training.delta import save_delta
-from app.training.peft_adapter import all_linear_names, checked_targets, new_module_names, save_adapter
+from app.training.peft_adapter import lora_targets, new_module_names, save_adapter
 from app.training.strategies.cloze.apply import WHOLE
 from app.training.strategies.cloze.config import ClozeLora, ClozeSettings
-from app.training.strategies.lora.config import default_targets
 
 
 def _decoder(mlm: torch.nn.Module) -> tuple[str, set[str]]:
@@ -56,17 +55,8 @@ def save_weights(model: torch.nn.Module, tokenizer: Any, output_dir: Path, ctx: 
 
 
 def _lora(mlm: torch.nn.Module, ctx: TrainContext, lora: ClozeLora, new_parameters: set[str], decoder: str):
-    from peft import LoraConfig, get_peft_model
+    from peft import get_peft_model
 
     whole = new_module_names(new_parameters)
-    if lora.target_modules == "all-linear":
-        targets = all_linear_names(mlm, exclude={*whole, decoder})
-    else:
-        try:
-            targets = checked_targets(mlm, ctx, lora.target_modules or default_targets(mlm.config.model_type), whole)
-        except TrainingError as exc:
-            exc.param = f"method.{ctx.method}.peft.target_modules"
-            raise
-    config = LoraConfig(target_modules=targets, modules_to_save=whole or None, r=lora.r, lora_alpha=lora.lora_alpha,
-                        lora_dropout=lora.lora_dropout)
-    return get_peft_model(mlm, config)
+    targets = lora_targets(mlm, ctx, lora.target_modules, whole, never={decoder}, field="peft.target_modules")
+    return get_peft_model(mlm, lora.peft_config(targets, modules_to_save=whole or None))

@@ -8,12 +8,12 @@ from __future__ import annotations
 from app.training.base import TrainContext, TrainingError, TrainResult
 from app.training.task_run import run_classification
 from app.training.tasks.base import peft_task_type
-from app.training.peft_adapter import all_linear_names, checked_targets, new_module_names, save_adapter
-from app.training.strategies.lora.config import LoraSettings, default_targets
+from app.training.peft_adapter import lora_targets, new_module_names, save_adapter
+from app.training.strategies.lora.config import LoraSettings
 
 
 def _prepare(model, ctx: TrainContext, new_parameters: set[str]):
-    from peft import LoraConfig, get_peft_model
+    from peft import get_peft_model
 
     settings = ctx.settings_as(LoraSettings)
     new_modules = new_module_names(new_parameters)
@@ -22,14 +22,9 @@ def _prepare(model, ctx: TrainContext, new_parameters: set[str]):
     if unknown:
         raise TrainingError(f"modules_to_save {unknown} name no module of {ctx.base_model.id}",
                             code="invalid_method_settings", param="method.lora.modules_to_save")
-    if settings.target_modules == "all-linear":
-        targets = all_linear_names(model, exclude=set(whole))
-    else:
-        targets = settings.target_modules or default_targets(model.config.model_type)
-        targets = checked_targets(model, ctx, targets, whole)
-    config = LoraConfig(task_type=peft_task_type(model), modules_to_save=whole or None, target_modules=targets,
-                        r=settings.r, lora_alpha=settings.lora_alpha, lora_dropout=settings.lora_dropout,
-                        bias=settings.bias, use_rslora=settings.use_rslora, use_dora=settings.use_dora)
+    config = settings.peft_config(lora_targets(model, ctx, settings.target_modules, whole),
+                                  task_type=peft_task_type(model), modules_to_save=whole or None, bias=settings.bias,
+                                  use_rslora=settings.use_rslora, use_dora=settings.use_dora)
     return get_peft_model(model, config)
 
 

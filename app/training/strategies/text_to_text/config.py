@@ -8,6 +8,7 @@ from pydantic import Field, ValidationInfo, model_validator
 from app.training.auto_rule import AutoRule
 from app.training.base_facts import BaseProblem
 from app.training.config import RESOLVED, MethodSettings
+from app.training.lora_shape import LoraDropout, LoraShape, LoraTargets
 
 if TYPE_CHECKING:
     from app.training.data import DatasetSummary
@@ -20,19 +21,19 @@ LORA_RULE_SOURCE = ("LoRA on a generative model (Hu et al. 2021 used 2e-4 for GP
                     "tiny or random bases learn faster at a higher rate): 1e-3, up to 10 epochs on small files")
 
 
-class TextToTextSettings(MethodSettings):
+class TextToTextSettings(LoraShape, MethodSettings):
     """Text-to-text: a seq2seq or decoder LM learns to generate the target (Raffel et al. 2020, T5); full
-    fine-tuning, or LoRA on its attention (Hu et al. 2021) with `peft: "lora"`."""
+    fine-tuning, or LoRA on its attention (Hu et al. 2021) with `peft: "lora"` (r, lora_alpha, lora_dropout and
+    target_modules configure it)."""
 
+    # a generative model's own defaults: less dropout, and peft's per-architecture targets (not an encoder's)
+    lora_dropout: LoraDropout = 0.05
+    target_modules: LoraTargets = Field(None, description=(
+        "Modules LoRA adapts; default: peft's choice for the architecture (T5: q, v; GPT-2: c_attn; Llama: "
+        'q_proj, v_proj), or "all-linear".'))
     peft: Literal["none", "lora"] = Field("none", description=(
         'none: every weight trains; "lora": a LoRA adapter through the peft library (the artifact is the adapter '
         "in PEFT's format, loadable with PeftModel.from_pretrained over the base)."))
-    r: int = Field(8, ge=1, le=256, description='LoRA rank (peft "lora" only).')
-    lora_alpha: float = Field(16, gt=0, le=4096, description='LoRA scaling numerator: updates scale by alpha/r.')
-    lora_dropout: float = Field(0.05, ge=0, le=0.9, description="Dropout on the LoRA branch input.")
-    target_modules: list[str] | Literal["all-linear"] | None = Field(None, min_length=1, description=(
-        "Modules LoRA adapts; default: peft's choice for the architecture (T5: q, v; GPT-2: c_attn; Llama: "
-        'q_proj, v_proj), or "all-linear".'))
     max_target_length: int = Field(64, ge=1, le=1024, description=(
         "Tokens of a target (or of each assistant turn's share of max_length) kept for training; longer ones "
         "are truncated."))
@@ -42,7 +43,7 @@ class TextToTextSettings(MethodSettings):
 
     @model_validator(mode="after")
     def _lora_fields_need_lora(self, info: ValidationInfo) -> TextToTextSettings:
-        given = {"r", "lora_alpha", "lora_dropout", "target_modules"} & self.model_fields_set
+        given = set(LoraShape.model_fields) & self.model_fields_set
         resolved = bool(info.context and info.context.get(RESOLVED))  # a stored method shows every default
         if given and self.peft != "lora" and not resolved:
             raise ValueError(f'{sorted(given)} configure LoRA; set "peft": "lora" to use them, or leave them out')

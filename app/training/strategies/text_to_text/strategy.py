@@ -77,11 +77,10 @@ def _prepare(model, settings: TextToTextSettings, kind: str, ctx: TrainContext):
         for param in model.parameters():
             param.requires_grad_(True)
         return model
-    from peft import LoraConfig, TaskType, get_peft_model
+    from peft import TaskType, get_peft_model
 
-    config = LoraConfig(task_type=TaskType.SEQ_2_SEQ_LM if kind == "seq2seq" else TaskType.CAUSAL_LM,
-                        r=settings.r, lora_alpha=settings.lora_alpha, lora_dropout=settings.lora_dropout,
-                        target_modules=settings.target_modules)
+    config = settings.peft_config(settings.target_modules,
+                                  task_type=TaskType.SEQ_2_SEQ_LM if kind == "seq2seq" else TaskType.CAUSAL_LM)
     try:
         return get_peft_model(model, config)
     except ValueError as exc:  # peft: target modules not found, or no default for this architecture
