@@ -187,7 +187,8 @@ class TuneforgeClient:
     def list_models(self) -> list[Model]:
         return self._get(Page[Model], "/v1/models").data
 
-    def predict(self, model: str, inputs: list[str | dict[str, Any]], max_new_tokens: int | None = None) -> PredictionList:
+    def predict(self, model: str, inputs: list[str | dict[str, Any]],
+                max_new_tokens: int | None = None) -> PredictionList:
         """POST /v1/predictions: a label and per-label probabilities for each input, in order; an input
         is a text or, for a model trained on pairs, {"text": ..., "text_pair": ...}. text_to_text models
         answer with the generated `text` (at most `max_new_tokens`, default the job's); a decoder trained on chat

@@ -30,7 +30,8 @@ def _prompts(served: ServedModel, inputs: list) -> list:
 
 
 def answers(served: ServedModel, texts: list[str]) -> list[dict[str, Any]]:
-    """Per generated text (a chat-trained model's: the assistant's reply): {"text"}, plus the label it names (None: no label) for classification-trained jobs."""
+    """Per generated text (a chat-trained model's: the assistant's reply): {"text"}, plus the label it names
+    (None: no label) for classification-trained jobs."""
     labels = list(served.labels)
     if not labels:
         return [{"text": text} for text in texts]

@@ -32,9 +32,10 @@ class BaseModelMissing(TrainingError):
 
     def __init__(self, model_id: str, path: Path | str, sha256: str | None = None):
         content = f" (sha256 {sha256[:12]}…)" if sha256 else ""
-        super().__init__(f"Base model {model_id!r}{content} is neither at {path} nor in the object store, so the models "
-                         f"built on it cannot load. An operator can register the same files again with `tuneforge "
-                         f"models add {model_id} <directory>`, then retry.", code="base_model_missing", param="model")
+        super().__init__(f"Base model {model_id!r}{content} is neither at {path} nor in the object store, so the "
+                         f"models built on it cannot load. An operator can register the same files again with "
+                         f"`tuneforge models add {model_id} <directory>`, then retry.", code="base_model_missing",
+                         param="model")
         self.model_id, self.path = model_id, Path(path)
 
 

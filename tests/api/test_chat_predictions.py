@@ -40,8 +40,8 @@ def chat_job(database, tmp_path_factory) -> ChatJob:
     with session_scope() as db:
         register(db, base, make_tiny_gpt2(tmp_path_factory.mktemp("chat") / base, chat_template=CHAT_TEMPLATE))
     _, key = new_tenant()
-    rows = [{"messages": [SYSTEM, {"role": "user", "content": r["input"]}, {"role": "assistant", "content": r["target"]}]}
-            for r in make_mapping_rows(48, seed=1)]
+    rows = [{"messages": [SYSTEM, {"role": "user", "content": r["input"]},
+                          {"role": "assistant", "content": r["target"]}]} for r in make_mapping_rows(48, seed=1)]
     with TestClient(app) as client:
         ids = []
         for file_rows, epochs in ((rows, HYPER["n_epochs"]), (make_mapping_rows(16), 1)):
@@ -72,8 +72,8 @@ def test_conversations_get_the_reply_the_job_learned(client, chat_job):
     assert all("label" not in row for row in answer.json()["data"])
     plain = _predict(client, chat_job.key, chat_job.model, [r["input"] for r in rows])  # a text: the user's turn
     assert [row["text"] for row in plain.json()["data"]] == texts
-    longer = _predict(client, chat_job.key, chat_job.model, [[SYSTEM, user[0], {"role": "assistant", "content": "happy"},
-                                                              user[1]]])
+    turns = [SYSTEM, user[0], {"role": "assistant", "content": "happy"}, user[1]]
+    longer = _predict(client, chat_job.key, chat_job.model, [turns])
     assert longer.status_code == 200 and isinstance(longer.json()["data"][0]["text"], str)
 
 

@@ -80,7 +80,8 @@ def test_an_adapted_model_finds_its_root_registered_again_elsewhere(database, tm
     with pytest.raises(BaseModelMissing) as missing:
         check_loadable(f"adapted:{root}", adapted)
     assert missing.value.code == "base_model_missing" and missing.value.model_id == root
-    assert str(original) in missing.value.message and f"`tuneforge models add {root} <directory>`" in missing.value.message
+    assert str(original) in missing.value.message
+    assert f"`tuneforge models add {root} <directory>`" in missing.value.message
     _register(root, _changed_copy(elsewhere, tmp_path / "other"))  # other content under the id: still missing
     with pytest.raises(BaseModelMissing):
         base_dir(adapted)

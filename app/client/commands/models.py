@@ -44,8 +44,8 @@ def predict(model: Annotated[str, typer.Argument(help="A fine-tuned model name o
         result = client.predict(model, inputs, max_new_tokens=max_new_tokens)
     if as_json:
         return print_json(result)
-    shown = [i if isinstance(i, str) else f"{i['text']} | {i['text_pair']}" if "text" in i else i["messages"][-1]["content"]
-             for i in inputs]
+    shown = [i if isinstance(i, str) else f"{i['text']} | {i['text_pair']}" if "text" in i
+             else i["messages"][-1]["content"] for i in inputs]
     print_table(["prediction", "probability", "text"], [
         [*answer(p), shown[p.index] if p.index < len(shown) else ""] for p in result.data])
 
