@@ -29,6 +29,7 @@ from app.core.text import storable
 from app.models import BaseModel, Job
 from app.models.job import JobStatus
 from app.training.artifacts import read_manifest
+from app.training.adapted_base import check_loadable
 from app.training.base import BaseModelRef, ProgressSink, TrainingError
 from app.training.lineage import (ENCODER_PREFIX, chained_model_id, describe_lineage, is_classifier, lineage_step,
                                   materialize_encoder, merge_problem, source_method)
@@ -153,6 +154,7 @@ def _materialize(job: Job, source: _Source) -> BaseModelRef:
         raise TrainingError(f"Job {source.job_id} was trained on base model {source.manifest['base_model']['id']!r}, "
                             "which is no longer registered, so its encoder cannot be rebuilt.", code="model_not_found",
                             param="model")
+    check_loadable(source.manifest["base_model"]["id"], source.base_path)
     out = get_settings().base_models_dir / job.tenant_id / f"encoder-{source.job_id}"
     out.parent.mkdir(parents=True, exist_ok=True)
     materialize_encoder(source.artifact_dir, source.base_path, out)

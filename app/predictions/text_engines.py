@@ -19,17 +19,19 @@ from app.training.strategies.text_to_text.generation import generate, match_labe
 from app.training.strategies.text_to_text.model import load_text_model, model_class
 
 
-def _prompts(served: ServedModel, texts: list[str]) -> list:
-    """Chat-trained models read each text as the user's turn of a new conversation, after the system message
-    all training conversations shared (if they did)."""
+def _prompts(served: ServedModel, inputs: list) -> list:
+    """Chat-trained models read a text as the user's turn of a new conversation, and a conversation as it is,
+    both after the system message all training conversations shared (if they did and it has none of its own)."""
     if served.task != CHAT:
-        return texts
-    system = [{"role": "system", "content": served.system, "weight": 1}] if served.system is not None else []
-    return [[*system, {"role": "user", "content": t, "weight": 1}] for t in texts]
+        return inputs
+    system = [{"role": "system", "content": served.system}] if served.system is not None else []
+    conversations = [[{"role": "user", "content": x}] if isinstance(x, str) else x for x in inputs]
+    return [c if any(m["role"] == "system" for m in c) else [*system, *c] for c in conversations]
 
 
 def answers(served: ServedModel, texts: list[str]) -> list[dict[str, Any]]:
-    """Per generated text: {"text"}, plus the label it names (None: no label) for classification-trained jobs."""
+    """Per generated text (a chat-trained model's: the assistant's reply): {"text"}, plus the label it names
+    (None: no label) for classification-trained jobs."""
     labels = list(served.labels)
     if not labels:
         return [{"text": text} for text in texts]
@@ -44,7 +46,7 @@ class TextModel:
     model: Any
     kind: str
 
-    def generate(self, name: str, tokenizer: Any, served: ServedModel, texts: list[str], max_new_tokens: int,
+    def generate(self, name: str, tokenizer: Any, served: ServedModel, texts: list, max_new_tokens: int,
                  batch_rows: int) -> list[dict[str, Any]]:
         return answers(served, generate(self.model, tokenizer, self.kind, _prompts(served, texts),
                                         served.max_length or 512, max_new_tokens, batch_rows))
@@ -81,7 +83,7 @@ class TextPool:
         self.peft.delete_adapter(name)
         return False
 
-    def generate(self, name: str, tokenizer: Any, served: ServedModel, texts: list[str], max_new_tokens: int,
+    def generate(self, name: str, tokenizer: Any, served: ServedModel, texts: list, max_new_tokens: int,
                  batch_rows: int) -> list[dict[str, Any]]:
         if self.peft.active_adapter != name:
             self.peft.set_adapter(name)

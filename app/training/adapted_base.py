@@ -29,20 +29,23 @@ def is_adapted(path: Path | str) -> bool:
 
 
 def base_dir(path: Path | str) -> Path:
-    """The directory of the model an adapted directory builds on: its recorded path, else this host's
-    copy by content hash, fetched from a remote object store the first time (app.base_models.service)."""
+    """The directory of the model an adapted directory builds on: its recorded path, else this host's copy by
+    content hash (fetched from a remote object store the first time), else where the model with that id and
+    content is registered now (an operator registered the files again elsewhere); BaseModelMissing otherwise."""
     record = json.loads((Path(path) / ADAPTED_BASE).read_text())
     recorded = Path(record["path"])
     if (recorded / "config.json").is_file():
         return recorded
-    from app.base_models.service import local_model_dir
+    from app.base_models.service import local_model_dir, registered_copy
     from app.models import BaseModel
 
-    local = local_model_dir(BaseModel(id=record["id"], path=record["path"], sha256=record["sha256"]))
-    if (local / "config.json").is_file():
-        return local
-    raise FileNotFoundError(f"base model {record['id']!r} (sha256 {record['sha256'][:12]}…), which the adapted "
-                            f"model at {path} builds on, is neither at {recorded} nor in the object store")
+    for local in (local_model_dir(BaseModel(id=record["id"], path=record["path"], sha256=record["sha256"])),
+                  registered_copy(record["id"], record["sha256"])):
+        if local is not None and (local / "config.json").is_file():
+            return local
+    from app.training.base import BaseModelMissing  # here: app.training.base imports this module's importers
+
+    raise BaseModelMissing(record["id"], recorded, record["sha256"])
 
 
 def weights_dir(path: Path | str) -> Path:
@@ -51,6 +54,15 @@ def weights_dir(path: Path | str) -> Path:
     while is_adapted(path):
         path = base_dir(path)
     return path
+
+
+def check_loadable(model_id: str, path: Path | str) -> None:
+    """Refuse, naming the model and the missing path, a base whose weights (or, through adapted directories,
+    their root's) are not on this host, before a job starts training on it."""
+    if not (weights_dir(path) / "config.json").is_file():
+        from app.training.base import BaseModelMissing
+
+        raise BaseModelMissing(model_id, path)
 
 
 def load_pretrained(model_class: Any, path: Path | str, **kwargs: Any) -> Any:

@@ -26,6 +26,19 @@ class TrainingError(Exception):
         self.param = param
 
 
+class BaseModelMissing(TrainingError):
+    """A base model's directory is gone from this host and the object store: say which model, where it was looked
+    for, and how an operator brings it back, instead of a FileNotFoundError from deep inside a load."""
+
+    def __init__(self, model_id: str, path: Path | str, sha256: str | None = None):
+        content = f" (sha256 {sha256[:12]}…)" if sha256 else ""
+        super().__init__(f"Base model {model_id!r}{content} is neither at {path} nor in the object store, so the "
+                         f"models built on it cannot load. An operator can register the same files again with "
+                         f"`tuneforge models add {model_id} <directory>`, then retry.", code="base_model_missing",
+                         param="model")
+        self.model_id, self.path = model_id, Path(path)
+
+
 class ProgressSink(Protocol):
     """Where a strategy reports progress. The worker's sink writes to PostgreSQL."""
 

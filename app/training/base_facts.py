@@ -117,9 +117,12 @@ def numel(shape: tuple[int, ...]) -> int:
 def base_facts(path: Path, name: str) -> BaseFacts | None:
     """The facts of the model directory `path` (registered as `name`), or None when they cannot be read:
     the submission checks are then skipped and the strategy's train-time checks still apply."""
+    from app.training.base import TrainingError  # here: app.training.base imports this module (via config)
+
     try:
         return replace(_cached(str(path), _stamp(path)), name=name)
-    except (OSError, ValueError, KeyError, TypeError) as exc:  # BaseFactsError, or a malformed file
+    except (OSError, ValueError, KeyError, TypeError, TrainingError) as exc:  # BaseFactsError, a malformed file, or
+        # an adapted base whose root is gone (BaseModelMissing: the job says so when it runs)
         log.warning("cannot read the facts of base model %s at %s: %s", name, path, exc)
         return None
 

@@ -31,6 +31,7 @@ from app.jobs.events import record_event
 from app.jobs.results import metrics_events, metrics_rows, register_result_file
 from app.models import Artifact, BaseModel, File, Job
 from app.models.job import JobStatus
+from app.training.adapted_base import check_loadable
 from app.training.artifacts import file_records
 from app.training.base import BaseModelRef, ProducedModel, TrainContext, TrainingError, TrainResult
 from app.training.lineage import record_lineage
@@ -75,11 +76,13 @@ def build_context(job: Job, sink: DatabaseSink, output_dir: Path) -> TrainContex
         if file_id not in files:
             raise TrainingError(f"File {file_id} was deleted before the job ran; upload it again.",
                                 code="file_not_found", param="training_file")
+    base_model = chain[0] if chain else BaseModelRef(id=base.id, path=local_model_dir(base), sha256=base.sha256)
+    check_loadable(base_model.id, base_model.path)  # its files (an adapted model's: its root's) are on this host
     checkpoint_dir = get_settings().checkpoints_dir / job.id
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     return TrainContext(
         job_id=job.id, method=method.type, settings=method.settings, hyperparameters=method.hyperparameters,
-        base_model=chain[0] if chain else BaseModelRef(id=base.id, path=local_model_dir(base), sha256=base.sha256),
+        base_model=base_model,
         train_file=_verified(files[job.training_file], "training_file"),
         validation_file=_verified(files[job.validation_file], "validation_file") if job.validation_file else None,
         output_dir=output_dir, checkpoint_dir=checkpoint_dir, sink=sink,

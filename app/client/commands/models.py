@@ -23,6 +23,9 @@ def predict(model: Annotated[str, typer.Argument(help="A fine-tuned model name o
             texts: Annotated[list[str] | None, typer.Argument(help="Texts to classify.")] = None,
             file: Annotated[Path | None, typer.Option(
                 "--file", help='JSONL of {"text": ...} rows (a validation file will do) to classify too.')] = None,
+            messages: Annotated[Path | None, typer.Option(
+                "--messages", help='JSONL of chat rows ({"messages": [...]}; a chat validation file will do: each '
+                "conversation up to its last assistant reply) for a decoder trained on chat rows.")] = None,
             max_new_tokens: Annotated[int | None, typer.Option(
                 help="text_to_text models: tokens to generate at most (default: the job's).")] = None,
             as_json: JsonOption = False, url: UrlOption = None, api_key: KeyOption = None) -> None:
@@ -30,16 +33,19 @@ def predict(model: Annotated[str, typer.Argument(help="A fine-tuned model name o
     generated text, and the label it names)."""
     from app.client.errors import ClientError
 
-    inputs: list[str | dict[str, str]] = list(texts or [])
+    inputs: list = list(texts or [])
     if file is not None:
         inputs += read_inputs(file)
+    if messages is not None:
+        inputs += read_conversations(messages)
     if not inputs:
-        raise ClientError("nothing to classify: give TEXT arguments or --file")
+        raise ClientError("nothing to classify: give TEXT arguments, --file or --messages")
     with connect(url, api_key) as client:
         result = client.predict(model, inputs, max_new_tokens=max_new_tokens)
     if as_json:
         return print_json(result)
-    shown = [i if isinstance(i, str) else f"{i['text']} | {i['text_pair']}" for i in inputs]
+    shown = [i if isinstance(i, str) else f"{i['text']} | {i['text_pair']}" if "text" in i
+             else i["messages"][-1]["content"] for i in inputs]
     print_table(["prediction", "probability", "text"], [
         [*answer(p), shown[p.index] if p.index < len(shown) else ""] for p in result.data])
 
@@ -77,3 +83,26 @@ def read_inputs(path: Path) -> list[str | dict[str, str]]:
     except (OSError, DatasetError) as exc:
         raise ClientError(f"{path}: {exc}") from exc
     return inputs
+
+
+def read_conversations(path: Path) -> list[dict[str, list[dict[str, str]]]]:
+    """{"messages"} per chat row of a JSONL file, without the assistant turns that end it (the replies to
+    generate) and the training-only "weight"; the service checks roles and contents."""
+    from app.client.errors import ClientError
+    from app.training.data import DatasetError, iter_jsonl
+
+    conversations = []
+    try:
+        for number, row in iter_jsonl(path):
+            turns = row.get("messages")
+            if not isinstance(turns, list) or not all(isinstance(m, dict) for m in turns):
+                raise DatasetError('needs "messages": an array of {"role", "content"} objects', number)
+            turns = [{k: v for k, v in m.items() if k != "weight"} for m in turns]
+            while turns and turns[-1].get("role") == "assistant":
+                turns.pop()
+            if not turns:
+                raise DatasetError("has no message before its assistant reply; give the user's turn", number)
+            conversations.append({"messages": turns})
+    except (OSError, DatasetError) as exc:
+        raise ClientError(f"{path}: {exc}") from exc
+    return conversations

@@ -28,10 +28,11 @@ def match_label(text: str, labels: list[str]) -> str | None:
 
 def prompt_ids(tokenizer: Any, kind: str, prompt: str | list[dict[str, Any]], max_length: int) -> list[int]:
     """What the model reads for one input: a text, or a conversation (decoders with chat rows) whose last
-    turn the assistant answers."""
+    turn the assistant answers; a conversation longer than max_length loses its oldest tokens, never the
+    assistant's cue at its end."""
     if isinstance(prompt, list):
         text, _ = render_chat(tokenizer, prompt, add_generation_prompt=True)
-        return tokenizer(text, add_special_tokens=False, truncation=True, max_length=max_length)["input_ids"]
+        return tokenizer(text, add_special_tokens=False)["input_ids"][-max_length:]
     if kind == "seq2seq":
         ids = tokenizer(prompt, truncation=True, max_length=max_length)["input_ids"]
         eos = tokenizer.eos_token_id
