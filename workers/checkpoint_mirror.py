@@ -31,6 +31,8 @@ class CheckpointMirror:
         self._hashes: dict[tuple[int, ...], str] = {}
         self._known: set[str] = set()
         self._thread: threading.Thread | None = None
+        for left in root.parent.glob(f".{root.name}.upload-*"):  # a killed attempt's staging links
+            shutil.rmtree(left, ignore_errors=True)
 
     def restore(self, sink: ProgressSink) -> stored.Snapshot | None:
         """Fetch the store's newest complete snapshot when this host's dir is older (or empty); says so."""
