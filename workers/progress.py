@@ -4,7 +4,7 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
@@ -16,6 +16,9 @@ from app.models import Job, JobCheckpoint
 from app.models.base import utcnow
 from app.models.job import JobStatus
 from app.training.base import StopReason
+
+if TYPE_CHECKING:
+    from workers.checkpoint_mirror import CheckpointMirror
 
 
 STOP_REASONS: dict[str, StopReason | None] = {JobStatus.running: None, JobStatus.pausing: "pause",
@@ -29,8 +32,9 @@ class LeaseLost(Exception):
 class DatabaseSink:
     """Implements app.training.base.ProgressSink for one claimed attempt of a job."""
 
-    def __init__(self, job_id: str, worker_id: str, poll_interval: float):
-        self.job_id, self.worker_id, self.poll_interval = job_id, worker_id, poll_interval
+    def __init__(self, job_id: str, worker_id: str, poll_interval: float, mirror: CheckpointMirror | None = None):
+        """`mirror`: with a remote object store, where each complete checkpoint is also copied."""
+        self.job_id, self.worker_id, self.poll_interval, self.mirror = job_id, worker_id, poll_interval, mirror
         self._last_poll = 0.0
         self._last_answer: StopReason | None = None
 
@@ -43,6 +47,9 @@ class DatabaseSink:
         with_db(lambda s: record_event(s, self.job_id, f"Step {step}: {summary}", type="metrics", data=data))
 
     def checkpoint(self, step: int, path: Path, metrics: dict[str, float]) -> None:
+        if self.mirror is not None:
+            self.mirror.snapshot(step)
+
         def write(session) -> None:
             session.execute(insert(JobCheckpoint).values(
                 id=new_id("ftckpt-"), job_id=self.job_id, step_number=step, metrics=metrics, path=str(path),

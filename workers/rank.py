@@ -21,6 +21,7 @@ from app.core.config import get_settings
 from app.core.retry import with_db
 from app.models import Job
 from app.training.base import TrainingError
+from workers.checkpoint_mirror import mirror_for
 from workers.progress import DatabaseSink, LeaseLost
 
 
@@ -40,8 +41,10 @@ def _train(job_id: str, worker: str, staging: Path, rank: int) -> dict[str, Any]
     from workers.tasks.run_job import build_context
 
     job = with_db(lambda session: session.get(Job, job_id))
-    if rank == 0:
-        ctx = build_context(job, DatabaseSink(job_id, worker, get_settings().stop_poll_interval), staging)
+    mirror = None
+    if rank == 0:  # the parent worker restored the newest stored checkpoint already; rank 0 stores new ones
+        mirror = mirror_for(job_id, get_settings().checkpoints_dir / job_id)
+        ctx = build_context(job, DatabaseSink(job_id, worker, get_settings().stop_poll_interval, mirror), staging)
     else:
         private = staging.with_name(f"{staging.name}.rank{rank}")
         shutil.rmtree(private, ignore_errors=True)
@@ -52,8 +55,12 @@ def _train(job_id: str, worker: str, staging: Path, rank: int) -> dict[str, Any]
         result = run_strategy(ctx)
         if rank == 0 and result.status == "succeeded" and "lineage" in ctx.extra:
             record_lineage(staging, ctx.extra["lineage"])
+        if mirror is not None and result.status in ("succeeded", "paused"):
+            mirror.flush()
         return {"result": dataclasses.asdict(result)}
     finally:
+        if mirror is not None:
+            mirror.close(drop=True)
         if rank != 0:
             shutil.rmtree(staging.with_name(f"{staging.name}.rank{rank}"), ignore_errors=True)
 

@@ -2,7 +2,8 @@
 
 With a remote object store (TUNEFORGE_ARTIFACT_URL) a registered model is also uploaded once under
 `base_models/<sha256>/`, and every host keeps one local copy per content hash (the cache), fetched the
-first time a job there needs it; the host that registered it links its own directory instead."""
+first time a job there needs it; the host that registered it links its own directory instead. The cache
+stays under TUNEFORGE_MODEL_CACHE_MAX_BYTES (app.base_models.cache)."""
 from __future__ import annotations
 
 import os
@@ -14,7 +15,9 @@ from sqlalchemy.orm import Session, aliased
 
 from app.base_models.kinds import ModelDirError, check_tokenizer, model_kind, read_config
 from app.core.errors import BadRequest, Conflict, NotFound, shown
-from app.core.object_store import cache_dir, get_store
+from app.base_models.cache import cached_model_dir, evict, in_use
+from app.core.config import get_settings
+from app.core.object_store import get_store
 from app.core.text import storable
 from app.fsio import directory_sha256, sha256_file
 from app.models import Artifact, BaseModel, Job
@@ -47,10 +50,6 @@ def register(session: Session, model_id: str, path: Path, tenant_id: str | None 
     return row
 
 
-def cached_model_dir(sha256: str) -> Path:
-    return cache_dir() / "base_models" / sha256
-
-
 def share(path: Path, sha256: str) -> None:
     """With a remote store: upload the model once by content hash (skipped when it is there already) and
     link `path` as this host's cached copy, so no host ever holds two copies of the same model."""
@@ -77,10 +76,14 @@ def local_model_dir(row: BaseModel) -> Path:
     if not store.remote:
         return Path(row.path)
     cached = cached_model_dir(row.sha256)
-    if cached.is_symlink() and not cached.is_dir():  # the linked directory is gone: fetch a copy
-        cached.unlink()
-    if cached.is_dir() or store.get_tree(f"base_models/{row.sha256}", cached):
-        return cached
+    with in_use(row.sha256):  # not evicted while fetched, nor (inside models_held) while a job uses it
+        if cached.is_symlink() and not cached.is_dir():  # the linked directory is gone: fetch a copy
+            cached.unlink()
+        if cached.is_dir():
+            return cached
+        if store.get_tree(f"base_models/{row.sha256}", cached):
+            evict(get_settings().model_cache_max_bytes)  # a model was added: keep the cache under its bound
+            return cached
     return Path(row.path)  # registered before the store was configured: usable where it lies
 
 

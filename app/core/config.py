@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     dispatcher_interval: float = Field(2.0, description="Seconds between reaper/reconciler passes.")
     resend_after: float = Field(30.0, description="A queued job the broker no longer holds after this many "
                                 "seconds is sent again (flushed or restarted Redis).")
+    model_cache_max_bytes: int | None = Field(None, ge=1, description="Most bytes of base models one host keeps "
+                                              "fetched from TUNEFORGE_ARTIFACT_URL; least recently used ones no job "
+                                              "uses are evicted beyond it. Unset: no bound.")
     orphan_grace: float = Field(600.0, description="Stored bytes without a file row older than this are removed.")
     broker_depth: int = Field(2, ge=1, description="Most jobs waiting in the broker at once; the rest wait in "
                               "PostgreSQL for a fair turn.")

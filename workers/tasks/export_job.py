@@ -9,6 +9,7 @@ from pathlib import Path
 from celery import shared_task
 
 from app.artifacts.service import job_artifact_dir, upload_tree
+from app.base_models.cache import models_held
 from app.base_models.service import local_model_dir
 from app.core.config import get_settings
 from app.core.queue import EXPORT_TASK
@@ -105,4 +106,5 @@ def execute_export(export_id: str) -> str:
 
 @shared_task(name=EXPORT_TASK, ignore_result=True, acks_late=True)
 def export_job(export_id: str) -> str:
-    return execute_export(export_id)
+    with models_held():  # the base model merged into stays out of the cache's eviction until done
+        return execute_export(export_id)

@@ -15,6 +15,7 @@ from celery import shared_task
 from sqlalchemy import select
 
 from app.artifacts.service import job_artifact_dir, local_artifact_dir, upload_tree, withdraw
+from app.base_models.cache import models_held
 from app.base_models.chains import chained_base
 from app.base_models.service import local_model_dir, register
 from app.core.config import get_settings
@@ -36,6 +37,7 @@ from app.training.artifacts import file_records
 from app.training.base import BaseModelRef, ProducedModel, TrainContext, TrainingError, TrainResult
 from app.training.lineage import record_lineage
 from app.training.methods import MethodError, parse_method, resolve_method
+from workers.checkpoint_mirror import mirror_for
 from workers.progress import DatabaseSink, Heartbeat, LeaseLost
 
 log = logging.getLogger(__name__)
@@ -213,11 +215,15 @@ def execute(job_id: str) -> str:
     staging = settings.artifacts_dir / ".staging" / f"{job.id}-{job.attempt}"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    sink = DatabaseSink(job.id, me, settings.stop_poll_interval)
+    checkpoint_dir = settings.checkpoints_dir / job.id
+    mirror = mirror_for(job.id, checkpoint_dir)  # a remote store: checkpoints there too, for other hosts
+    sink = DatabaseSink(job.id, me, settings.stop_poll_interval, mirror)
     try:
-        with Heartbeat(job.id, me, settings.heartbeat_interval):
+        with Heartbeat(job.id, me, settings.heartbeat_interval), models_held():
             from app.training.registry import run_strategy
 
+            if mirror is not None:
+                mirror.restore(sink)  # this host lacks the newest checkpoint (another host ran the job)
             processes = int((job.method.get("resources") or {}).get("processes") or 1)
             if processes > 1:  # torchrun: rank 0 reports, checkpoints and writes the artifact (and lineage)
                 result = run_ranks(job, me, staging, processes)
@@ -226,13 +232,17 @@ def execute(job_id: str) -> str:
                 result = run_strategy(ctx)
                 if result.status == "succeeded" and "lineage" in ctx.extra:
                     record_lineage(staging, ctx.extra["lineage"])
+            if mirror is not None and result.status in ("succeeded", "paused"):
+                mirror.flush()  # neither is reported before the checkpoint another host would resume from is stored
             if result.status == "succeeded":
                 publish(job, me, staging, result)
-                shutil.rmtree(settings.checkpoints_dir / job.id, ignore_errors=True)
+                shutil.rmtree(checkpoint_dir, ignore_errors=True)
             elif result.status == "paused":
                 finish(job.id, me, JobStatus.paused, f"Job paused at step {result.steps}")
             else:
                 finish(job.id, me, JobStatus.cancelled, f"Training stopped at step {result.steps}: job cancelled")
+            if mirror is not None and result.status != "paused":
+                mirror.discard()  # succeeded or cancelled: nothing resumes it
             return result.status
     except LeaseLost as exc:
         log.warning("%s", exc)
@@ -248,6 +258,8 @@ def execute(job_id: str) -> str:
                {"code": code, "message": message, "param": None}, level="error")
         return JobStatus.failed
     finally:
+        if mirror is not None:
+            mirror.close(drop=True)
         shutil.rmtree(staging, ignore_errors=True)
         admit()  # a tenant's active count dropped: its next job may now go
 
