@@ -11,7 +11,3 @@ class BitFitSettings(TaskMethodSettings):
         "Also train the pooler whole (on by default for BitFit: with biases alone the head sits on a frozen "
         "projection; on minilm-l6 training it raised seed-0 test accuracy 91.6 → 93.1 (bench/peft.py). "
         + (TaskMethodSettings.model_fields["train_pooler"].description or "")))
-    train_layer_norm: bool = Field(False, description=(
-        "Also train the LayerNorm gains (their biases train anyway): +2 x hidden per layer norm, 0.04% of "
-        "minilm-l6. Bias terms plus LayerNorm is the variant of BitFit that He et al. 2022 and LN-tuning "
-        "(Qi et al. 2022) compare; off keeps the paper's biases-only method."))

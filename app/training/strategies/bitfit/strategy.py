@@ -5,8 +5,6 @@ applied over the shared base model by `app.training.delta.apply_delta`.
 """
 from __future__ import annotations
 
-import torch
-
 from app.training.base import TrainContext, TrainResult
 from app.training.task_run import run_classification
 from app.training.delta import is_new_or_head, save_delta
@@ -14,11 +12,9 @@ from app.training.strategies.bitfit.config import BitFitSettings
 
 
 def _prepare(model, ctx: TrainContext, new_parameters: set[str]):
-    settings = ctx.settings_as(BitFitSettings)
-    norms = {f"{name}.weight" for name, module in model.named_modules() if isinstance(module, torch.nn.LayerNorm)}
+    train_head = ctx.settings_as(BitFitSettings).train_head
     for name, param in model.named_parameters():
-        param.requires_grad_(name.endswith(".bias") or (settings.train_layer_norm and name in norms)
-                             or (settings.train_head and is_new_or_head(name, new_parameters)))
+        param.requires_grad_(name.endswith(".bias") or (train_head and is_new_or_head(name, new_parameters)))
     return model
 
 
