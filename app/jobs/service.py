@@ -63,7 +63,9 @@ def _check_input_files(session: Session, tenant_id: str, method_type: str, setti
     for name, file_id in settings.named_files().items():
         param = f"method.{method_type}.{name}"
         if name.endswith(("training_file", "validation_file")):
-            _check_file(_named_file(session, tenant_id, file_id, param), param)
+            summary = _check_file(_named_file(session, tenant_id, file_id, param), param)
+            if problem := settings.check_named_file(name, summary):
+                raise BadRequest(f"{param} {file_id}: {problem}", param=param, code="unsupported_task_type")
             continue
         file = files.get_file(session, tenant_id, file_id, param=param)
         try:

@@ -235,6 +235,11 @@ class MethodSettings(BaseModel):
         as (field, what to change): a 400 at submission; the strategy checks again when it reads the data."""
         return []
 
+    def check_named_file(self, name: str, data: DatasetSummary) -> str | None:
+        """What is wrong with the labelled file named_files() calls `name` for these settings (e.g. a task
+        type the method cannot mix), or None: a 400 at submission naming the field."""
+        return None
+
 
 class TaskMethodSettings(MethodSettings):
     """Base of the methods that fine-tune on the labelled task (supervised, lora, bitfit, …)."""

@@ -171,6 +171,17 @@ def test_a_task_file_that_is_not_labelled_rows_is_a_400_naming_the_task(client, 
     assert_error(response, 400, "not a valid training file", "label", param="method.multitask.tasks.1.training_file")
 
 
+def test_a_token_classification_task_is_a_400_saying_to_train_it_in_then(client, tenant, registered_tiny_model):
+    _, key = tenant
+    good = upload(client, key, jsonl(classification_rows())).json()["id"]
+    ner = upload(client, key, jsonl([{"tokens": ["Paris", "is", "big"], "tags": ["B-LOC", "O", "O"]}] * 4)).json()["id"]
+    response = _multitask(client, key, [{"name": "a", "training_file": good}, {"name": "ner", "training_file": ner}])
+    assert_error(response, 400, "token_classification", "then", param="method.multitask.tasks.1.training_file")
+    scores = upload(client, key, jsonl([{"text": f"text {i}", "label": i / 7} for i in range(8)])).json()["id"]
+    mixed = _multitask(client, key, [{"name": "a", "training_file": good}, {"name": "score", "training_file": scores}])
+    assert mixed.status_code == 200, mixed.text  # regression (and multi-label) tasks mix
+
+
 def test_another_tenants_task_file_is_not_found(client, tenant, registered_tiny_model):
     _, key = tenant
     _, other = new_tenant()

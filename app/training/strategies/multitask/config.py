@@ -5,7 +5,19 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from app.training.config import RESOLVED, MethodSettings
+from app.training.data import CLASSIFICATION, MULTI_LABEL, REGRESSION, DatasetSummary
 from app.training.methods import TaskMethod
+
+MIXTURE_TYPES = (CLASSIFICATION, REGRESSION, MULTI_LABEL)
+
+
+def mixture_type_problem(task: str) -> str | None:
+    """Why a file of task type `task` cannot be a mixture task, or None: Muppet's heads read the pooled
+    sequence, so token classification trains in `then` instead."""
+    if task in MIXTURE_TYPES:
+        return None
+    return (f"holds {task} rows; multitask's heads read the pooled sequence (Muppet), so its tasks are "
+            f"{', '.join(MIXTURE_TYPES)} files. Train token classification with `then` on the multitask encoder.")
 
 MAX_TASKS = 32
 
@@ -63,6 +75,9 @@ class MultitaskSettings(MethodSettings):
             if task.validation_file:
                 files[f"tasks.{i}.validation_file"] = task.validation_file
         return files
+
+    def check_named_file(self, name: str, data: DatasetSummary) -> str | None:
+        return mixture_type_problem(data.task)
 
     @field_validator("tasks")
     @classmethod

@@ -21,10 +21,10 @@ from app.training.base import TrainingError
 from app.training.data import (CLASSIFICATION, MULTI_LABEL, REGRESSION, DatasetError, Example,
                                load_classification_examples, validate_classification_file)
 from app.training.engine import batch_seed
+from app.training.strategies.multitask.config import mixture_type_problem
 from app.training.tasks import Rows, get_task
 
 Batch = dict[str, torch.Tensor]
-MIXTURE_TYPES = (CLASSIFICATION, REGRESSION, MULTI_LABEL)
 # the validation figure each task type contributes to the mixture's eval_score (what selects the checkpoint)
 PRIMARY = {CLASSIFICATION: "accuracy", REGRESSION: "pearson", MULTI_LABEL: "micro_f1"}
 
@@ -70,11 +70,8 @@ def _examples(path: Path, param: str) -> tuple[list[Example], str, list]:
         raise TrainingError(f"{param}: {exc}", code="invalid_training_file", param=param) from exc
     if not examples:
         raise TrainingError(f"{param} has no rows.", code="invalid_training_file", param=param)
-    if summary.task not in MIXTURE_TYPES:
-        raise TrainingError(f"{param} holds {summary.task} rows; multitask's heads read the pooled sequence "
-                            f"(Muppet), so its tasks are {', '.join(MIXTURE_TYPES)} files. Train token "
-                            "classification with `then` on the multitask encoder.",
-                            code="unsupported_task_type", param=param)
+    if problem := mixture_type_problem(summary.task):
+        raise TrainingError(f"{param} {problem}", code="unsupported_task_type", param=param)
     return examples, summary.task, [] if summary.task == REGRESSION else summary.labels
 
 
