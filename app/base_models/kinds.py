@@ -20,6 +20,8 @@ DECODER_TYPES = frozenset({"gpt2", "gpt_neo", "gpt_neox", "gptj", "llama", "mist
                            "phi", "phi3", "gemma", "gemma2", "gemma3_text", "opt", "bloom", "falcon", "olmo",
                            "olmo2", "stablelm", "starcoder2", "codegen", "smollm3"})
 DECODER_HEADS = ("ForCausalLM", "LMHeadModel")
+# a task job's materialized encoder is the private base `encoder:<job id>` (app.training.lineage)
+ENCODER_PREFIX = "encoder:"
 # files from which AutoTokenizer builds a tokenizer (a fast tokenizer's JSON, or a slow one's vocabulary)
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "spiece.model",
                    "tokenizer.model", "sentencepiece.bpe.model")

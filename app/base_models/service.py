@@ -13,7 +13,7 @@ from pathlib import Path
 from sqlalchemy import and_, func, literal, or_, select
 from sqlalchemy.orm import Session, aliased
 
-from app.base_models.kinds import ModelDirError, check_tokenizer, model_kind, read_config
+from app.base_models.kinds import ENCODER_PREFIX, ModelDirError, check_tokenizer, model_kind, read_config
 from app.core.errors import BadRequest, Conflict, NotFound, shown
 from app.base_models.cache import cached_model_dir, evict, in_use
 from app.core.config import get_settings
@@ -21,7 +21,6 @@ from app.core.object_store import get_store
 from app.core.text import storable
 from app.fsio import directory_sha256, sha256_file
 from app.models import Artifact, BaseModel, Job
-from app.training.lineage import ENCODER_PREFIX
 
 MINILM_ID = "minilm-l6"
 

@@ -18,6 +18,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from app.training.errors import BaseModelMissing
+
 ADAPTED_BASE = "adapted_base.json"
 ADAPTER = "adapter"
 MLM_HEAD = "mlm_head.safetensors"
@@ -43,7 +45,6 @@ def base_dir(path: Path | str) -> Path:
                   registered_copy(record["id"], record["sha256"])):
         if local is not None and (local / "config.json").is_file():
             return local
-    from app.training.base import BaseModelMissing  # here: app.training.base imports this module's importers
 
     raise BaseModelMissing(record["id"], recorded, record["sha256"])
 
@@ -60,7 +61,6 @@ def check_loadable(model_id: str, path: Path | str) -> None:
     """Refuse, naming the model and the missing path, a base whose weights (or, through adapted directories,
     their root's) are not on this host, before a job starts training on it."""
     if not (weights_dir(path) / "config.json").is_file():
-        from app.training.base import BaseModelMissing
 
         raise BaseModelMissing(model_id, path)
 

@@ -18,6 +18,7 @@ from functools import cached_property, lru_cache
 from pathlib import Path
 
 from app.training.adapted_base import weights_dir
+from app.training.errors import TrainingError
 
 log = logging.getLogger(__name__)
 
@@ -117,8 +118,6 @@ def numel(shape: tuple[int, ...]) -> int:
 def base_facts(path: Path, name: str) -> BaseFacts | None:
     """The facts of the model directory `path` (registered as `name`), or None when they cannot be read:
     the submission checks are then skipped and the strategy's train-time checks still apply."""
-    from app.training.base import TrainingError  # here: app.training.base imports this module (via config)
-
     try:
         return replace(_cached(str(path), _stamp(path)), name=name)
     except (OSError, ValueError, KeyError, TypeError, TrainingError) as exc:  # BaseFactsError, a malformed file, or

@@ -19,12 +19,12 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from app.base_models.kinds import ENCODER_PREFIX
 from app.fsio import directory_sha256, fsync_tree
 from app.training.artifacts import MANIFEST, load_classifier, read_manifest
 from app.training.base import TrainingError
 from app.training.data import CLASSIFICATION, TASK_TYPES
 
-ENCODER_PREFIX = "encoder:"
 
 
 def chained_model_id(job_id: str) -> str:

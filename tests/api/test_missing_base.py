@@ -66,7 +66,7 @@ def test_an_adapted_model_finds_its_root_registered_again_elsewhere(database, tm
     """adapted:<job> records its root's id, sha256 and path (adapted_base.json); the path gone, the model with
     that id and the same content where it is registered now stands in; other content does not."""
     from app.training.adapted_base import ADAPTED_BASE, base_dir, check_loadable
-    from app.training.base import BaseModelMissing
+    from app.training.errors import BaseModelMissing
 
     root = f"root-{secrets.token_hex(4)}"
     original = make_tiny_bert(tmp_path / "original")
