@@ -265,7 +265,8 @@ def describe_task(summary: DatasetSummary) -> str:
     }[summary.task]
 
 
-def _label_set(examples: list[Example], task: str) -> set:
+def label_set(examples: list[Example], task: str) -> set:
+    """Every label the examples use (a multi-label row's each); none for regression."""
     if task == REGRESSION:
         return set()
     return {label for e in examples for label in (e.label if isinstance(e.label, list) else [e.label])}
@@ -299,7 +300,7 @@ def read_task_files(ctx: TrainContext) -> tuple[list[Example], list[Example], Da
     problem = None
     if valid_task != summary.task:
         problem = f"holds {valid_task} rows but the training file {summary.task} rows"
-    elif unseen := _label_set(valid, summary.task) - set(summary.labels):
+    elif unseen := label_set(valid, summary.task) - set(summary.labels):
         problem = (f"has labels the training file lacks: {sorted(map(str, unseen))[:10]}; the model can only "
                    f"predict {[str(label) for label in summary.labels][:10]}")
     elif any((e.text_pair is not None) != summary.has_pair for e in valid):

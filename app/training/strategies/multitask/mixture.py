@@ -20,6 +20,7 @@ import torch
 from app.training.base import TrainingError
 from app.training.data import (CLASSIFICATION, MULTI_LABEL, REGRESSION, DatasetError, Example,
                                load_classification_examples, validate_classification_file)
+from app.training.classification import label_set
 from app.training.engine import batch_seed
 from app.training.strategies.multitask.config import mixture_type_problem
 from app.training.tasks import Rows, get_task
@@ -87,10 +88,6 @@ def _targets(kind: str, examples: list[Example], labels: list) -> list:
     return [encode(e.label, index) for e in examples]
 
 
-def _label_set(examples: list[Example]) -> set:
-    return {label for e in examples for label in (e.label if isinstance(e.label, list) else [e.label])}
-
-
 def load_task(name: str, train: tuple[Path, str], valid: tuple[Path, str] | None, tokenizer, max_length: int) -> Task:
     """A task from its (path, param) files; a validation file of another type, or with a label the training
     file lacks, fails the job."""
@@ -102,7 +99,7 @@ def load_task(name: str, train: tuple[Path, str], valid: tuple[Path, str] | None
         if valid_kind != kind:
             raise TrainingError(f"{valid[1]} holds {valid_kind} rows but the task's training file {kind} rows.",
                                 code="invalid_validation_file", param=valid[1])
-        if kind != REGRESSION and (unseen := _label_set(valid_rows) - set(labels)):
+        if unseen := label_set(valid_rows, kind) - set(labels):
             raise TrainingError(f"{valid[1]} has labels the task's training file lacks: {sorted(map(str, unseen))[:10]}.",
                                 code="invalid_validation_file", param=valid[1])
         task.valid, task.valid_labels = _encode(tokenizer, valid_rows, max_length), _targets(kind, valid_rows, labels)
