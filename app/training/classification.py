@@ -139,10 +139,38 @@ class Classifier:
 
     def run(self, ctx: TrainContext, **fields: Any) -> Run:
         """The engine's Run over ctx's sink and checkpoints; `fields` replace or add Run fields."""
-        return Run(**{"model": self.trained, "hyperparameters": self.hyperparameters,
+        groups = head_rate_groups(self.trained, self.model, self.new_parameters, self.hyperparameters)
+        if groups is not None:
+            rates = {group["name"]: group["lr"] for group in groups}
+            ctx.sink.message("Learning rates: " + ", ".join(f"{name} {lr:g}" for name, lr in rates.items()),
+                             data={"learning_rates": rates})
+        return Run(**{"model": self.trained, "hyperparameters": self.hyperparameters, "parameter_groups": groups,
                       "steps_per_epoch": self.steps_per_epoch, "batch": self.batch, "sink": ctx.sink,
                       "checkpoint_dir": ctx.checkpoint_dir, "resume_from": ctx.resume_from,
                       "evaluate": self.evaluate if self.valid is not None else None, **fields})
+
+
+def head_rate_groups(trained: torch.nn.Module, model: torch.nn.Module, new_parameters: set[str],
+                     hp: Hyperparameters) -> list[dict[str, Any]] | None:
+    """AdamW groups in which the weights the base lacked (the head, a trained pooler) train at
+    `hp.head_learning_rate` and the rest at `hp.learning_rate`; None when one rate serves all.
+
+    Methods that move few base weights at a high rate (BitFit, IA3: 1e-2) would otherwise move a fresh
+    dense head at that rate too. Names are matched on `model` (a PEFT wrapper adds prefixes, and keeps
+    a trained head under `modules_to_save.default`)."""
+    if hp.head_learning_rate is None or hp.head_learning_rate == hp.learning_rate:
+        return None
+    suffixes = tuple("." + name for name in new_parameters)
+    head = {id(param) for name, param in model.named_parameters()
+            if param.requires_grad and (_plain_name(name) in new_parameters or _plain_name(name).endswith(suffixes))}
+    trainable = [param for param in trained.parameters() if param.requires_grad]
+    groups = [{"name": "head", "params": [p for p in trainable if id(p) in head], "lr": hp.head_learning_rate},
+              {"name": "rest", "params": [p for p in trainable if id(p) not in head], "lr": hp.learning_rate}]
+    return [group for group in groups if group["params"]]
+
+
+def _plain_name(name: str) -> str:
+    return name.replace(".modules_to_save.default.", ".").replace(".original_module.", ".")
 
 
 def build_classifier(ctx: TrainContext, task: TaskData, prepare: Prepare) -> Classifier:
