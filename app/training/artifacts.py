@@ -154,6 +154,9 @@ def load_classifier(artifact_dir: Path, base_model_dir: Path | None = None, swap
                             "adapters (method adapter with stack) can swap.", code="invalid_swap", param="swap")
     if apply is None:  # a whole model
         model = task.model_class().from_pretrained(artifact_dir / "model")
+        if (manifest.get("settings") or {}).get("pooling") == "mean":  # the head read the mean in training
+            from app.training.pooling import use_mean_pooling
+            use_mean_pooling(model)
         tokenizer = AutoTokenizer.from_pretrained(artifact_dir / "model")
     elif base_model_dir is None:
         raise TrainingError("This artifact applies over a base model; pass the base model's directory.",

@@ -19,6 +19,7 @@ import torch
 
 from app.training.base import TrainContext, TrainingError
 from app.training.config import TaskMethodSettings
+from app.training.pooling import use_mean_pooling
 
 REINIT_SEED_OFFSET = 7_919  # the re-init stream differs from the head's (seeded with the job seed itself)
 
@@ -45,7 +46,11 @@ def restructure(model: torch.nn.Module, ctx: TrainContext, new_parameters: set[s
     Refuses counts the base lacks."""
     settings = ctx.settings_as(TaskMethodSettings)
     drop, reinit = settings.drop_top_layers, settings.reinit_top_layers
-    if settings.train_pooler:  # trained whole and shipped, like the head
+    if settings.pooling == "mean":
+        use_mean_pooling(model)
+        ctx.sink.message("The head reads the mean of the last hidden states (pooling 'mean', Reimers & Gurevych "
+                         "2019)" + ("; train_pooler has no pooler to train" if settings.train_pooler else ""))
+    elif settings.train_pooler:  # trained whole and shipped, like the head
         new_parameters |= {name for name, _ in model.named_parameters() if is_pooler(name)}
     if not (drop or reinit):
         return model
@@ -102,4 +107,6 @@ def restore_structure(model: torch.nn.Module, settings: dict[str, Any]) -> torch
     """The shape a job trained (its manifest's settings) rebuilt over a freshly loaded base, so an
     artifact applies: the dropped layers go again. Re-initialised weights come from the artifact."""
     drop = settings.get("drop_top_layers") or 0
-    return drop_top_layers(model, drop) if drop else model
+    if drop:
+        drop_top_layers(model, drop)
+    return use_mean_pooling(model) if settings.get("pooling") == "mean" else model

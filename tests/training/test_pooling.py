@@ -1,0 +1,54 @@
+"""`pooling: "mean"`: the head reads the attention-masked mean of the last hidden states
+(Reimers & Gurevych 2019) instead of BERT's [CLS] pooler, in training and wherever the artifact loads."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from app.training.artifacts import load_classifier, predict
+from app.training.pooling import MeanPooler, use_mean_pooling
+from app.training.registry import run_strategy
+
+
+def _classifier(base_dir):
+    from transformers import AutoModelForSequenceClassification
+
+    return AutoModelForSequenceClassification.from_pretrained(base_dir, num_labels=2).eval()
+
+
+def test_the_head_reads_the_masked_mean_whatever_the_padding(tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    model, tokenizer = use_mean_pooling(_classifier(tiny_model_dir)), AutoTokenizer.from_pretrained(tiny_model_dir)
+    assert isinstance(model.bert.pooler, MeanPooler) and not list(model.bert.pooler.parameters())
+    alone = tokenizer(["short"], return_tensors="pt")
+    padded = tokenizer(["short", "a much longer text with many more words in it"], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        hidden = model.bert(**alone).last_hidden_state
+        features = model.bert(**alone).pooler_output
+        assert torch.allclose(features, hidden.mean(dim=1), atol=1e-6)
+        assert torch.allclose(model(**alone).logits[0], model(**padded).logits[0], atol=1e-5)
+        plain = _classifier(tiny_model_dir)
+        assert not torch.allclose(plain(**alone).logits, model(**alone).logits)
+
+
+@pytest.mark.parametrize(("method", "settings"), [("bitfit", {}), ("lora", {"r": 4}), ("supervised", {})])
+def test_artifacts_load_with_the_mean_head(make_ctx, tiny_model_dir, method, settings):
+    ctx = make_ctx(method, {**settings, "pooling": "mean"}, n_train=16, n_epochs=2, learning_rate=3e-3)
+    result = run_strategy(ctx)
+    assert any("pooling 'mean'" in m for m in ctx.sink.of("message"))
+    model, tokenizer, labels = load_classifier(ctx.output_dir, tiny_model_dir)
+    assert isinstance(model.bert.pooler, MeanPooler)
+    rows = [{"text": "good film, liked it"}, {"text": "bad"}]
+    predicted = predict(model, tokenizer, rows, labels)
+    assert [p["predicted"] for p in predicted] == [p["predicted"] for p in predict(model, tokenizer, rows[:1] * 2 + rows[1:], labels)][1:]
+    assert result.metrics.get("eval_accuracy") is not None
+
+
+def test_a_model_without_a_pooler_is_refused(tiny_model_dir):
+    from app.training.errors import TrainingError
+
+    model = _classifier(tiny_model_dir)
+    model.bert.pooler = None
+    with pytest.raises(TrainingError, match="pooling 'cls'"):
+        use_mean_pooling(model)
