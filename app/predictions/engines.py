@@ -59,11 +59,11 @@ class SharedBase:
         self.ref = ref
         self.tokenizer = AutoTokenizer.from_pretrained(ref.path)
         self._weights: dict[str, torch.Tensor] = {}
-        self._plain: dict[tuple[int, int], torch.nn.Module] = {}
+        self._plain: dict[tuple[int, int, str], torch.nn.Module] = {}
 
-    def instance(self, labels: int, drop: int) -> torch.nn.Module:
-        """A new classifier with `labels` outputs and the top `drop` layers removed (the trained shape),
-        over the shared tensors; only its fresh head is its own."""
+    def instance(self, labels: int, drop: int, pooling: str) -> torch.nn.Module:
+        """A new classifier with `labels` outputs, the top `drop` layers removed and the head reading
+        `pooling` (the trained shape), over the shared tensors; only its fresh head is its own."""
         model, info = load_pretrained(
             AutoModelForSequenceClassification, self.ref.path, num_labels=labels, output_loading_info=True)
         state = model.state_dict()
@@ -73,13 +73,13 @@ class SharedBase:
         else:  # drop the copy just read; point at the shared tensors instead
             model.load_state_dict({name: tensor for name, tensor in self._weights.items()
                                    if name in state and state[name].shape == tensor.shape}, strict=False, assign=True)
-        return restore_structure(model, {"drop_top_layers": drop}).eval()
+        return restore_structure(model, {"drop_top_layers": drop, "pooling": pooling}).eval()
 
-    def plain(self, labels: int, drop: int) -> torch.nn.Module:
+    def plain(self, labels: int, drop: int, pooling: str) -> torch.nn.Module:
         """The unwrapped instance of this shape that dense deltas stand in on (kept)."""
-        if (labels, drop) not in self._plain:
-            self._plain[labels, drop] = self.instance(labels, drop)
-        return self._plain[labels, drop]
+        if (labels, drop, pooling) not in self._plain:
+            self._plain[labels, drop, pooling] = self.instance(labels, drop, pooling)
+        return self._plain[labels, drop, pooling]
 
 
 class LoraPool:
@@ -292,10 +292,12 @@ class Engines:
             return Loaded(text_pool, name, text_pool.tokenizer)
         base = self._base(served.base)
         if served.kind == "delta":
-            model = base.plain(len(served.labels), served.drop_top_layers)
+            model = base.plain(len(served.labels), served.drop_top_layers, served.pooling)
             return Loaded(DeltaModel(model, load_delta(served.artifact_dir, model)), served.key, base.tokenizer)
-        shape = (base.ref.path, base.ref.sha256, len(served.labels), served.drop_top_layers, served.modules_to_save)
-        pool = self.pools.get(shape) or LoraPool(base.instance(len(served.labels), served.drop_top_layers))
+        shape = (base.ref.path, base.ref.sha256, len(served.labels), served.drop_top_layers, served.pooling,
+                 served.modules_to_save)
+        pool = self.pools.get(shape) or LoraPool(base.instance(len(served.labels), served.drop_top_layers,
+                                                               served.pooling))
         name = f"adapter{next(self._names)}"  # peft names become module keys: no dots or slashes
         pool.add(name, served.artifact_dir / "adapter")
         self.pools[shape] = pool  # only once it holds an adapter

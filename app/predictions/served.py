@@ -36,6 +36,7 @@ class ServedModel:
     max_length: int | None  # the job's: inputs truncate where training truncated them
     base: BaseModelRef | None  # None: a whole model/ needs no base
     drop_top_layers: int = 0  # the trained shape (app.training.structure.restore_structure)
+    pooling: str = "cls"  # what the head reads: the pooler over [CLS] or the mean (app.training.pooling)
     modules_to_save: tuple[str, ...] = ()  # LoRA: modules each adapter ships whole (head, pooler)
     task: str = "sequence_classification"  # the manifest's task type (app.training.tasks)
     threshold: float = 0.5  # multi-label: a label applies at this sigmoid probability
@@ -90,6 +91,7 @@ def describe(name: str, artifact_dir: Path, base: BaseModelRef | None,
         name=name, artifact_dir=artifact_dir, kind=kind, labels=tuple(str(label) for label in manifest["labels"]),
         max_length=(manifest.get("hyperparameters") or {}).get("max_length"), base=base if needs_base else None,
         drop_top_layers=(manifest.get("settings") or {}).get("drop_top_layers") or 0,
+        pooling=(manifest.get("settings") or {}).get("pooling") or "cls",
         modules_to_save=tuple(sorted(set(adapter_config.get("modules_to_save") or ()))),
         task=manifest.get("task", "sequence_classification"), threshold=manifest.get("multi_label_threshold", 0.5),
         model_kind=manifest.get("kind", "encoder"),

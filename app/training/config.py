@@ -51,6 +51,9 @@ class SubmissionFacts:
     max_seeds: int  # the service's limit on stability.n_seeds
 
 
+# model types whose sequence-classification head reads `base_model.pooler` (what pooling 'mean' replaces)
+POOLER_HEADS = frozenset({"bert"})
+
 # validation context key: the input is a stored, already resolved method (see app.training.methods)
 RESOLVED = "resolved"
 
@@ -305,6 +308,9 @@ class TaskMethodSettings(MethodSettings):
         """Stability options the file's task type cannot take: a regularizer comparing softmaxes has nothing
         to compare on one regression output; early stopping on a metric that task type does not measure."""
         problems, stability = super().check_data(data), self.stability
+        if self.pooling == "mean" and data.task == "token_classification":
+            problems.append(("pooling", "token classification labels every word and pools nothing; leave pooling "
+                                        "'cls'"))
         if stability is None:
             return problems
         if stability.regularizer is not None and data.task == "regression":
@@ -339,7 +345,12 @@ class TaskMethodSettings(MethodSettings):
         return few_shot_switch(rule) if recipe == "auto" and self.few_shot_recipe else rule
 
     def check_base(self, facts: BaseFacts) -> list[BaseProblem]:
-        """drop_top_layers must leave a layer, and reinit_top_layers a pretrained one."""
+        """pooling 'mean' needs a head that reads the pooler; drop_top_layers must leave a layer, and
+        reinit_top_layers a pretrained one."""
+        if self.pooling == "mean" and facts.model_type not in POOLER_HEADS:
+            return [("pooling", f"{facts.name} is a {facts.model_type} model, whose classification head reads "
+                                "its first token itself rather than a pooler that mean pooling could replace; "
+                                "use pooling 'cls'")]
         depth, drop, reinit = facts.depth, self.drop_top_layers, self.reinit_top_layers
         if depth is None:
             return []

@@ -37,6 +37,11 @@ def export_refusal(artifact_dir: Path) -> str | None:
         return ("A text_to_text artifact is already a plain generative model (model/, loads with "
                 "AutoModelForSeq2SeqLM/AutoModelForCausalLM) or a PEFT LoRA adapter (adapter/, peft's "
                 "merge_and_unload merges it over the base); merged exports are built for classifiers only.")
+    if (manifest.get("settings") or {}).get("pooling") == "mean":
+        return (f"This {method} job's head reads the mean of the last hidden states (pooling 'mean'); transformers' "
+                "sequence-classification classes read the [CLS] pooler, so merged plain weights would predict "
+                "differently. Load it with tuneforge's load_classifier over the base, or train with pooling 'cls' "
+                "for an exportable artifact.")
     if not spec.trains_task:
         return (f"This {method} job trained no classifier, only an encoder (registered as a model: name it as "
                 "`model` in a new job); there is nothing to merge.")

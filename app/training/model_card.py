@@ -117,6 +117,8 @@ def write_model_card(ctx: TrainContext, *, reload: str, paper: str, labels: list
                      valid_examples: int, metrics: dict[str, Any], steps: int, parameters: dict[str, int]) -> Path:
     """`README.md`: what was trained on what, how well, and how to load it."""
     folder, name = ctx.job_id, base_name(ctx)
+    if getattr(ctx.settings, "pooling", "cls") == "mean":  # transformers' heads read [CLS]: only tuneforge loads it
+        reload = "tuneforge"
     hp = asdict(ctx.hyperparameters)
     settings = json.dumps(ctx.settings_record(), sort_keys=True)
     trained = parameters.get("trainable", 0)

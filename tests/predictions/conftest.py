@@ -28,12 +28,14 @@ ARTIFACTS: dict[str, tuple[str, dict, int]] = {
     "lora_dropped": ("lora", {"r": 4, "drop_top_layers": 1}, 2),
     "lora_reinit": ("lora", {"r": 4, "reinit_top_layers": 1}, 2),
     "lora_reinit_other": ("lora", {"r": 2, "reinit_top_layers": 1}, 2),
+    "lora_mean": ("lora", {"r": 4, "pooling": "mean"}, 2),
     "bitfit": ("bitfit", {}, 2),
+    "bitfit_mean": ("bitfit", {"pooling": "mean"}, 2),
     "partial": ("partial", {"top_layers": 1}, 2),
     "ia3": ("ia3", {}, 2),
     "supervised": ("supervised", {}, 2),
 }
-KINDS = {"bitfit": "delta", "partial": "delta", "ia3": "whole", "supervised": "whole"}  # the others: "lora"
+KINDS = {"bitfit": "delta", "bitfit_mean": "delta", "partial": "delta", "ia3": "whole", "supervised": "whole"}  # the others: "lora"
 
 
 @pytest.fixture(scope="session")

@@ -57,7 +57,7 @@ def test_every_pool_over_the_one_base_points_at_its_tensors(served, references):
     everything = [(served[name], INPUTS) for name in ARTIFACTS]
     for (model, _), logits in zip(everything, run(engine, *everything), strict=True):
         assert close(logits, references[model.name]), model.name
-    assert len(engine.bases) == 1 and len(engine.pools) == 5  # 2 adapters; pooler; 3 labels; 1 layer; re-init x2
+    assert len(engine.bases) == 1 and len(engine.pools) == 6  # 2 adapters; pooler; 3 labels; 1 layer; mean; re-init x2
     [base] = engine.bases.values()
     shared = base._weights["bert.embeddings.word_embeddings.weight"]
     for pool in engine.pools.values():

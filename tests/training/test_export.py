@@ -143,3 +143,11 @@ def test_unmergeable_artifacts_say_why(method, peft_type, expected, tmp_path):
 def test_adaptive_with_a_task_method_is_judged_by_that_method(tmp_path):
     _fake_artifact(tmp_path / "art", "adaptive", task_method="lora")
     assert export_refusal(tmp_path / "art") is None
+
+
+@pytest.mark.parametrize("method", ["lora", "bitfit", "supervised"])
+def test_a_mean_pooling_head_is_refused_since_plain_heads_read_cls(method, tmp_path):
+    _fake_artifact(tmp_path / "art", method, settings={"pooling": "mean"})
+    assert "pooling 'mean'" in export_refusal(tmp_path / "art")
+    _fake_artifact(tmp_path / "cls", "lora", settings={"pooling": "cls"})
+    assert export_refusal(tmp_path / "cls") is None

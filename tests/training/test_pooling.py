@@ -2,6 +2,8 @@
 (Reimers & Gurevych 2019) instead of BERT's [CLS] pooler, in training and wherever the artifact loads."""
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -43,6 +45,7 @@ def test_artifacts_load_with_the_mean_head(make_ctx, tiny_model_dir, method, set
     predicted = predict(model, tokenizer, rows, labels)
     assert [p["predicted"] for p in predicted] == [p["predicted"] for p in predict(model, tokenizer, rows[:1] * 2 + rows[1:], labels)][1:]
     assert result.metrics.get("eval_accuracy") is not None
+    assert "load_classifier" in (ctx.output_dir / "README.md").read_text()  # plain transformers would read [CLS]
 
 
 def test_a_model_without_a_pooler_is_refused(tiny_model_dir):
@@ -52,3 +55,18 @@ def test_a_model_without_a_pooler_is_refused(tiny_model_dir):
     model.bert.pooler = None
     with pytest.raises(TrainingError, match="pooling 'cls'"):
         use_mean_pooling(model)
+
+
+def test_settings_that_cannot_pool_are_refused():
+    from app.training.base_facts import BaseFacts
+    from app.training.methods import MethodError, parse_method
+
+    with pytest.raises(MethodError, match="pools nothing"):
+        parse_method({"type": "cloze", "cloze": {"pooling": "mean"}})
+    settings = parse_method({"type": "lora", "lora": {"pooling": "mean"}}).settings
+    roberta = BaseFacts(name="rob", model_type="roberta", depth=2, hidden_size=8, max_position_embeddings=64,
+                        pad_token_id=1, tokenizer_max_length=64, tensors=None)
+    assert [field for field, _ in settings.check_base(roberta)] == ["pooling"]
+    assert settings.check_base(dataclasses.replace(roberta, model_type="bert")) == []
+
+

@@ -51,6 +51,14 @@ class ClozeSettings(TaskMethodSettings):
     the label log-probabilities over the patterns (PET instead trains one model per pattern and distils
     their ensemble on unlabelled data)."""
 
+    @field_validator("pooling")
+    @classmethod
+    def _no_pooled_head(cls, value: str) -> str:
+        if value == "mean":
+            raise ValueError("cloze reads the masked-LM head at the mask of its patterns and pools nothing; leave "
+                             "pooling 'cls'")
+        return value
+
     patterns: list[str] = Field([DEFAULT_PATTERN], min_length=1, max_length=16, description=(
         f"Templates with the slot {{text}} (and {{text_pair}} for pair files) and exactly one {MASK}, which "
         "becomes the tokenizer's mask token, e.g. \"{text} It was [MASK].\". Texts are truncated to fit "
