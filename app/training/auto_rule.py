@@ -27,6 +27,9 @@ class AutoRule:
     target_steps: int = 500
     warmup_ratio: float = 0.06
     lr_scheduler: Scheduler = "linear"
+    # pooling "auto": "sentence" = the base's own sentence-embedding pooling where it declares mean pooling
+    # (app.training.pooling), "cls" = the architecture's [CLS] pooler
+    pooling: Literal["cls", "sentence"] = "cls"
     source: str = "BERT's fine-tuning recipe (Devlin et al. 2019): 3 epochs, linear decay, 6% warm-up"
 
     def for_size(self, n_train: int | None) -> AutoRule:

@@ -271,11 +271,13 @@ class TaskMethodSettings(MethodSettings):
         "artifact like the head (+hidden² weights, 0.65% of minilm-l6). A frozen pooler is a weak spot of "
         "sentence-embedding bases such as minilm-l6, whose training never used it (its bias is all zeros). A "
         "pooler the base lacks, or one re-initialised by reinit_top_layers, starts random and always trains."))
-    pooling: Literal["cls", "mean"] = Field("cls", description=(
+    pooling: Literal["auto", "cls", "mean"] = Field("auto", description=(
         "What the head reads: cls = the architecture's own pooler over [CLS]; mean = the attention-masked mean "
         "of the last hidden states (Reimers & Gurevych 2019), how sentence-embedding bases such as minilm-l6 "
-        "were trained (BERT-like encoders; the artifact then loads with tuneforge, and train_pooler has no "
-        "pooler to train)."))
+        "were trained (BERT-like encoders; the artifact then loads with tuneforge, cannot be exported merged, "
+        "and train_pooler has no pooler to train). auto = mean where the method's rule prefers it and the base "
+        "declares mean pooling (a sentence-transformers 1_Pooling/config.json), else cls; the job's events "
+        "say which."))
     # checked against the base's depth at submission (check_base) and when the job starts (app.training.structure)
     drop_top_layers: int = Field(0, ge=0, le=256, description=(
         "Remove the top k encoder layers before fine-tuning (Sajjad et al. 2023, On the Effect of Dropping "

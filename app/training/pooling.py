@@ -12,12 +12,17 @@ keeps each call's attention mask (per thread: a served model may run batches on 
 """
 from __future__ import annotations
 
+import json
 import threading
+from pathlib import Path
 from typing import Any
 
 import torch
 
+from app.training.auto_rule import AutoRule
 from app.training.errors import TrainingError
+
+SENTENCE_POOLING = Path("1_Pooling") / "config.json"  # sentence-transformers' pooling module of a saved model
 
 
 class MeanPooler(torch.nn.Module):
@@ -51,3 +56,35 @@ def use_mean_pooling(model: torch.nn.Module) -> torch.nn.Module:
 
     encoder.register_forward_pre_hook(keep_mask, with_kwargs=True)
     return model
+
+
+def declared_pooling(base_dir: Path) -> str | None:
+    """"mean" or "cls" where the base directory (or, through adapted directories, its root) saves a
+    sentence-transformers pooling config choosing exactly that; None otherwise."""
+    from app.training.adapted_base import weights_dir
+
+    for directory in dict.fromkeys((Path(base_dir), weights_dir(base_dir))):
+        try:
+            config = json.loads((directory / SENTENCE_POOLING).read_text())
+        except (OSError, ValueError):
+            continue
+        on = {key for key, value in config.items() if key.startswith("pooling_mode_") and value is True} \
+            if isinstance(config, dict) else set()
+        return {frozenset({"pooling_mode_mean_tokens"}): "mean", frozenset({"pooling_mode_cls_token"}): "cls"}.get(
+            frozenset(on))
+    return None
+
+
+def resolve_pooling(given: str, rule: AutoRule, model: torch.nn.Module, base_dir: Path) -> tuple[str, str]:
+    """(pooling, why) for a job: `given` unless "auto", which is mean where the method's rule prefers the
+    base's sentence pooling, the base declares mean pooling and the model's head reads a pooler."""
+    if given != "auto":
+        return given, "given"
+    if rule.pooling != "sentence":
+        return "cls", "auto: this method's rule reads [CLS]"
+    if getattr(getattr(model, "base_model", None), "pooler", None) is None:
+        return "cls", "auto: this head reads no pooler"
+    declared = declared_pooling(base_dir)
+    if declared != "mean":
+        return "cls", "auto: the base declares no mean pooling"
+    return "mean", "auto: the base was trained as a sentence encoder with mean pooling"

@@ -19,7 +19,8 @@ import torch
 
 from app.training.base import TrainContext, TrainingError
 from app.training.config import TaskMethodSettings
-from app.training.pooling import use_mean_pooling
+from app.training.pooling import resolve_pooling, use_mean_pooling
+from app.training.registry import get_strategy
 
 REINIT_SEED_OFFSET = 7_919  # the re-init stream differs from the head's (seeded with the job seed itself)
 
@@ -46,10 +47,14 @@ def restructure(model: torch.nn.Module, ctx: TrainContext, new_parameters: set[s
     Refuses counts the base lacks."""
     settings = ctx.settings_as(TaskMethodSettings)
     drop, reinit = settings.drop_top_layers, settings.reinit_top_layers
-    if settings.pooling == "mean":
+    pooling, why = resolve_pooling(settings.pooling, get_strategy(ctx.method).auto, model, ctx.base_model.path)
+    if settings.pooling == "auto" and pooling == "mean":  # the manifest records it, so the artifact loads with it
+        ctx.settings = settings = settings.model_copy(update={"pooling": pooling})
+    if pooling == "mean":
         use_mean_pooling(model)
-        ctx.sink.message("The head reads the mean of the last hidden states (pooling 'mean', Reimers & Gurevych "
-                         "2019)" + ("; train_pooler has no pooler to train" if settings.train_pooler else ""))
+        ctx.sink.message(f"The head reads the mean of the last hidden states (pooling 'mean', {why}; Reimers & "
+                         "Gurevych 2019)" + ("; train_pooler has no pooler to train" if settings.train_pooler else ""),
+                         data={"pooling": pooling})
     elif settings.train_pooler:  # trained whole and shipped, like the head
         new_parameters |= {name for name, _ in model.named_parameters() if is_pooler(name)}
     if not (drop or reinit):

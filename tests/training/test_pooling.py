@@ -70,3 +70,44 @@ def test_settings_that_cannot_pool_are_refused():
     assert settings.check_base(dataclasses.replace(roberta, model_type="bert")) == []
 
 
+
+
+def _sentence_base(tmp_path, tiny_model_dir, modes: dict) -> "Path":
+    import json
+    import shutil
+
+    base = tmp_path / "sentence-base"
+    shutil.copytree(tiny_model_dir, base)
+    (base / "1_Pooling").mkdir()
+    (base / "1_Pooling" / "config.json").write_text(json.dumps({"word_embedding_dimension": 32, **modes}))
+    return base
+
+
+@pytest.mark.parametrize(("modes", "declared"), [
+    ({"pooling_mode_mean_tokens": True, "pooling_mode_cls_token": False}, "mean"),
+    ({"pooling_mode_cls_token": True}, "cls"),
+    ({"pooling_mode_mean_tokens": True, "pooling_mode_max_tokens": True}, None),  # a mix a head cannot read
+    ({}, None),
+])
+def test_the_declared_pooling_is_read_from_the_sentence_transformers_config(tmp_path, tiny_model_dir, modes, declared):
+    from app.training.pooling import declared_pooling
+
+    assert declared_pooling(_sentence_base(tmp_path, tiny_model_dir, modes)) == declared
+    assert declared_pooling(tiny_model_dir) is None
+
+
+def test_auto_pools_as_the_base_was_trained_where_the_rule_prefers_it(tmp_path, tiny_model_dir):
+    from transformers import AutoModelForTokenClassification
+
+    from app.training.auto_rule import AutoRule
+    from app.training.pooling import resolve_pooling
+
+    sentence = _sentence_base(tmp_path, tiny_model_dir, {"pooling_mode_mean_tokens": True})
+    prefers, plain = AutoRule(learning_rate=1e-3, pooling="sentence"), AutoRule(learning_rate=1e-3)
+    model = _classifier(tiny_model_dir)
+    assert resolve_pooling("auto", prefers, model, sentence)[0] == "mean"
+    assert resolve_pooling("auto", plain, model, sentence)[0] == "cls"
+    assert resolve_pooling("auto", prefers, model, tiny_model_dir) == ("cls", "auto: the base declares no mean pooling")
+    tagger = AutoModelForTokenClassification.from_pretrained(tiny_model_dir, num_labels=3)
+    assert resolve_pooling("auto", prefers, tagger, sentence) == ("cls", "auto: this head reads no pooler")
+    assert resolve_pooling("cls", prefers, model, sentence)[0] == "cls"
