@@ -16,21 +16,21 @@ from app.models import Job
 from tests.api.helpers import auth, classification_rows, jsonl, upload
 from tests.workers.test_multiprocess import still_model  # noqa: F401  (a fixture)
 
-PAUSE_TRIGGER = """
-CREATE TABLE IF NOT EXISTS test_pause_at (job_id text PRIMARY KEY, checkpoints int NOT NULL);
-CREATE OR REPLACE FUNCTION test_pause_at_checkpoint() RETURNS trigger AS $$
-BEGIN
-  IF NEW.message LIKE 'Checkpoint saved%%' AND (
-      SELECT count(*) FROM job_events WHERE job_id = NEW.job_id AND message LIKE 'Checkpoint saved%%'
-    ) = (SELECT checkpoints FROM test_pause_at WHERE job_id = NEW.job_id) THEN
-    UPDATE jobs SET status = 'pausing' WHERE id = NEW.job_id AND status = 'running';
-  END IF;
-  RETURN NEW;
-END $$ LANGUAGE plpgsql;
-DROP TRIGGER IF EXISTS test_pause_at_checkpoint ON job_events;
-CREATE TRIGGER test_pause_at_checkpoint AFTER INSERT ON job_events
-  FOR EACH ROW EXECUTE FUNCTION test_pause_at_checkpoint();
-"""
+PAUSE_TRIGGER = [  # one statement each: psycopg sends parameterised (extended protocol) queries one at a time
+    "CREATE TABLE IF NOT EXISTS test_pause_at (job_id text PRIMARY KEY, checkpoints int NOT NULL)",
+    """CREATE OR REPLACE FUNCTION test_pause_at_checkpoint() RETURNS trigger AS $$
+    BEGIN
+      IF NEW.message LIKE 'Checkpoint saved%' AND (
+          SELECT count(*) FROM job_events WHERE job_id = NEW.job_id AND message LIKE 'Checkpoint saved%'
+        ) = (SELECT checkpoints FROM test_pause_at WHERE job_id = NEW.job_id) THEN
+        UPDATE jobs SET status = 'pausing' WHERE id = NEW.job_id AND status = 'running';
+      END IF;
+      RETURN NEW;
+    END $$ LANGUAGE plpgsql""",
+    "DROP TRIGGER IF EXISTS test_pause_at_checkpoint ON job_events",
+    """CREATE TRIGGER test_pause_at_checkpoint AFTER INSERT ON job_events
+      FOR EACH ROW EXECUTE FUNCTION test_pause_at_checkpoint()""",
+]
 SCHEDULE = {"hyperparameters": {"n_epochs": 2, "batch_size": 8, "learning_rate": 1e-2}}
 LORA = {"type": "lora", "lora": {"r": 4, "lora_dropout": 0.0, **SCHEDULE}}
 
@@ -38,7 +38,8 @@ LORA = {"type": "lora", "lora": {"r": 4, "lora_dropout": 0.0, **SCHEDULE}}
 @pytest.fixture
 def pause_trigger(database):
     with session_scope() as db:
-        db.execute(text(PAUSE_TRIGGER.replace("%%", "%")))
+        for statement in PAUSE_TRIGGER:
+            db.execute(text(statement))
     yield
     with session_scope() as db:
         db.execute(text("DROP TRIGGER IF EXISTS test_pause_at_checkpoint ON job_events"))
@@ -53,7 +54,7 @@ def _weights(root: Path) -> dict[str, torch.Tensor]:
 def _checkpoints_saved(job_id: str) -> int:
     with session_scope() as db:
         return db.execute(text("SELECT count(*) FROM job_events WHERE job_id = :job AND message LIKE "
-                               "'Checkpoint saved%%'"), {"job": job_id}).scalar_one()
+                               "'Checkpoint saved%'"), {"job": job_id}).scalar_one()
 
 
 def _methods(client, key: str) -> dict[str, dict]:
@@ -106,6 +107,7 @@ def test_a_phased_job_on_two_processes_pauses_resumes_and_matches_one_process(
     assert two.keys() == one.keys() and one
     assert max((two[k].float() - one[k].float()).abs().max().item() for k in one) < 1e-4
     with session_scope() as db:
-        messages = db.execute(text("SELECT message FROM job_events WHERE job_id = :job"), {"job": parallel}).scalars().all()
+        messages = db.execute(text("SELECT message FROM job_events WHERE job_id = :job"),
+                              {"job": parallel}).scalars().all()
     assert any("data parallel over 2 processes" in m for m in messages)
     assert any(m.startswith("Job paused") for m in messages)
