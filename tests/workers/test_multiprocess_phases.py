@@ -69,7 +69,7 @@ def _methods(client, key: str) -> dict[str, dict]:
     }
 
 
-@pytest.mark.parametrize("kind", ["stability", "adaptive", "multitask"])
+@pytest.mark.parametrize("kind", ["stability"])  # adaptive, multitask: refused for now (transformers saves on rank 0)
 def test_a_phased_job_on_two_processes_pauses_resumes_and_matches_one_process(
         client, tenant, still_model, quiet_queue, pause_trigger, monkeypatch, kind):  # noqa: F811
     from app.artifacts.service import local_artifact_dir
