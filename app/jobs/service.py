@@ -144,8 +144,8 @@ def _resources(request: CreateJobRequest, resolved: Method, parameters: int | No
 def _parallel_seeds_problem(method: Method, path: str = "method") -> str | None:
     """Why a job on several processes cannot take `method` (or one nested in it): stability's parallel seeds
     fork processes of their own, which torchrun's ranks cannot join (each rank would start its own seeds and
-    the collectives would pair up different seeds). Every other phased method (LP-FT, seeds one after another,
-    adaptive and multitask phases, `then`) trains data parallel: each phase runs app.training.engine."""
+    the collectives would pair up different seeds). LP-FT and seeds one after another train data parallel: each
+    phase runs app.training.engine."""
     stability = getattr(method.settings, "stability", None)
     if stability is not None and isinstance(stability.parallel_seeds, int) and stability.parallel_seeds > 1:
         field = f"{path}.{method.type}.stability.parallel_seeds"

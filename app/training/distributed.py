@@ -13,9 +13,10 @@ al. 2023, "PyTorch FSDP"; in torch 2.13 it runs on CPU with gloo too: two ranks 
 three AdamW steps with clipping) would need every save path (checkpoints, best weights,
 each method's artifact) to gather full tensors first, and is not built.
 
-Phased jobs (stability's LP-FT and seeds, adaptive, multitask, `then`) run each phase through the engine, so
-every phase is data parallel; a rank > 0 works on a copy of the job's checkpoint dir (workers/rank.py) and so
-resumes at the same phase and seed as rank 0.
+Stability's phases (LP-FT, seeds one after another) run each through the engine, so each is data parallel; a
+rank > 0 works on a copy of the job's checkpoint dir (workers/rank.py) and so resumes at the same phase and seed
+as rank 0. adaptive/multitask stay on one process: transformers' save_pretrained writes only on rank 0 under
+torch.distributed, so the other ranks could not reload a finished phase's encoder.
 
 Rank 0 alone polls for cancel/pause (and so refreshes nothing else: the worker beats the heartbeat) and
 broadcasts the answer, writes events, checkpoints and the artifact; other ranks get a quiet sink and
