@@ -6,7 +6,8 @@ Every rank reads the job from PostgreSQL and runs its strategy (app.training.dis
 steps stay identical). Rank 0 reports through the job's DatabaseSink under the claiming worker's id (so
 cancel and pause reach it, and a lost lease stops it), writes checkpoints and the artifact into the
 staging dir, and leaves its TrainResult (or its error) as JSON in RESULT for the parent to publish. Other
-ranks report nothing and write into private directories that are removed.
+ranks report nothing and write into private directories that are removed: a copy of the job's checkpoint
+dir (so phases resume alike on every rank) and their own output dir.
 """
 from __future__ import annotations
 
@@ -35,7 +36,20 @@ class QuietSink:
         return None
 
 
+def _private_checkpoints(shared: Path, resume_from: Path | None, private: Path) -> tuple[Path, Path | None]:
+    """A rank > 0's checkpoint dir: a copy of the job's, so a phased job (LP-FT's probe, seeds.json, adaptive's
+    finished phases and their `phase.json`, TLM's stages) resumes on every rank from where rank 0 resumes and
+    every rank makes the same choices (skip a finished phase, train the same seed); its own writes, the same as
+    rank 0's, go to the copy and are removed with it. `resume_from` moves into the copy."""
+    shutil.copytree(shared, private, dirs_exist_ok=True)
+    if resume_from is not None and resume_from.is_relative_to(shared):
+        resume_from = private / resume_from.relative_to(shared)
+    return private, resume_from
+
+
 def _train(job_id: str, worker: str, staging: Path, rank: int) -> dict[str, Any]:
+    import torch.distributed as dist
+
     from app.training.lineage import record_lineage
     from app.training.registry import run_strategy
     from workers.tasks.run_job import build_context
@@ -48,9 +62,11 @@ def _train(job_id: str, worker: str, staging: Path, rank: int) -> dict[str, Any]
     else:
         private = staging.with_name(f"{staging.name}.rank{rank}")
         shutil.rmtree(private, ignore_errors=True)
-        ctx = build_context(job, QuietSink(), private / "out")  # resume_from stays the shared checkpoint
+        ctx = build_context(job, QuietSink(), private / "out")
         ctx.output_dir.mkdir(parents=True)
-        ctx.checkpoint_dir = private / "checkpoints"
+        ctx.checkpoint_dir, ctx.resume_from = _private_checkpoints(ctx.checkpoint_dir, ctx.resume_from,
+                                                                   private / "checkpoints")
+    dist.barrier()  # no rank writes before every rank > 0 has its copy of the checkpoint dir
     try:
         result = run_strategy(ctx)
         if rank == 0 and result.status == "succeeded" and "lineage" in ctx.extra:

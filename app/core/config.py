@@ -37,6 +37,9 @@ class Settings(BaseSettings):
                                               "fetched from TUNEFORGE_ARTIFACT_URL; least recently used ones no job "
                                               "uses are evicted beyond it. Unset: no bound.")
     orphan_grace: float = Field(600.0, description="Stored bytes without a file row older than this are removed.")
+    checkpoint_grace: float = Field(3600.0, ge=0, description=(
+        "A failed or cancelled job's checkpoint snapshots in the object store are removed this many seconds after "
+        "it ended (a succeeded job's once its artifact is published; a paused job's stay)."))
     broker_depth: int = Field(2, ge=1, description="Most jobs waiting in the broker at once; the rest wait in "
                               "PostgreSQL for a fair turn.")
     max_running_per_tenant: int | None = Field(None, ge=1, description="Default cap on one tenant's active jobs.")

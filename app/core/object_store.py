@@ -197,6 +197,16 @@ class ObjectStore:
         return [ObjectInfo(name[len(base):] if name.startswith(base) else name, int(info.get("size") or 0),
                            _mtime(info)) for name, info in found.items() if info.get("type") == "file"]
 
+    def children(self, prefix: str) -> list[str]:
+        """The names directly below `prefix/` (objects and folders alike): one listing call, not a walk."""
+        try:
+            found = self.fs.ls(self.full(prefix), detail=False)
+        except FileNotFoundError:
+            return []
+        except Exception as exc:
+            raise self._error(exc, f"list {prefix}") from exc
+        return sorted({str(name).rstrip("/").rsplit("/", 1)[-1] for name in found})
+
     def abort_stale_uploads(self, prefix: str, grace: float) -> int:
         """Abort S3 multipart uploads below `prefix/` that this process has seen unfinished for `grace`
         seconds: a process killed mid-upload leaves one behind, never visible but billed. Timed by this

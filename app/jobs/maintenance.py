@@ -19,6 +19,7 @@ from app.corpora import recovery as corpora
 from app.exports import recovery as exports
 from app.files.sweeper import sweep_orphan_files
 from app.jobs import state
+from app.jobs.checkpoint_sweep import sweep_stored_checkpoints
 from app.jobs.dispatch import admit
 from app.jobs.events import record_event
 from app.models import Job
@@ -45,8 +46,8 @@ def lost_messages(session) -> list[str]:
     return [job.id for job in lost]
 
 
-NOTHING = {"reaped": [], "lost": [], "swept": [], "exports_reaped": [], "exports_lost": [], "webhooks_reaped": [],
-           "webhooks_lost": [], "corpora_reaped": [], "corpora_lost": []}
+NOTHING = {"reaped": [], "lost": [], "swept": [], "checkpoints_swept": [], "exports_reaped": [], "exports_lost": [],
+           "webhooks_reaped": [], "webhooks_lost": [], "corpora_reaped": [], "corpora_lost": []}
 
 
 def run_once() -> dict[str, list[str]]:
@@ -57,6 +58,7 @@ def run_once() -> dict[str, list[str]]:
         if not session.scalar(text("select pg_try_advisory_xact_lock(:k)"), {"k": LOCK_KEY}):
             return None
         return {"reaped": reap_stale(session), "lost": lost_messages(session), "swept": sweep_orphan_files(session),
+                "checkpoints_swept": sweep_stored_checkpoints(session),
                 "exports_reaped": exports.reap_stale(session), "exports_lost": exports.lost_messages(session),
                 "webhooks_reaped": webhooks.reap_stale(session), "webhooks_lost": webhooks.lost_messages(session),
                 "corpora_reaped": corpora.reap_stale(session), "corpora_lost": corpora.lost_messages(session)}

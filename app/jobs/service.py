@@ -129,14 +129,32 @@ def _resources(request: CreateJobRequest, resolved: Method, parameters: int | No
     except ValueError as exc:
         param, message = exc.args
         raise BadRequest(f"Invalid {param}: {message}.", param=param) from None
-    phased = not resolved.spec.trains_task or getattr(resolved.settings, "stability", None) is not None or any(
-        isinstance(value, Method) for _, value in resolved.settings)
-    if record["processes"] > 1 and phased:
+    nested = not resolved.spec.trains_task or any(isinstance(value, Method) for _, value in resolved.settings)
+    if record["processes"] > 1 and nested:  # transformers saves only on rank 0 under torch.distributed, so rank 1's
+        # copy of a finished phase's encoder has no config.json and its next phase cannot load it
         param = "resources.gpus" if record["gpus"] else "resources.processes"
-        raise BadRequest(f"Invalid {param}: training on several processes covers a task method's single run; "
-                         f"{resolved.type} with stability or nested methods trains on one, so ask for one.",
-                         param=param)
+        raise BadRequest(f"Invalid {param}: {resolved.type} trains in phases whose encoder every rank reloads, "
+                         "which several processes cannot do yet; ask for one process.", param=param)
+    if record["processes"] > 1 and (problem := _parallel_seeds_problem(resolved)):
+        param = "resources.gpus" if record["gpus"] else "resources.processes"
+        raise BadRequest(f"Invalid {param}: {problem}", param=param)
     return record, message
+
+
+def _parallel_seeds_problem(method: Method, path: str = "method") -> str | None:
+    """Why a job on several processes cannot take `method` (or one nested in it): stability's parallel seeds
+    fork processes of their own, which torchrun's ranks cannot join (each rank would start its own seeds and
+    the collectives would pair up different seeds). LP-FT and seeds one after another train data parallel: each
+    phase runs app.training.engine."""
+    stability = getattr(method.settings, "stability", None)
+    if stability is not None and isinstance(stability.parallel_seeds, int) and stability.parallel_seeds > 1:
+        field = f"{path}.{method.type}.stability.parallel_seeds"
+        return (f"a job on several processes trains its seeds one after another, but {field} is "
+                f"{stability.parallel_seeds}; leave {field} out (auto) or set it to 1, or ask for one process.")
+    for name, value in method.settings:
+        if isinstance(value, Method) and (problem := _parallel_seeds_problem(value, f"{path}.{method.type}.{name}")):
+            return problem
+    return None
 
 
 def _check_kind(method: Method, base: BaseModel, path: str = "method") -> None:

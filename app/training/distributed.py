@@ -7,7 +7,16 @@ more element), so every rank takes the same AdamW step a single process would ta
 DistributedDataParallel's arithmetic (Li et al. 2020, "PyTorch Distributed"). We all-reduce one flat
 buffer per step rather than wrapping the model in DistributedDataParallel because objectives and wrappers
 (auxiliary MLM, SMART, the multitask mixture) call the bare model and its attributes; on a GPU node this
-gives up DDP's overlap of communication with backward, which the benchmark (bench/gpu.py) measures.
+gives up DDP's overlap of communication with backward, which the benchmark (bench/gpu.py) measures. It stays
+the only mode: every rank holds the whole model and AdamW state. Sharding them (FSDP2's `fully_shard`, Zhao et
+al. 2023, "PyTorch FSDP"; in torch 2.13 it runs on CPU with gloo too: two ranks matched one process to 3e-8 after
+three AdamW steps with clipping) would need every save path (checkpoints, best weights,
+each method's artifact) to gather full tensors first, and is not built.
+
+Stability's phases (LP-FT, seeds one after another) run each through the engine, so each is data parallel; a
+rank > 0 works on a copy of the job's checkpoint dir (workers/rank.py) and so resumes at the same phase and seed
+as rank 0. adaptive/multitask stay on one process: transformers' save_pretrained writes only on rank 0 under
+torch.distributed, so the other ranks could not reload a finished phase's encoder.
 
 Rank 0 alone polls for cancel/pause (and so refreshes nothing else: the worker beats the heartbeat) and
 broadcasts the answer, writes events, checkpoints and the artifact; other ranks get a quiet sink and

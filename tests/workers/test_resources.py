@@ -97,12 +97,23 @@ def test_a_waiting_gpu_job_does_not_hold_up_cpu_jobs_and_a_lost_one_returns_to_i
     assert any(lost.encode() in m for m in _queue("gpu-h100"))
 
 
-def test_several_processes_are_refused_where_a_job_runs_phases(client, tenant, registered_tiny_model):
+def test_phased_jobs_take_several_processes_but_not_with_parallel_seeds(client, tenant, registered_tiny_model):
     train = upload(client, tenant[1], jsonl(classification_rows())).json()["id"]
-    response = client.post("/v1/fine_tuning/jobs", headers=auth(tenant[1]), json={
-        "model": registered_tiny_model, "training_file": train, "resources": {"processes": 2},
-        "method": {"type": "supervised", "supervised": {"stability": {"recipe": "mosbach"}}}})
-    assert response.status_code == 400 and response.json()["error"]["param"] == "resources.processes"
+    valid = upload(client, tenant[1], jsonl(classification_rows(8))).json()["id"]
+
+    def create(method: dict) -> object:
+        return client.post("/v1/fine_tuning/jobs", headers=auth(tenant[1]), json={
+            "model": registered_tiny_model, "training_file": train, "validation_file": valid,
+            "resources": {"processes": 2}, "method": method})
+    seeds = {"type": "supervised", "supervised": {"stability": {"recipe": "mosbach", "n_seeds": 2, "lp_ft": True}}}
+    assert create(seeds).status_code == 200
+    assert_error(create({"type": "adaptive", "adaptive": {"tapt": True, "then": seeds}}), 400,
+                 param="resources.processes")  # its phases reload an encoder only rank 0 saved
+    forked = {"type": "lora", "lora": {"stability": {"n_seeds": 2, "parallel_seeds": 2}}}
+    for method, field in ((forked, "method.lora.stability.parallel_seeds"),):
+        response = create(method)
+        assert_error(response, 400, param="resources.processes")
+        assert field in response.json()["error"]["message"]
 
 
 def test_a_worker_host_runs_one_training_process_per_gpu_on_its_classes():

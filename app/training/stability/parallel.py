@@ -28,6 +28,7 @@ from typing import Any
 import torch
 
 from app.training.base import TrainContext, TrainingError
+from app.training.distributed import rank_and_world
 
 SEED_ROLE = "stability.seed_role"
 STOPS = {1: "pause", 2: "cancel"}
@@ -136,6 +137,8 @@ def parallel_count(ctx: TrainContext, device: torch.device, setting: str | int, 
     """How many seeds train at once, and why (for the event)."""
     if pending <= 1:
         return 1, "one seed left to train"
+    if (world := rank_and_world()[1]) > 1:  # the job is data parallel already; the service refuses a count > 1
+        return 1, f"auto: the job trains data parallel over {world} processes, so its seeds take turns"
     if setting != "auto":
         return min(int(setting), pending), f"parallel_seeds={setting}"
     need, free = seed_bytes(ctx), free_memory(device)
