@@ -111,3 +111,27 @@ def test_auto_pools_as_the_base_was_trained_where_the_rule_prefers_it(tmp_path, 
     tagger = AutoModelForTokenClassification.from_pretrained(tiny_model_dir, num_labels=3)
     assert resolve_pooling("auto", prefers, tagger, sentence) == ("cls", "auto: this head reads no pooler")
     assert resolve_pooling("cls", prefers, model, sentence)[0] == "cls"
+
+
+@pytest.mark.parametrize("method", ["prompt_tuning"])  # the methods whose rule prefers the base's sentence pooling
+def test_a_job_on_auto_pools_as_the_sentence_base_was_trained(tmp_path, tiny_model_dir, method):
+    from app.fsio import directory_sha256
+    from app.training.artifacts import read_manifest
+    from app.training.base import BaseModelRef
+    from app.training.registry import get_strategy
+    from tests.training.conftest import context_factory
+
+    assert get_strategy(method).auto.pooling == "sentence"
+    sentence = _sentence_base(tmp_path, tiny_model_dir, {"pooling_mode_mean_tokens": True})
+    make = context_factory(BaseModelRef(id="tiny-sentence", path=sentence, sha256=directory_sha256(sentence)),
+                           tmp_path)
+    ctx = make(method, {}, n_train=16, learning_rate=3e-3)
+    run_strategy(ctx)
+    assert read_manifest(ctx.output_dir)["settings"]["pooling"] == "mean"
+    assert any("auto: the base was trained as a sentence encoder" in m for m in ctx.sink.of("message"))
+    model, _, _ = load_classifier(ctx.output_dir, sentence)
+    assert any(isinstance(module, MeanPooler) for module in model.modules())
+    plain = make(method, {}, n_train=16, learning_rate=3e-3, output="plain-base")  # same method, no declaration
+    plain.base_model = BaseModelRef(id="tiny-bert", path=tiny_model_dir, sha256=directory_sha256(tiny_model_dir))
+    run_strategy(plain)
+    assert "pooling" not in read_manifest(plain.output_dir)["settings"]
