@@ -21,7 +21,6 @@ class AutoRule:
     """
 
     learning_rate: float
-    head_learning_rate: float | None = None  # cap on the new weights' rate (head, trained pooler); None: none
     max_epochs: int = 3
     min_epochs: int = 3
     target_steps: int = 500

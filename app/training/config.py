@@ -81,10 +81,9 @@ class HyperparameterSettings(BaseModel):
     learning_rate_multiplier: float | Auto = Field(
         "auto", description="OpenAI's knob: a multiple (0, 100] of the method's default learning rate."
     )
-    head_learning_rate: float | Auto | None = Field("auto", description=(
-        "Peak learning rate in (0, 1] of the weights the base lacks (the task head, a trained pooler); null: "
-        "learning_rate. auto = the lower of learning_rate and the method's head rate (methods that train few "
-        "base weights at a high rate keep a fresh dense head slower; see the method's rule)."))
+    head_learning_rate: float | None = Field(None, description=(
+        "Peak learning rate in (0, 1] of the weights the base lacks (the task head, a trained pooler), which "
+        "then train in their own optimizer group; null (the default): learning_rate."))
     max_length: int = Field(128, ge=8, le=2048, description="Tokens per example after truncation.")
     warmup_ratio: float | Auto = Field("auto", description=(
         "Fraction of steps with linear warm-up, in [0, 0.5]; auto = the method's rule (usually 0.06)."))
@@ -126,7 +125,7 @@ class HyperparameterSettings(BaseModel):
     def _in_range(cls, value: int | float | str, info: ValidationInfo) -> int | float | str:
         # Field(ge=...) cannot constrain an int|"auto" union, so the ranges live here (per field,
         # so the error's `loc` names the offending field)
-        if value == "auto" or value is None:
+        if value == "auto" or value is None:  # None: head_learning_rate follows learning_rate
             return value
         low, high, closed = _RANGES[info.field_name]
         if not math.isfinite(value) or not (low <= value if closed else low < value) or value > high:
@@ -179,7 +178,7 @@ class HyperparameterSettings(BaseModel):
             learning_rate=float(lr),
             seed=seed,
             max_length=self.max_length,
-            head_learning_rate=self._head_learning_rate(float(lr), rule),
+            head_learning_rate=self.head_learning_rate,
             warmup_ratio=rule.warmup_ratio if self.warmup_ratio == "auto" else self.warmup_ratio,
             weight_decay=self.weight_decay,
             checkpoint_every=self.checkpoint_every,
@@ -192,13 +191,6 @@ class HyperparameterSettings(BaseModel):
             gradient_checkpointing=self.gradient_checkpointing,
             group_by_length=self.group_by_length,  # "auto": decided on the tokenized rows (app.training.batching)
         )
-
-    def _head_learning_rate(self, lr: float, rule: AutoRule) -> float | None:
-        """Given, or auto: the rule's head rate where it is below `lr` (else None: the head trains at `lr`)."""
-        if self.head_learning_rate != "auto":
-            return self.head_learning_rate
-        head = rule.head_learning_rate
-        return float(head) if head is not None and head < lr else None
 
     def _accumulation_steps(self, batch: int) -> int:
         """The micro-batches per step: given, or what micro_batch_size needs; never more than rows in a batch."""
