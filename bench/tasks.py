@@ -223,9 +223,32 @@ def report() -> None:
             print(f"{r['data']:<18} {r['task']:<22} {r['runner']:<11} {r['seed']:>4} {'accuracy':<16} "
                   f"{r['test']['accuracy']:>7.3f} {r['seconds']:>8.0f}")
             continue
-        key = {"token_classification": "eval_f1", "multi_label": "eval_micro_f1"}.get(r["task"], "eval_spearman")
+        key = MAIN.get(r["task"], "eval_spearman")
         print(f"{r['data']:<18} {r['task']:<22} {r['runner']:<11} {r['seed']:>4} {key:<16} "
               f"{r['test'][key]:>7.3f} {r['seconds']:>8.0f}")
+    summary(rows)
+
+
+MAIN = {"token_classification": "eval_f1", "multi_label": "eval_micro_f1"}
+SECOND = {"token_classification": "eval_accuracy", "multi_label": "eval_macro_f1", "regression": "eval_pearson"}
+
+
+def summary(rows: list[dict]) -> None:
+    """Mean ± sample std over seeds of each (data, runner, training size), the figures the README quotes."""
+    import statistics
+
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        if r["task"] != "text_to_text" and "note" not in r:
+            groups.setdefault((r["data"], r["task"], r["runner"], r["n_train"]), []).append(r)
+    print(f"\n{'data':<18} {'runner':<11} {'n_train':>7} {'seeds':>5}  main metric (mean ± std)       second metric")
+    for (data, task, runner, n_train), group in groups.items():
+        def mean_std(key: str) -> str:
+            values = [r["test"][key] for r in group]
+            std = statistics.stdev(values) if len(values) > 1 else 0.0
+            return f"{key} {statistics.mean(values):.3f} ± {std:.3f}"
+        print(f"{data:<18} {runner:<11} {n_train:>7} {len(group):>5}  {mean_std(MAIN.get(task, 'eval_spearman')):<30} "
+              f"{mean_std(SECOND[task])}")
 
 
 SETS = ("tweet-popularity", "lee-similarity", "conll2003", "movielens-genres", "stsb")
