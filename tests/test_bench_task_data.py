@@ -102,7 +102,7 @@ def test_movielens_movies_are_titles_with_their_genres(tmp_path):
 
 def test_movielens_splits_are_disjoint_and_fixed_by_the_seed(tmp_path):
     rows = "".join(f"{i}\tMovie {i}\t1990\tDrama{' Comedy' * (i % 2)}\n" for i in range(20))
-    directory = _movielens(tmp_path, "item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq\n" + rows)
+    directory = _movielens(tmp_path, ML_ITEM.splitlines(keepends=True)[0] + rows)
     splits = movielens_splits(100, n_valid=4, n_test=6, seed=3, directory=directory)
     assert [len(splits[k]) for k in ("train", "valid", "test")] == [10, 4, 6]
     texts = [{r["text"] for r in splits[k]} for k in ("train", "valid", "test")]
