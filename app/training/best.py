@@ -1,6 +1,7 @@
 """Keep the best evaluated weights of a run (model selection on the job's validation file).
 
-Scored by validation accuracy, ties broken by lower loss, then by the earlier step (as the Hugging
+Scored by the task type's validation figure (accuracy; micro-F1 for multi-label, entity F1 for NER; a
+mixture's mean), ties broken by lower loss, then by the earlier step (as the Hugging
 Face Trainer's `load_best_model_at_end`). The weights that train are written to `best/` in the job's
 checkpoint dir (atomically), so a paused or re-queued run compares against, and ends with, the same
 best as an uninterrupted one.
@@ -21,9 +22,20 @@ from app.training.checkpoints import copy_into, trainable_state
 BEST = "best"
 
 
+# the figure that ranks checkpoints, the first a task type reports: a mixture's mean task figure, multi-label
+# micro-F1 (subset accuracy is 0 for long on sparse labels), entity F1 (NER), accuracy; regression: loss alone
+SELECTION_METRICS = ("eval_score", "eval_micro_f1", "eval_f1", "eval_accuracy")
+
+
+def selection_metric(metrics: dict[str, float]) -> tuple[str, float]:
+    """(name, value) of the figure that ranks `metrics`' checkpoint; ("", -inf) when it has none."""
+    name = next((name for name in SELECTION_METRICS if name in metrics), "")
+    return name, metrics.get(name, float("-inf"))
+
+
 def score(metrics: dict[str, float]) -> tuple[float, ...]:
-    """Higher is better: eval_score (a mixture's mean task figure) or accuracy, then lower loss."""
-    return metrics.get("eval_score", metrics.get("eval_accuracy", float("-inf"))), -metrics.get("eval_loss", float("inf"))
+    """Higher is better: the task type's selection figure, then lower loss."""
+    return selection_metric(metrics)[1], -metrics.get("eval_loss", float("inf"))
 
 
 class BestCheckpoint:
@@ -52,7 +64,9 @@ class BestCheckpoint:
             return None
         copy_into(model, load_file(self.path / "trainable.safetensors"))
         step, metrics = self.record["step"], self.record["metrics"]
-        sink.message(f"{label}Selected the checkpoint of step {step} (validation accuracy "
-                     f"{metrics.get('eval_accuracy', float('nan')):.4f}, loss {metrics.get('eval_loss', float('nan')):.4f}) "
-                     f"over the last step {last_step}", data={"selected_step": step, "metrics": metrics})
+        name, value = selection_metric(metrics)
+        figure = f"validation {name.removeprefix('eval_')} {value:.4f}, " if name else "validation "
+        sink.message(f"{label}Selected the checkpoint of step {step} ({figure}loss "
+                     f"{metrics.get('eval_loss', float('nan')):.4f}) over the last step {last_step}",
+                     data={"selected_step": step, "metrics": metrics})
         return step
