@@ -161,8 +161,8 @@ def head_rate_groups(trained: torch.nn.Module, model: torch.nn.Module, new_param
     if hp.head_learning_rate is None or hp.head_learning_rate == hp.learning_rate:
         return None
     suffixes = tuple("." + name for name in new_parameters)
-    head = {id(param) for name, param in model.named_parameters()
-            if param.requires_grad and (_plain_name(name) in new_parameters or _plain_name(name).endswith(suffixes))}
+    names = {id(param): _plain_name(name) for name, param in model.named_parameters() if param.requires_grad}
+    head = {key for key, name in names.items() if name in new_parameters or name.endswith(suffixes)}
     trainable = [param for param in trained.parameters() if param.requires_grad]
     groups = [{"name": "head", "params": [p for p in trainable if id(p) in head], "lr": hp.head_learning_rate},
               {"name": "rest", "params": [p for p in trainable if id(p) not in head], "lr": hp.learning_rate}]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 import torch
@@ -72,7 +73,7 @@ def test_settings_that_cannot_pool_are_refused():
 
 
 
-def _sentence_base(tmp_path, tiny_model_dir, modes: dict) -> "Path":
+def _sentence_base(tmp_path, tiny_model_dir, modes: dict) -> Path:
     import json
     import shutil
 
