@@ -69,6 +69,12 @@ def test_settings_that_cannot_pool_are_refused():
                         pad_token_id=1, tokenizer_max_length=64, tensors=None)
     assert [field for field, _ in settings.check_base(roberta)] == ["pooling"]
     assert settings.check_base(dataclasses.replace(roberta, model_type="bert")) == []
+    from app.training.data import DatasetSummary
+
+    tags = DatasetSummary(n_examples=4, labels=["B-PER", "O"], has_pair=False, n_chars=40, task="token_classification")
+    [(field, message)] = settings.check_data(tags)
+    assert field == "pooling" and "pools nothing" in message
+    assert parse_method({"type": "lora", "lora": {}}).settings.check_data(tags) == []
 
 
 
