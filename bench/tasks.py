@@ -20,8 +20,9 @@ Offline data (DESIGN.md; bench/task_data.py says where each file comes from):
   random movie splits 1,000 (--n-train, at most 1,062) / 200 / 400. Every hyper-parameter "auto" (each
   method's rule for the training rows); the reference is a plain Hugging Face Trainer at supervised's values.
 - stsb: only from --stsb DIR; no installable package ships STS-B.
-Pearson/Spearman for regression, seqeval entity F1 for NER, micro/macro-F1 at threshold 0.5 for multi-label
-(tuneforge's default `multi_label_threshold`). Results append to bench/results/tasks.jsonl;
+Pearson/Spearman for regression, seqeval entity F1 for NER, micro/macro-F1 for multi-label at the threshold
+each run chose on validation (tuneforge's `multi_label_threshold` "auto"; the reference the same way; runs
+before it existed scored at 0.5 and say so). Results append to bench/results/tasks.jsonl;
 the table prints at the end.
 """
 from __future__ import annotations
@@ -99,17 +100,20 @@ def tuneforge(method: str, task: str, splits: dict[str, list[dict]], root: Path,
     settings = {"hyperparameters": {**hyper, "learning_rate": RATES[method]}} if hyper else {}
     run = bare_run(method, train, out, settings, seed=seed, validation=valid)
     model, tokenizer, labels = load_classifier(out, minilm_path())
-    rows = predict(model, tokenizer, splits["test"], labels)
+    rows = predict(model, tokenizer, splits["test"], labels)  # multi-label: at the job's own threshold
     names = label_names(splits) if task == "multi_label" else None
+    threshold = getattr(model.config, "multi_label_threshold", None)
     return {"seconds": run["seconds"], "test": score(task, [r["predicted"] for r in rows], splits["test"], names),
-            **({} if hyper else {"resolved": resolved(method, len(splits["train"]), seed)})}
+            **({} if hyper else {"resolved": resolved(method, len(splits["train"]), seed)}),
+            **({"threshold": threshold} if threshold is not None else {})}
 
 
 def multi_label_reference(splits: dict[str, list[dict]], seed: int) -> dict:
     """A plain Hugging Face Trainer: AutoModelForSequenceClassification(problem_type=
     "multi_label_classification"), i.e. BCE over a sigmoid per label, at supervised's resolved auto values;
-    evaluated on the validation split each epoch and the best micro-F1 epoch kept (load_best_model_at_end),
-    then labels at probability >= 0.5 scored on test."""
+    evaluated on the validation split each epoch at its best threshold of 0.05-0.95 (what a careful script
+    does for rare labels, and what tuneforge's multi_label_threshold "auto" does), the best micro-F1 epoch
+    kept (load_best_model_at_end), then labels at or above that epoch's threshold scored on test."""
     import numpy as np
     import torch
     from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer,
@@ -123,14 +127,16 @@ def multi_label_reference(splits: dict[str, list[dict]], seed: int) -> dict:
     torch.manual_seed(seed)
     model = AutoModelForSequenceClassification.from_pretrained(minilm_path(), num_labels=len(labels),
                                                                problem_type="multi_label_classification")
+    grid = [round(0.05 * i, 2) for i in range(1, 20)]
 
-    def chosen(logits) -> np.ndarray:
-        return (1 / (1 + np.exp(-logits)) >= 0.5).astype(int)
+    def micro_f1_at(logits: np.ndarray, gold: np.ndarray, at: float) -> float:
+        predicted = (1 / (1 + np.exp(-logits)) >= at).astype(int)
+        return 2 * int((predicted & gold).sum()) / max(1, int(predicted.sum() + gold.sum()))
 
-    def micro_f1(prediction) -> dict[str, float]:
-        predicted, gold = chosen(prediction.predictions), prediction.label_ids.astype(int)
-        tp = int((predicted & gold).sum())
-        return {"micro_f1": 2 * tp / max(1, int(predicted.sum() + gold.sum()))}
+    def best(prediction) -> dict[str, float]:
+        gold = prediction.label_ids.astype(int)
+        at = max(grid, key=lambda t: (micro_f1_at(prediction.predictions, gold, t), -abs(t - 0.5)))
+        return {"micro_f1": micro_f1_at(prediction.predictions, gold, at), "threshold": at}
 
     args = TrainingArguments(output_dir=tempfile.mkdtemp(prefix="hf-ml-ref-"), learning_rate=hp["learning_rate"],
                              num_train_epochs=hp["n_epochs"], per_device_train_batch_size=hp["batch_size"],
@@ -139,15 +145,16 @@ def multi_label_reference(splits: dict[str, list[dict]], seed: int) -> dict:
                              save_total_limit=1, load_best_model_at_end=True, metric_for_best_model="micro_f1",
                              save_only_model=True, report_to=[], logging_strategy="no", use_cpu=True)
     trainer = Trainer(model=model, args=args, train_dataset=encoded["train"], eval_dataset=encoded["valid"],
-                      data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=micro_f1)
+                      data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=best)
     start = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - start
-    predicted = [[label for label, on in zip(labels, row) if on]
-                 for row in chosen(trainer.predict(encoded["test"]).predictions)]
+    threshold = best(trainer.predict(encoded["valid"]))["threshold"]
+    chosen = 1 / (1 + np.exp(-trainer.predict(encoded["test"]).predictions)) >= threshold
+    predicted = [[label for label, on in zip(labels, row) if on] for row in chosen]
     shutil.rmtree(args.output_dir, ignore_errors=True)  # the epoch checkpoints, ~90 MB each
     return {"seconds": seconds, "test": score("multi_label", predicted, splits["test"], labels), "resolved": hp,
-            "valid_micro_f1": trainer.state.best_metric}
+            "valid_micro_f1": trainer.state.best_metric, "threshold": threshold}
 
 
 def reference(task: str, splits: dict[str, list[dict]], seed: int, hyper: dict = HYPER) -> dict:

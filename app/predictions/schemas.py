@@ -98,7 +98,7 @@ class PredictionRequest(BaseModel):
         "A succeeded fine-tuning job of yours: its `fine_tuned_model`, or its id."))
     threshold: float | None = Field(None, gt=0, lt=1, description=(
         "Multi-label models only: a label applies at this sigmoid probability (default: the job's "
-        "multi_label_threshold, 0.5 unless it set one)."))
+        "multi_label_threshold, as its manifest records it: chosen on validation when left on auto)."))
     max_new_tokens: int | None = Field(None, ge=1, le=MAX_NEW_TOKENS, description=(
         f"text_to_text models only: tokens to generate at most, 1-{MAX_NEW_TOKENS} (default: the job's "
         "max_new_tokens, 32 unless it set one); decoding is greedy."))

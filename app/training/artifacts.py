@@ -173,16 +173,19 @@ def load_classifier(artifact_dir: Path, base_model_dir: Path | None = None, swap
     max_length = manifest.get("hyperparameters", {}).get("max_length")
     if max_length:
         tokenizer.model_max_length = max_length
+    if "multi_label_threshold" in manifest:  # what `predict` applies unless told otherwise
+        model.config.multi_label_threshold = manifest["multi_label_threshold"]
     if (wrap := spec.load_tokenizer()) is not None:
         tokenizer = wrap(tokenizer, artifact_dir)
     return model.eval(), tokenizer, labels
 
 
 def predict(model, tokenizer, examples: list, labels: list | None = None, batch_size: int = 32,
-            threshold: float = 0.5) -> list[dict[str, Any]]:
+            threshold: float | None = None) -> list[dict[str, Any]]:
     """[{"index", "predicted", ...}] for Examples, {"text", "text_pair"} / {"tokens"} dicts or plain strings,
     answered as the model's task type says (app.training.tasks.predict: a label and logits, a number, the
-    labels at or above `threshold`, or a tag per word with entity spans).
+    labels at or above `threshold` — by default the job's own, which load_classifier reads from the
+    manifest, else 0.5 — or a tag per word with entity spans).
 
     Batches are padded dynamically and truncated at `tokenizer.model_max_length`. `predicted` is
     taken from `labels` (the manifest's list) when given, else from the model's id2label.

@@ -31,6 +31,7 @@ from app.training.masking import MaskingSettings, MlmMasker
 from app.training.mlm import pmi_vocabulary
 from app.training.structure import restructure
 from app.training.tasks import Rows, Task, get_task
+from app.training.tasks.sequence import DEFAULT_THRESHOLD
 
 # prepare(model, ctx, new_parameters): `new_parameters` names weights the base checkpoint lacked
 # (the head, sometimes a pooler); they start random, so every artifact must carry them.
@@ -107,9 +108,14 @@ def load_task(ctx: TrainContext) -> TaskData:
     from transformers import AutoTokenizer
 
     train_examples, valid_examples, summary = read_task_files(ctx)
-    task = get_task(summary.task, ctx.settings_as(TaskMethodSettings).multi_label_threshold)
+    threshold = ctx.settings_as(TaskMethodSettings).multi_label_threshold
+    task = get_task(summary.task, None if threshold == "auto" and valid_examples else
+                    DEFAULT_THRESHOLD if threshold == "auto" else threshold)
     ctx.sink.message(f"Task: {describe_task(summary)}", data={"task": summary.task, "labels": summary.labels,
                                                              "n_examples": summary.n_examples})
+    if summary.task == MULTI_LABEL and threshold == "auto" and not valid_examples:
+        ctx.sink.message(f"Multi-label threshold {DEFAULT_THRESHOLD:g}: auto chooses one on a validation file, "
+                         "and this job has none", data={"multi_label_threshold": DEFAULT_THRESHOLD})
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return TaskData(train_examples, valid_examples, summary.labels, AutoTokenizer.from_pretrained(ctx.base_model.path),
                     device, task)
@@ -252,6 +258,7 @@ def finish_classification(ctx: TrainContext, run: RunResult, model: torch.nn.Mod
             final_metrics["selected_step"] = run.selected_step
         elif run.eval_step != run.step:  # the final model's scores always reach the metrics stream
             ctx.sink.metrics(run.step, dict(eval_metrics))
+        task = _settle_threshold(ctx, task, eval_metrics)
         _write_predictions(ctx.output_dir, valid_examples, labels, outputs, task)
     final_metrics.update(metrics or {})
     save_artifact()
@@ -264,6 +271,18 @@ def finish_classification(ctx: TrainContext, run: RunResult, model: torch.nn.Mod
                    parameters={"total": run.total_parameters, "trainable": run.trainable_parameters},
                    created_at=datetime.now(UTC).isoformat(), **threshold, **(manifest or {}))
     return TrainResult("succeeded", run.step, run.trained_tokens, run.flops, final_metrics)
+
+
+def _settle_threshold(ctx: TrainContext, task: Task, eval_metrics: dict[str, float]) -> Task:
+    """A multi-label threshold left on "auto": the one the final model's validation scores chose (the
+    artifact and its predictions use it), said in an event beside micro-F1 at the usual 0.5."""
+    if task.name != MULTI_LABEL or task.threshold is not None:
+        return task
+    chosen = eval_metrics.get("eval_threshold", DEFAULT_THRESHOLD)
+    ctx.sink.message(f"Multi-label threshold {chosen:g}, chosen on validation micro-F1 "
+                     f"({eval_metrics.get('eval_micro_f1', 0.0):.4f}) among 0.05-0.95",
+                     data={"multi_label_threshold": chosen})
+    return dataclasses.replace(task, threshold=chosen)
 
 
 def _write_ready_folder(ctx: TrainContext, model, labels: list, n_train: int, n_valid: int,

@@ -279,9 +279,12 @@ class TaskMethodSettings(MethodSettings):
         "Re-initialise the pooler and the top k encoder layers (counted after drop_top_layers; at least one "
         "pretrained layer must remain) before fine-tuning (Zhang et al. 2021, Revisiting Few-sample BERT "
         "Fine-tuning); they train fully and ship whole in the artifact, like the head."))
-    multi_label_threshold: float = Field(0.5, gt=0, lt=1, description=(
-        "Multi-label training files only: a label applies when its sigmoid probability reaches this value, in "
-        "validation metrics and predictions (a prediction request may give its own)."))
+    multi_label_threshold: float | Auto = Field("auto", description=(
+        "Multi-label training files only: a label applies when its sigmoid probability reaches this value "
+        "(in (0, 1)), in validation metrics and predictions (a prediction request may give its own). auto = "
+        "the value of 0.05, 0.10, … 0.95 with the best validation micro-F1, chosen for each checkpoint scored "
+        "and recorded in the manifest (eval_threshold in the metrics); 0.5 without a validation file. The "
+        "job's events say which."))
     stability: StabilitySettings | None = Field(None, description=(
         "Remedies for unstable fine-tuning on small data (several seeds with early discarding, R3F/R4F/SMART, "
         "LP-FT, the Mosbach recipe, layer-wise learning-rate decay, early stopping); all off by default."))
@@ -290,6 +293,13 @@ class TaskMethodSettings(MethodSettings):
     unsupported_stability: ClassVar[dict[str, str]] = {}
     # stability.recipe "auto" switches to the Mosbach recipe on few-shot data (full fine-tuning only)
     few_shot_recipe: ClassVar[bool] = False
+
+    @field_validator("multi_label_threshold")
+    @classmethod
+    def _threshold_inside(cls, value: float | str) -> float | str:
+        if value != "auto" and not (math.isfinite(value) and 0 < value < 1):
+            raise ValueError(f"multi_label_threshold must be 'auto' or within (0, 1), got {value}")
+        return value
 
     @field_validator("stability")
     @classmethod

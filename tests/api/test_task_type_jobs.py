@@ -68,7 +68,7 @@ def test_multi_label_threshold_is_checked(client, tenant, registered_tiny_model)
     train = upload(client, key, jsonl(multi_label_rows(12))).json()["id"]
     response = create(client, key, model=registered_tiny_model, training_file=train,
                       method={"type": "supervised", "supervised": {"multi_label_threshold": 1.5}})
-    assert_error(response, 400, "less than 1", param="method.supervised.multi_label_threshold")
+    assert_error(response, 400, "must be 'auto' or within (0, 1), got 1.5", param="method.supervised.multi_label_threshold")
 
 
 def _run(client, key, model: str, task: str, method: str, **settings) -> str:

@@ -99,6 +99,54 @@ def test_multi_label_metrics_by_hand():
     assert scores["eval_macro_f1"] == pytest.approx((2 / 3 + 2 / 3 + 0) / 3)
 
 
+def test_auto_threshold_is_the_grid_point_with_the_best_micro_f1():
+    """Rare labels: positives at probability 0.3, negatives at 0.1 — nothing applies at 0.5, everything
+    right from 0.15 to 0.30; the tie goes to the point nearest 0.5."""
+    import torch
+
+    from app.training.tasks import Rows, get_task
+
+    logit = lambda p: math.log(p / (1 - p))  # noqa: E731
+    gold = [[1, 0], [0, 1], [0, 0], [1, 1]]
+    outputs = [torch.tensor([logit(0.3) if g else logit(0.1) for g in row]) for row in gold]
+    rows = Rows(features=[], label_ids=gold, pad_id=0)
+    auto = get_task("multi_label_classification", None).metrics(outputs, rows)
+    assert auto["eval_threshold"] == 0.3 and auto["eval_micro_f1"] == 1.0 and auto["eval_accuracy"] == 1.0
+    fixed = get_task("multi_label_classification", 0.5).metrics(outputs, rows)
+    assert fixed["eval_micro_f1"] == 0.0 and "eval_threshold" not in fixed
+
+
+@pytest.mark.parametrize("threshold, n_valid", [("auto", 24), ("auto", 0), (0.35, 24)])
+def test_the_multi_label_threshold_reaches_the_manifest_and_predictions(threshold, n_valid, make_ctx):
+    """auto: the final model's validation choice is the artifact's (manifest, predictions file, and
+    `predict` after load_classifier without a threshold); 0.5 without a validation file; a number as given."""
+    from app.training.artifacts import load_classifier, predict
+    from app.training.tasks.sequence import THRESHOLD_GRID
+
+    ctx = make_ctx("supervised", {"multi_label_threshold": threshold}, train_rows=multi_label_rows(48, 1),
+                   valid_rows=multi_label_rows(n_valid, 2) if n_valid else None, n_valid=n_valid, n_epochs=2)
+    result = run_strategy(ctx)
+    manifest = read_manifest(ctx.output_dir)
+    chosen = manifest["multi_label_threshold"]
+    events = [text for text in ctx.sink.of("message") if text.startswith("Multi-label threshold")]
+    if threshold != "auto":
+        assert chosen == threshold and "eval_threshold" not in result.metrics and not events
+    elif n_valid:
+        assert chosen in THRESHOLD_GRID and chosen == result.metrics["eval_threshold"]
+        assert events == [f"Multi-label threshold {chosen:g}, chosen on validation micro-F1 "
+                          f"({result.metrics['eval_micro_f1']:.4f}) among 0.05-0.95"]
+    else:
+        assert chosen == 0.5 and events and "has none" in events[0]
+    model, tokenizer, labels = load_classifier(ctx.output_dir, ctx.base_model.path)
+    if n_valid:
+        written = [json.loads(line)["predicted"] for line in open(ctx.output_dir / "eval" / "predictions.jsonl")]
+        valid = [json.loads(line) for line in open(ctx.validation_file)]
+        assert [row["predicted"] for row in predict(model, tokenizer, valid, labels)] == written
+    probabilities = predict(model, tokenizer, ["x"], labels)[0]["probabilities"]
+    assert predict(model, tokenizer, ["x"], labels)[0]["predicted"] == [
+        label for label in labels if probabilities[label] >= chosen]
+
+
 def test_regression_metrics_by_hand():
     scores = regression_metrics([1.0, 2.0, 3.0, 5.0], [1.0, 3.0, 2.0, 4.0])
     assert scores["eval_mse"] == pytest.approx((0 + 1 + 1 + 1) / 4)
@@ -175,13 +223,12 @@ def _matrix() -> list[tuple[str, str]]:
 RELOAD = """
 import json, sys
 from pathlib import Path
-from app.training.artifacts import load_classifier, predict, read_manifest
+from app.training.artifacts import load_classifier, predict
 for art, base in json.loads(sys.argv[1]):
     model, tokenizer, labels = load_classifier(Path(art), Path(base))
-    manifest = read_manifest(Path(art))
     rows = [json.loads(line) for line in open(f"{art}/eval/predictions.jsonl")]
     examples = [json.loads(line) for line in open(f"{art}.valid.jsonl")]
-    got = predict(model, tokenizer, examples, labels, threshold=manifest.get("multi_label_threshold", 0.5))
+    got = predict(model, tokenizer, examples, labels)  # a multi-label artifact's own threshold, from its manifest
     assert [g["predicted"] for g in got] == [r["predicted"] for r in rows], (art, got[:2], rows[:2])
 print("reloaded", len(json.loads(sys.argv[1])))
 """

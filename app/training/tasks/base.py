@@ -53,10 +53,11 @@ class Rows:
 @dataclass(frozen=True)
 class Task:
     """One task type: the model class and config its head needs, its targets, its metrics and its output.
-    `threshold`: the probability at which a multi-label label applies."""
+    `threshold`: the probability at which a multi-label label applies; None: chosen on the validation rows
+    (app.training.tasks.sequence.MultiLabel.metrics reports the one it chose as eval_threshold)."""
 
     name: str
-    threshold: float = 0.5
+    threshold: float | None = 0.5
 
     per_token = False
 

@@ -15,13 +15,17 @@ import torch
 
 from app.training.data import CLASSIFICATION, MULTI_LABEL, REGRESSION, TOKEN_CLASSIFICATION
 from app.training.tasks import Task, get_task
+from app.training.tasks.sequence import DEFAULT_THRESHOLD
 from app.training.tasks.tokens import first_subtokens
 
 _WORD = re.compile(r"\S+")
 
 
-def task_of(model: torch.nn.Module, threshold: float = 0.5) -> Task:
-    """The Task a loaded model's head serves (a peft wrapper's class names the head too)."""
+def task_of(model: torch.nn.Module, threshold: float | None = None) -> Task:
+    """The Task a loaded model's head serves (a peft wrapper's class names the head too); a multi-label
+    `threshold` of None is the one load_classifier set from the manifest, else 0.5."""
+    if threshold is None:
+        threshold = getattr(model.config, "multi_label_threshold", None) or DEFAULT_THRESHOLD
     if type(model).__name__.endswith("ForTokenClassification"):
         return get_task(TOKEN_CLASSIFICATION, threshold)
     problem = getattr(model.config, "problem_type", None)
