@@ -261,6 +261,8 @@ def finish_classification(ctx: TrainContext, run: RunResult, model: torch.nn.Mod
         task = _settle_threshold(ctx, task, eval_metrics)
         _write_predictions(ctx.output_dir, valid_examples, labels, outputs, task)
     final_metrics.update(metrics or {})
+    if task.name == MULTI_LABEL:  # config.json (and a whole saved model) carry the threshold the manifest records
+        getattr(model, "get_base_model", lambda: model)().config.multi_label_threshold = task.threshold
     save_artifact()
     _write_ready_folder(ctx, model, labels, len(train_examples), len(valid_examples), final_metrics, run)
     threshold = {"multi_label_threshold": task.threshold} if task.name == MULTI_LABEL else {}
@@ -275,7 +277,7 @@ def finish_classification(ctx: TrainContext, run: RunResult, model: torch.nn.Mod
 
 def _settle_threshold(ctx: TrainContext, task: Task, eval_metrics: dict[str, float]) -> Task:
     """A multi-label threshold left on "auto": the one the final model's validation scores chose (the
-    artifact and its predictions use it), said in an event beside micro-F1 at the usual 0.5."""
+    artifact and its predictions use it), said in an event with the micro-F1 it gives."""
     if task.name != MULTI_LABEL or task.threshold is not None:
         return task
     chosen = eval_metrics.get("eval_threshold", DEFAULT_THRESHOLD)

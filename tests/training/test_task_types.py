@@ -137,6 +137,7 @@ def test_the_multi_label_threshold_reaches_the_manifest_and_predictions(threshol
                           f"({result.metrics['eval_micro_f1']:.4f}) among 0.05-0.95"]
     else:
         assert chosen == 0.5 and events and "has none" in events[0]
+    assert json.loads((ctx.output_dir / "config.json").read_text())["multi_label_threshold"] == chosen
     model, tokenizer, labels = load_classifier(ctx.output_dir, ctx.base_model.path)
     if n_valid:
         written = [json.loads(line)["predicted"] for line in open(ctx.output_dir / "eval" / "predictions.jsonl")]
