@@ -35,6 +35,20 @@ def test_grouped_order_is_a_seeded_permutation_that_pads_less():
     assert sorted(small) == [0, 1, 2]
 
 
+def test_grouped_batches_come_in_random_order_and_a_short_batch_last():
+    """Not a megabatch's batches longest to shortest in a row (the Trainer's order), which made BitFit's
+    high rate collapse; the one short batch stays last, so every slice of batch_size is one batch."""
+    lengths = [random.Random(i).randint(3, 120) for i in range(1003)]
+    order = length_grouped_order(lengths, 8, torch.Generator().manual_seed(1))
+    assert sorted(order) == list(range(1003)) and lengths[order[0]] == max(lengths)
+    tops = [max(lengths[r] for r in order[i:i + 8]) for i in range(0, 1000, 8)]
+    assert sum(a < b for a, b in zip(tops, tops[1:])) > len(tops) // 4  # a sorted run would rise ~once a megabatch
+    tail = [lengths[r] for r in order[1000:]]  # the short batch: the end of the last (sorted) megabatch
+    assert tail == sorted(tail, reverse=True)
+    spread = [max(lengths[r] for r in order[i:i + 8]) - min(lengths[r] for r in order[i:i + 8]) for i in range(0, 1000, 8)]
+    assert sum(spread) / len(spread) < 10  # still grouped: similar lengths within each batch
+
+
 def test_auto_groups_only_where_random_batches_pad_much_of_long_rows():
     varied_long = [random.Random(i).randint(10, 200) for i in range(256)]
     assert length_grouping("auto", varied_long, 16, 0)[0]
