@@ -73,10 +73,11 @@ def list_jobs(request: Request, session: SessionDep, tenant: TenantDep, after: s
     return list_body([job_object(j, estimated_finish(session, j)) for j in rows], has_more)
 
 
+# The hottest read (clients poll it): one thread-pool hop for the database work, a Core row instead of an ORM
+# object, and the body encoded once (job_object is JSON-ready: no response-model pass). No docstring: it would
+# become the operation's OpenAPI description.
 @router.get("/{job_id}", response_model=dict)
 async def retrieve_job(job_id: str, tenant: TenantDep) -> JSONResponse:
-    """The hottest read (clients poll it): one thread-pool hop for the database work, a Core row instead of
-    an ORM object, and the body encoded once (no response-model pass; job_object is JSON-ready)."""
     return JSONResponse(await run_in_threadpool(service.read_job, tenant.id, job_id))
 
 

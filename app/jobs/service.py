@@ -6,7 +6,7 @@ from datetime import timedelta
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import Connection, Row, select
+from sqlalchemy import Connection, Row, bindparam, select
 from sqlalchemy.orm import Session
 
 from app.base_models import chains
@@ -279,12 +279,14 @@ VIEW_COLUMNS = tuple(getattr(Job, name).label(name) for name in (
     "id", "created_at", "finished_at", "model", "fine_tuned_model", "tenant_id", "status", "training_file",
     "validation_file", "method", "trained_tokens", "error", "seed", "suffix", "metadata_", "attempt", "flops",
     "result_metrics"))
+# built once: constructing the statement on every request was a large part of the read's CPU
+JOB_VIEW = select(*VIEW_COLUMNS).where(Job.id == bindparam("job_id"), Job.tenant_id == bindparam("tenant_id"))
 
 
-def job_view_row(conn: Connection | Session, tenant_id: str, job_id: str) -> Row:
+def job_view_row(conn: Connection, tenant_id: str, job_id: str) -> Row:
     """The job's VIEW_COLUMNS as one Core row: GET job builds its answer from it without loading a Job
     object (an ORM load costs more CPU than the rest of the read)."""
-    row = conn.execute(select(*VIEW_COLUMNS).where(Job.id == job_id, Job.tenant_id == tenant_id)).first()
+    row = conn.execute(JOB_VIEW, {"job_id": job_id, "tenant_id": tenant_id}).first()
     if row is None:
         raise NotFound(f"No such fine-tuning job: {shown(job_id)}.", param="fine_tuning_job_id")
     return row
