@@ -267,10 +267,14 @@ def create_job(session: Session, tenant_id: str, body: dict[str, Any], request_f
     return job
 
 
+def _no_such_job(job_id: str) -> NotFound:
+    return NotFound(f"No such fine-tuning job: {shown(job_id)}.", param="fine_tuning_job_id")
+
+
 def get_job(session: Session, tenant_id: str, job_id: str) -> Job:
     job = session.scalar(select(Job).where(Job.id == job_id, Job.tenant_id == tenant_id))
     if job is None:
-        raise NotFound(f"No such fine-tuning job: {shown(job_id)}.", param="fine_tuning_job_id")
+        raise _no_such_job(job_id)
     return job
 
 
@@ -285,10 +289,10 @@ JOB_VIEW = select(*VIEW_COLUMNS).where(Job.id == bindparam("job_id"), Job.tenant
 
 def job_view_row(conn: Connection, tenant_id: str, job_id: str) -> Row:
     """The job's VIEW_COLUMNS as one Core row: GET job builds its answer from it without loading a Job
-    object (an ORM load costs more CPU than the rest of the read)."""
+    object (loading one through a Session was about half of the request's CPU)."""
     row = conn.execute(JOB_VIEW, {"job_id": job_id, "tenant_id": tenant_id}).first()
     if row is None:
-        raise NotFound(f"No such fine-tuning job: {shown(job_id)}.", param="fine_tuning_job_id")
+        raise _no_such_job(job_id)
     return row
 
 
