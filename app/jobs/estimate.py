@@ -2,15 +2,16 @@
 metrics since the current run started ("Training … for N steps", which says N), extrapolated to N."""
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import Connection, Row, select
 from sqlalchemy.orm import Session
 
 from app.models import Job, JobEvent
 from app.models.job import JobStatus
 
 
-def estimated_finish(session: Session, job: Job) -> int | None:
-    """Unix time the current training run should end; None unless running with two measured steps."""
+def estimated_finish(session: Session | Connection, job: Job | Row) -> int | None:
+    """Unix time the current training run should end; None unless running with two measured steps. `job`
+    may be a row of app.jobs.service.VIEW_COLUMNS."""
     if job.status != JobStatus.running:
         return None
     events = select(JobEvent).where(JobEvent.job_id == job.id)

@@ -9,7 +9,7 @@ import csv
 import io
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Row, select
 from sqlalchemy.orm import Session
 
 from app.files.schemas import RESULTS_PURPOSE
@@ -26,7 +26,7 @@ def result_file_id(job_id: str) -> str:
     return "file-" + job_id.removeprefix("ftjob-")
 
 
-def result_files(job: Job) -> list[str]:
+def result_files(job: Job | Row) -> list[str]:
     """What `result_files` shows: the metrics file of a succeeded job."""
     return [result_file_id(job.id)] if job.status == "succeeded" else []
 

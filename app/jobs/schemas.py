@@ -5,6 +5,7 @@ import json
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from sqlalchemy import Row
 from starlette.datastructures import QueryParams
 
 from app.core.errors import BadRequest
@@ -76,9 +77,10 @@ def _ts(value) -> int | None:
     return int(value.timestamp()) if value else None
 
 
-def job_object(job: Job, estimated_finish: int | None = None) -> dict[str, Any]:
+def job_object(job: Job | Row, estimated_finish: int | None = None) -> dict[str, Any]:
     """OpenAI's FineTuningJob; `status` adds `pausing`/`paused`, and `attempt`, `training_flops` and
-    `metrics` are our extensions (see README "OpenAI compatibility")."""
+    `metrics` are our extensions (see README "OpenAI compatibility"). `job` may be a row of
+    app.jobs.service.VIEW_COLUMNS (GET job)."""
     return {
         "id": job.id,
         "object": "fine_tuning.job",

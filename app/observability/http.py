@@ -3,6 +3,7 @@ and the request's scope made the log context (app/observability/context.py)."""
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -30,6 +31,9 @@ class ObservabilityMiddleware:
 
     def __init__(self, app: ASGIApp):
         self.app = app
+        # (method, route, status) -> its counter and histogram series: `labels()` takes a lock and rebuilds
+        # the key on every call; bounded as the labels are (route templates, METHODS, status codes)
+        self._series: dict[tuple[str, str, str], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -45,7 +49,10 @@ class ObservabilityMiddleware:
             with request_scope(scope):
                 await self.app(scope, receive, observed_send)
         finally:
-            route = route_template(scope)
             method = scope["method"] if scope["method"] in METHODS else "OTHER"
-            REQUESTS.labels(method, route, str(status)).inc()
-            LATENCY.labels(method, route).observe(time.perf_counter() - started)
+            key = (method, route_template(scope), str(status))
+            series = self._series.get(key)
+            if series is None:
+                series = self._series[key] = (REQUESTS.labels(*key), LATENCY.labels(*key[:2]))
+            series[0].inc()
+            series[1].observe(time.perf_counter() - started)
