@@ -1,7 +1,8 @@
 """`resources.sharding: "fsdp"`: full fine-tuning with the model, gradients and AdamW state sharded over two
-processes (torchrun, gloo on CPU; FSDP2). Its artifact matches the same job on one process (same global batch),
-a pause in the middle and a resume end at the same artifact, and what fsdp cannot do is a 400 naming
-resources.sharding. On CPU this tests equality, not speed or memory."""
+processes (torchrun, gloo on CPU; FSDP2). Paused in the middle and resumed (checkpoints gathered whole and
+broadcast back into the shards), its artifact matches the same job run uninterrupted on one process (same
+global batch); what fsdp cannot do is a 400 naming resources.sharding. On CPU this tests equality, not speed or
+memory."""
 from __future__ import annotations
 
 import json
@@ -22,7 +23,7 @@ FSDP = {"processes": 2, "sharding": "fsdp"}
 TOLERANCE = 1e-5  # one process against two: the same sums, added in another order
 
 
-def test_an_fsdp_job_matches_one_process_and_resumes_exactly(
+def test_an_fsdp_job_paused_and_resumed_matches_one_process_uninterrupted(
         client, tenant, still_model, quiet_queue, pause_trigger, monkeypatch):  # noqa: F811
     from app.artifacts.service import local_artifact_dir
     from workers.tasks.run_job import execute
@@ -48,21 +49,17 @@ def test_an_fsdp_job_matches_one_process_and_resumes_exactly(
     single = create()
     assert execute(single) == "succeeded"
     one = artifact(single)
-    sharded = create(resources=FSDP)
-    assert execute(sharded) == "succeeded"
-    two = artifact(sharded)
-    assert two.keys() == one.keys() and one
-    assert max((two[k] - one[k]).abs().max().item() for k in one) < TOLERANCE
-
     paused = create(resources=FSDP)
     with session_scope() as db:  # a pause once step 2 has checkpointed: in the middle of the first epoch
         db.execute(text("INSERT INTO test_pause_at VALUES (:job, 1)"), {"job": paused})
     assert execute(paused) == "paused"
     assert client.post(f"/v1/fine_tuning/jobs/{paused}/resume", headers=auth(key)).status_code == 200
     assert execute(paused) == "succeeded"
-    resumed = artifact(paused)
-    assert resumed.keys() == two.keys()
-    assert max((resumed[k] - two[k]).abs().max().item() for k in two) < 1e-6  # the same ranks, the same sums
+    two = artifact(paused)
+    assert two.keys() == one.keys() and one
+    difference = max((two[k] - one[k]).abs().max().item() for k in one)
+    print(f"fsdp on 2 processes, paused and resumed, against 1 process: max |difference| {difference:.1e}")
+    assert difference < TOLERANCE
 
     with session_scope() as db:
         row = db.get(Job, paused)
@@ -85,7 +82,7 @@ def _create(client, key: str, model: str, method: dict, resources: dict):
     (SUPERVISED, {"sharding": "fsdp"}, "ask for gpus >= 2"),
     (SUPERVISED, {"processes": 1, "sharding": "fsdp"}, "ask for gpus >= 2"),
     ({"type": "lora"}, FSDP, "method lora trains a few weights"),
-    ({"type": "supervised", "supervised": {"stability": {"n_seeds": 2}}}, FSDP, "method.supervised.stability"),
+    ({"type": "supervised", "supervised": {"stability": {"recipe": "mosbach"}}}, FSDP, "method.supervised.stability"),
     ({"type": "supervised", "supervised": {"aux_mlm_weight": 0.5}}, FSDP, "method.supervised.aux_mlm_weight"),
     ({"type": "supervised", "supervised": {"hyperparameters": {"precision": "fp16"}}}, FSDP,
      "hyperparameters.precision"),
