@@ -1,6 +1,7 @@
 """What a job needs to run on, and the Celery queue (resource class) that takes it there.
 
-A job may say `resources: {"gpus": N, "gpu_type": "h100"}` (or, on CPU, `{"processes": N}`); a job that
+A job may say `resources: {"gpus": N, "gpu_type": "h100"}` (or, on CPU, `{"processes": N}`; with N >= 2,
+`"sharding": "fsdp"` shards full fine-tuning's model over the N processes: app.training.sharding); a job that
 says nothing is estimated: its training FLOPs per optimizer step, (6 for full fine-tuning, else 4) ×
 parameters × batch_size × max_length (Kaplan et al. 2020's 6·N·T; parameter-efficient methods skip the
 weight gradients of the frozen base), sends it to the GPU class above `gpu_route_above_flops` (set only
@@ -15,7 +16,7 @@ with `--gpus-per-job N`. The class is decided once, at submission, and stored in
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -35,6 +36,10 @@ class Resources(BaseModel):
         "A GPU type the service lists (gpu_types, e.g. h100); the job waits for a worker with that GPU."))
     processes: int | None = Field(None, ge=1, le=MAX_DEVICES, description=(
         "CPU jobs only: training processes on the worker (torchrun with the gloo backend, data parallel)."))
+    sharding: Literal["none", "fsdp"] | None = Field(None, description=(
+        "fsdp: each of the job's processes (gpus or processes >= 2) holds 1/N of the weights, gradients and "
+        "AdamW state (FSDP2), for models whose full fine-tuning does not fit one device; method supervised only. "
+        "none (the default): every process holds the whole model."))
 
     def problem(self) -> tuple[str, str] | None:
         """(param, message) when the fields contradict each other. Checked after the request's names resolve
@@ -43,6 +48,9 @@ class Resources(BaseModel):
             return "resources.gpu_type", "gpu_type needs gpus >= 1; give gpus too"
         if self.processes is not None and self.gpus:
             return "resources.processes", "processes is for CPU jobs; a GPU job runs one process per GPU (gpus)"
+        if self.sharding == "fsdp" and (self.gpus or self.processes or 1) < 2:
+            return "resources.sharding", ("fsdp shards the model over several processes; ask for gpus >= 2 (or "
+                                          "processes >= 2 on CPU), or leave sharding out")
         return None
 
 
@@ -87,8 +95,10 @@ def resolve_resources(given: Resources | None, parameters: int | None, full: boo
     resource_class = gpu_class(gpus, gpu_type) if gpus else "cpu"
     record = {"class": resource_class, "gpus": gpus, "processes": processes, "estimated_step_flops": flops,
               "source": source}
-    where = f"{gpus} GPU{'s' if gpus > 1 else ''}" + (f" ({gpu_type})" if gpu_type else "") if gpus else \
-        f"CPU, {processes} process{'es' if processes > 1 else ''}"
+    if given is not None and given.sharding == "fsdp":  # absent: none (jobs stored before sharding existed too)
+        record["sharding"] = "fsdp"
+    where = (f"{gpus} GPU{'s' if gpus > 1 else ''}" + (f" ({gpu_type})" if gpu_type else "") if gpus else
+             f"CPU, {processes} process{'es' if processes > 1 else ''}") + (", FSDP" if "sharding" in record else "")
     why = "as asked" if source == "asked" else (
         f"estimated {shown} training FLOPs per step" + (
             f" against the GPU threshold {settings.gpu_route_above_flops:.2e}" if settings.gpu_route_above_flops

@@ -36,6 +36,7 @@ from app.training.data import CHAT, DatasetError, DatasetSummary, validate_class
 from app.training.methods import (Method, MethodError, base_problems, data_problems, describe_resolution, first_error,
                                   method_wire, parse_method, resolve_method, submission_problems)
 from app.training.registry import default_strategy
+from app.training.sharding import problem as sharding_problem
 
 def _pydantic_error(exc: ValidationError, prefix: str) -> BadRequest:
     param, message = first_error(exc, prefix)
@@ -131,6 +132,8 @@ def _resources(request: CreateJobRequest, resolved: Method, parameters: int | No
     except ValueError as exc:
         param, message = exc.args
         raise BadRequest(f"Invalid {param}: {message}.", param=param) from None
+    if record.get("sharding") and (problem := sharding_problem(resolved)):
+        raise BadRequest(f"Invalid resources.sharding: {problem}.", param="resources.sharding")
     nested = not resolved.spec.trains_task or any(isinstance(value, Method) for _, value in resolved.settings)
     if record["processes"] > 1 and nested:  # transformers saves only on rank 0 under torch.distributed, so rank 1's
         # copy of a finished phase's encoder has no config.json and its next phase cannot load it

@@ -87,6 +87,7 @@ class TrainContext:
     input_files: dict[str, Path] = field(default_factory=dict)  # further files named in settings, by field
     corpora: dict[str, Path] = field(default_factory=dict)  # index dirs of corpora named in settings (TLM), by field
     extra: dict[str, Any] = field(default_factory=dict)
+    sharding: str = "none"  # resources.sharding: "fsdp" shards the model over torchrun's ranks (app.training.sharding)
 
     def settings_as(self, model: type[S]) -> S:
         """The settings, typed as the strategy's own model (a wrong type is a programming error)."""

@@ -18,6 +18,7 @@ from safetensors.torch import load_file, save_file
 from app.fsio import fsync_tree, replace_dir
 from app.training.base import ProgressSink
 from app.training.checkpoints import copy_into, trainable_state
+from app.training.sharding import writes
 
 BEST = "best"
 
@@ -50,10 +51,13 @@ class BestCheckpoint:
         if self.record is not None and (step <= self.record["step"]
                                         or self.score(metrics) <= self.score(self.record["metrics"])):
             return
+        weights = trainable_state(model)  # a sharded model's: gathered onto rank 0, which alone writes
+        self.record = {"step": step, "metrics": metrics}
+        if not writes(model):
+            return
         tmp = self.path.with_name(f".{BEST}.tmp")
         tmp.mkdir(parents=True, exist_ok=True)
-        save_file(trainable_state(model), tmp / "trainable.safetensors")
-        self.record = {"step": step, "metrics": metrics}
+        save_file(weights, tmp / "trainable.safetensors")
         (tmp / "best.json").write_text(json.dumps(self.record))
         fsync_tree(tmp)
         replace_dir(tmp, self.path)
@@ -62,7 +66,7 @@ class BestCheckpoint:
         """Load the best weights into `model` unless the last step is the best; says which in an event."""
         if self.record is None or self.record["step"] == last_step:
             return None
-        copy_into(model, load_file(self.path / "trainable.safetensors"))
+        copy_into(model, load_file(self.path / "trainable.safetensors") if writes(model) else {})
         step, metrics = self.record["step"], self.record["metrics"]
         name, value = selection_metric(metrics)
         figure = f"validation {name.removeprefix('eval_')} {value:.4f}, " if name else "validation "

@@ -10,7 +10,9 @@ Layout of `checkpoint_dir/step-00000123/`:
   COMPLETE               written last
 Everything is written into a `.step-….tmp` sibling, fsynced, then renamed into place, so a
 half-written checkpoint is never picked up. The newest KEEP complete checkpoints are kept.
-Every file loads with `torch.load(weights_only=True)`: no pickled code runs on resume.
+Every file loads with `torch.load(weights_only=True)`: no pickled code runs on resume. A sharded model's
+(FSDP) files are the same whole tensors, gathered onto rank 0, which alone writes and reads them (its AdamW
+state is keyed by parameter name): app.training.sharding.
 """
 from __future__ import annotations
 
@@ -22,21 +24,31 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from app.fsio import fsync_tree, replace_dir
+from app.training.sharding import (broadcast_object, full_optimizer_state, full_trainable, is_sharded, load_full,
+                                   load_full_optimizer_state, writes)
 
 COMPLETE = "COMPLETE"
 KEEP = 2
 
 
 def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """CPU copies of the parameters that train; what a checkpoint needs beyond the base model."""
+    """CPU copies of the parameters that train; what a checkpoint needs beyond the base model. A sharded
+    model's are gathered whole onto rank 0 (a collective; {} on the other ranks: app.training.sharding)."""
+    if is_sharded(model):
+        return full_trainable(model)
     return {name: p.detach().cpu().contiguous() for name, p in model.named_parameters() if p.requires_grad}
 
 
 def copy_into(model: torch.nn.Module, weights: dict[str, torch.Tensor]) -> None:
-    """Put saved trainable weights (by parameter name) back into `model`, on its device."""
+    """Put saved trainable weights (by parameter name) back into `model`, on its device; a sharded model
+    takes rank 0's (a collective; the other ranks pass {})."""
+    if is_sharded(model):
+        load_full(model, weights)
+        return
     device = next(model.parameters()).device
     with torch.no_grad():
         params = dict(model.named_parameters())
@@ -60,13 +72,19 @@ def save_checkpoint(checkpoint_dir: Path, step: int, model: torch.nn.Module, opt
     tensors beyond the model's that the run needs back on resume."""
     final = checkpoint_dir / f"step-{step:08d}"
     tmp = checkpoint_dir / f".step-{step:08d}.tmp"
+    weights = trainable_state(model)
+    # a sharded AdamW's state gathered whole, keyed by name (none yet before the first step: as unsharded)
+    optimizer_state = full_optimizer_state(model, optimizer) if is_sharded(model) and optimizer.state \
+        else optimizer.state_dict()
+    if not writes(model):  # a sharded model's ranks > 0 gathered nothing: rank 0 writes
+        return final
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
-        save_file(trainable_state(model), tmp / "trainable.safetensors")
+        save_file(weights, tmp / "trainable.safetensors")
         if extra:
             save_file({name: t.detach().cpu().contiguous() for name, t in extra.items()}, tmp / EXTRA)
-        _torch_save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, tmp / "optimizer.pt")
+        _torch_save({"optimizer": optimizer_state, "scheduler": scheduler.state_dict()}, tmp / "optimizer.pt")
         _torch_save({"torch": torch.get_rng_state(),
                      "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}, tmp / "rng.pt")
         kind, keys, pos, has_gauss, cached = np.random.get_state()
@@ -105,6 +123,17 @@ def load_extra_state(path: Path) -> dict[str, torch.Tensor]:
     return load_file(path / EXTRA) if (path / EXTRA).is_file() else {}
 
 
+def _load_sharded(path: Path, model: torch.nn.Module, optimizer, scheduler) -> None:
+    """Rank 0 reads the whole weights and AdamW state; every rank takes its shards of them (app.training.sharding)."""
+    whole = writes(model)
+    copy_into(model, load_file(path / "trainable.safetensors") if whole else {})
+    opt = torch.load(path / "optimizer.pt", weights_only=True) if whole else {}
+    scheduler_state, stepped = broadcast_object((opt["scheduler"], bool(opt["optimizer"]["state"])) if whole else None)
+    if stepped:  # before the first step there is no state, and a fresh optimizer is the saved one
+        load_full_optimizer_state(model, optimizer, opt["optimizer"] if whole else {})
+    scheduler.load_state_dict(scheduler_state)
+
+
 def load_checkpoint(path: Path, model: torch.nn.Module, optimizer, scheduler) -> dict[str, Any]:
     """Restore everything saved by `save_checkpoint`; returns the saved loop state.
 
@@ -113,15 +142,18 @@ def load_checkpoint(path: Path, model: torch.nn.Module, optimizer, scheduler) ->
     """
     if not (path / COMPLETE).is_file():
         raise ValueError(f"checkpoint {path.name} is incomplete (no {COMPLETE} marker)")
-    weights = load_file(path / "trainable.safetensors")
-    expected = trainable_state(model)
-    if set(weights) != set(expected) or any(weights[k].shape != v.shape for k, v in expected.items()):
+    with safe_open(path / "trainable.safetensors", "pt") as saved:  # shapes only: every rank decides alike
+        shapes = {name: tuple(saved.get_slice(name).get_shape()) for name in saved.keys()}  # noqa: SIM118
+    if shapes != {name: tuple(p.shape) for name, p in model.named_parameters() if p.requires_grad}:
         raise ValueError(f"checkpoint {path.name} does not match the model's trainable parameters")
-    copy_into(model, weights)
-    device = next(model.parameters()).device
-    opt = torch.load(path / "optimizer.pt", map_location=device, weights_only=True)
-    optimizer.load_state_dict(opt["optimizer"])
-    scheduler.load_state_dict(opt["scheduler"])
+    if is_sharded(model):
+        _load_sharded(path, model, optimizer, scheduler)
+    else:
+        copy_into(model, load_file(path / "trainable.safetensors"))
+        device = next(model.parameters()).device
+        opt = torch.load(path / "optimizer.pt", map_location=device, weights_only=True)
+        optimizer.load_state_dict(opt["optimizer"])
+        scheduler.load_state_dict(opt["scheduler"])
     rng = torch.load(path / "rng.pt", weights_only=True)
     torch.set_rng_state(rng["torch"])
     if rng["cuda"] and torch.cuda.is_available():

@@ -153,7 +153,8 @@ class Classifier:
         return Run(**{"model": self.trained, "hyperparameters": self.hyperparameters, "parameter_groups": groups,
                       "steps_per_epoch": self.steps_per_epoch, "batch": self.batch, "sink": ctx.sink,
                       "checkpoint_dir": ctx.checkpoint_dir, "resume_from": ctx.resume_from,
-                      "evaluate": self.evaluate if self.valid is not None else None, **fields})
+                      "evaluate": self.evaluate if self.valid is not None else None,
+                      "sharding": ctx.sharding, **fields})
 
 
 def head_rate_groups(trained: torch.nn.Module, model: torch.nn.Module, new_parameters: set[str],

@@ -7,11 +7,12 @@ more element), so every rank takes the same AdamW step a single process would ta
 DistributedDataParallel's arithmetic (Li et al. 2020, "PyTorch Distributed"). We all-reduce one flat
 buffer per step rather than wrapping the model in DistributedDataParallel because objectives and wrappers
 (auxiliary MLM, SMART, the multitask mixture) call the bare model and its attributes; on a GPU node this
-gives up DDP's overlap of communication with backward, which the benchmark (bench/gpu.py) measures. It stays
-the only mode: every rank holds the whole model and AdamW state. Sharding them (FSDP2's `fully_shard`, Zhao et
-al. 2023, "PyTorch FSDP"; in torch 2.13 it runs on CPU with gloo too: two ranks matched one process to 3e-8 after
-three AdamW steps with clipping) would need every save path (checkpoints, best weights,
-each method's artifact) to gather full tensors first, and is not built.
+gives up DDP's overlap of communication with backward, which the benchmark (bench/gpu.py) measures. Here every
+rank holds the whole model and AdamW state. With `resources.sharding` "fsdp" (full fine-tuning only) each rank
+holds 1/N of them instead (app.training.sharding: FSDP2's `fully_shard`, Zhao et al. 2023, "PyTorch FSDP", per
+encoder layer and root; gloo on CPU too): backward's reduce-scatter averages the gradients, so only the loss is
+all-reduced here (`all_reduce_loss`), and checkpoints, best weights and the artifact are gathered whole onto
+rank 0, which writes them, and broadcast back into shards on resume.
 
 Stability's phases (LP-FT, seeds one after another) run each through the engine, so each is data parallel; a
 rank > 0 works on a copy of the job's checkpoint dir (workers/rank.py) and so resumes at the same phase and seed
@@ -79,6 +80,15 @@ def all_reduce_gradients(params: list[torch.Tensor], loss: float, world: int) ->
         p.grad = (flat[offset:offset + n] / world).view_as(g).to(g.dtype)
         offset += n
     return float(flat[-1]) / world
+
+
+def all_reduce_loss(loss: float, world: int, device: torch.device) -> float:
+    """The whole batch's loss from the ranks' shares (the gradients were averaged elsewhere: FSDP)."""
+    import torch.distributed as dist
+
+    value = torch.tensor([loss], device=device)
+    dist.all_reduce(value)
+    return float(value) / world
 
 
 def broadcast_stop(answer: str | None, device: torch.device) -> str | None:

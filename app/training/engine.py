@@ -18,7 +18,9 @@ and restored, scored its way), `halt_at_step` (checkpoint and stop there: a seed
 point) and `tags` (recorded in every checkpoint's state and checked on resume, e.g. the LP-FT phase).
 
 On GPUs AdamW is the fused kernel. Under torchrun each rank trains its share of every batch and the
-gradients are averaged once per step (app.training.distributed), so steps match a one-process run.
+gradients are averaged once per step (app.training.distributed), so steps match a one-process run; with
+`sharding` "fsdp" each rank holds a shard of the model and AdamW state, and checkpoints and the best weights
+are still written whole (app.training.sharding).
 
 Devices (app.training.precision): `precision` autocasts forward and backward to bf16/fp16 (fp16 with loss
 scaling), `gradient_accumulation_steps` runs each step's batch as that many micro-batches whose gradients
@@ -51,7 +53,8 @@ from app.training.batching import length_grouped_order, n_rows, split_batch
 from app.training.best import BestCheckpoint, score
 from app.training.flops import FlopCounter
 from app.training.checkpoints import load_checkpoint, load_extra_state, save_checkpoint
-from app.training.distributed import all_reduce_gradients, broadcast_stop, rank_and_world, shard
+from app.training.distributed import all_reduce_gradients, all_reduce_loss, broadcast_stop, rank_and_world, shard
+from app.training.sharding import FSDP, shard as shard_model
 from app.training.precision import Precision, enable_gradient_checkpointing, resolve_precision
 
 Batch = dict[str, torch.Tensor]
@@ -110,6 +113,7 @@ class Run:
     early_stopping: EarlyStopping | None = None  # needs `evaluate`
     halt_at_step: int | None = None  # checkpoint and return "halted" once this many steps are done
     tags: dict[str, Any] = field(default_factory=dict)  # saved in each checkpoint's state, checked on resume
+    sharding: Literal["none", "fsdp"] = "none"  # fsdp: the model sharded over the ranks (app.training.sharding)
 
 
 @dataclass
@@ -227,6 +231,9 @@ def _optimizer_step(optimizer: torch.optim.Optimizer, params: list[torch.Tensor]
 def optimize(run: Run) -> RunResult:
     """Train `run.model` for `n_epochs` over `steps_per_epoch` batches each, from a checkpoint if given."""
     hp, sink, model = run.hyperparameters, run.sink, run.model
+    rank, world = rank_and_world()
+    sharded = run.sharding == FSDP and world > 1
+    groups = shard_model(model, run.parameter_groups) if sharded else run.parameter_groups
     params = [p for p in model.parameters() if p.requires_grad]
     n_total = sum(p.numel() for p in model.parameters())
     n_trainable = sum(p.numel() for p in params)
@@ -234,7 +241,7 @@ def optimize(run: Run) -> RunResult:
     total_steps = run.steps_per_epoch * hp.n_epochs
     # fused AdamW on GPUs: one kernel for all parameters instead of several per tensor (what the HF Trainer uses)
     fused = next(model.parameters()).device.type == "cuda"
-    optimizer = torch.optim.AdamW(run.parameter_groups or params, lr=hp.learning_rate, weight_decay=hp.weight_decay,
+    optimizer = torch.optim.AdamW(groups or params, lr=hp.learning_rate, weight_decay=hp.weight_decay,
                                   fused=fused or None)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(hp.lr_scheduler, int(hp.warmup_ratio * total_steps),
                                                                               total_steps))
@@ -245,8 +252,11 @@ def optimize(run: Run) -> RunResult:
         state["early_stopping"] = stopper.state
     step = 0
     device = next(model.parameters()).device
-    rank, world = rank_and_world()
     precision = resolve_precision(hp.precision, device)
+    if sharded and precision.scaler is not None:  # "auto" on a GPU without bf16
+        raise TrainingError("resources.sharding fsdp is not built for fp16 loss scaling, which this GPU needs for "
+                            "reduced precision; set hyperparameters.precision to fp32, or leave sharding out.",
+                            code="invalid_precision", param="hyperparameters.precision")
     checkpointed = enable_gradient_checkpointing(model) if hp.gradient_checkpointing else ""
     if run.resume_from is not None:
         try:
@@ -270,10 +280,12 @@ def optimize(run: Run) -> RunResult:
                  + (" (auto)" if hp.precision == "auto" else "")
                  + (f", {accumulation} micro-batches per step" if accumulation > 1 else "")
                  + (f", gradient checkpointing in {checkpointed}" if checkpointed else "")
-                 + (f", data parallel over {world} processes" if world > 1 else ""),
+                 + (f", data parallel over {world} processes" if world > 1 else "")
+                 + (", weights, gradients and AdamW state sharded (FSDP)" if sharded else ""),
                  data={"trainable_parameters": n_trainable, "total_parameters": n_total, "total_steps": total_steps,
                        "precision": precision.name, "gradient_accumulation_steps": accumulation,
-                       "gradient_checkpointing": bool(checkpointed), "device": device.type, "processes": world})
+                       "gradient_checkpointing": bool(checkpointed), "device": device.type, "processes": world,
+                       "sharding": FSDP if sharded else "none"})
     log_every = max(1, min(50, run.steps_per_epoch // 4))
     result = RunResult("succeeded", step, state["trained_tokens"], state["flops"], float("nan"),
                        total_parameters=n_total, trainable_parameters=n_trainable)
@@ -316,8 +328,11 @@ def optimize(run: Run) -> RunResult:
                 batch = run.batch(state["epoch"], b)
                 loss = _backward(model, objective, batch, accumulation, precision, step + 1, hp.learning_rate,
                                  rank, world)
-                if world > 1:
+                if sharded:  # FSDP reduce-scattered the gradients in backward already
+                    loss = all_reduce_loss(loss, world, device)
+                elif world > 1:
                     loss = all_reduce_gradients(params, loss, world)
+                if world > 1:
                     _guard(loss, step + 1, hp.learning_rate)
                 _optimizer_step(optimizer, params, hp.max_grad_norm, precision)
                 scheduler.step()

@@ -67,9 +67,11 @@ def publish_adapter_config(adapter_dir: Path, ctx: TrainContext) -> None:
 
 def write_config(output_dir: Path, model: Any) -> None:
     """`config.json`: the trained classifier's transformers config, labels included."""
-    config = getattr(model, "get_base_model", lambda: model)().config
-    data = config.to_dict()
-    data["architectures"] = [type(getattr(model, "get_base_model", lambda: model)()).__name__]
+    from app.training.sharding import plain_type
+
+    base = getattr(model, "get_base_model", lambda: model)()
+    data = base.config.to_dict()
+    data["architectures"] = [plain_type(base).__name__]  # a sharded model's class is FSDP's subclass
     data.pop("_name_or_path", None)  # the server's path of the base
     (output_dir / "config.json").write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
 

@@ -89,6 +89,7 @@ def build_context(job: Job, sink: DatabaseSink, output_dir: Path) -> TrainContex
         validation_file=_verified(files[job.validation_file], "validation_file") if job.validation_file else None,
         output_dir=output_dir, checkpoint_dir=checkpoint_dir, sink=sink,
         resume_from=latest_complete_checkpoint(checkpoint_dir),
+        sharding=(job.method.get("resources") or {}).get("sharding") or "none",
         input_files={field: _verified(files[file_id], f"method.{method.type}.{field}") for field, file_id in named.items()},
         corpora=corpus_indexes(job, method.type, method.settings),
         extra=({"stack": stacked} if stack else {}) | ({"lineage": chain[1]} if chain else {}),  # stack: the

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from app.training.base import TrainContext, TrainResult
+from app.training.sharding import save_pretrained
 from app.training.task_run import run_classification
 
 
@@ -17,7 +18,7 @@ def _prepare(model, ctx: TrainContext, new_parameters: set[str]):
 
 
 def _save(model, tokenizer, output_dir: Path, ctx: TrainContext, new_parameters: set[str]) -> None:
-    model.save_pretrained(output_dir / "model")
+    save_pretrained(model, output_dir / "model")  # a sharded model's whole weights, written by rank 0
     tokenizer.save_pretrained(output_dir / "model")
 
 
