@@ -139,11 +139,12 @@ def run_all(args: argparse.Namespace) -> None:
 
 def best_grid_points(runs: dict[str, list[dict]]) -> dict[str, tuple[str, list[dict]]]:
     """Per method, the column with the best mean validation accuracy among its grid points and its
-    "auto" (itself a point of the grid); one-seed exploration runs and the fast preset do not compete."""
+    "auto" (itself a point of the grid); one-seed exploration runs, runs of earlier code and the fast preset
+    do not compete."""
     best: dict[str, tuple[str, list[dict]]] = {}
     for column, rs in runs.items():
         method = rs[0]["method"]
-        if method == "hf_reference" or column == f"{method} fast" or column.endswith("(exploration)"):
+        if method == "hf_reference" or column == f"{method} fast" or column.endswith(("(exploration)", "(earlier code)")):
             continue
         score = statistics.mean(r["valid_accuracy"] for r in rs)
         if method not in best or score > statistics.mean(r["valid_accuracy"] for r in best[method][1]):
