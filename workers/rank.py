@@ -22,6 +22,7 @@ from app.core.config import get_settings
 from app.core.retry import with_db
 from app.models import Job
 from app.training.base import TrainingError
+from app.training.distributed import RANK_ZERO_DIRS
 from workers.checkpoint_mirror import mirror_for
 from workers.progress import DatabaseSink, LeaseLost
 
@@ -40,7 +41,8 @@ def _private_checkpoints(shared: Path, resume_from: Path | None, private: Path) 
     """A rank > 0's checkpoint dir: a copy of the job's, so a phased job (LP-FT's probe, seeds.json, adaptive's
     finished phases and their `phase.json`, TLM's stages) resumes on every rank from where rank 0 resumes and
     every rank makes the same choices (skip a finished phase, train the same seed); its own writes, the same as
-    rank 0's, go to the copy and are removed with it. `resume_from` moves into the copy."""
+    rank 0's, go to the copy and are removed with it, but a phase finished in this attempt is replaced by rank 0's
+    (app.training.distributed.adopt_rank_zero_dir). `resume_from` moves into the copy."""
     shutil.copytree(shared, private, dirs_exist_ok=True)
     if resume_from is not None and resume_from.is_relative_to(shared):
         resume_from = private / resume_from.relative_to(shared)
@@ -64,8 +66,9 @@ def _train(job_id: str, worker: str, staging: Path, rank: int) -> dict[str, Any]
         shutil.rmtree(private, ignore_errors=True)
         ctx = build_context(job, QuietSink(), private / "out")
         ctx.output_dir.mkdir(parents=True)
-        ctx.checkpoint_dir, ctx.resume_from = _private_checkpoints(ctx.checkpoint_dir, ctx.resume_from,
-                                                                   private / "checkpoints")
+        shared = ctx.checkpoint_dir
+        ctx.checkpoint_dir, ctx.resume_from = _private_checkpoints(shared, ctx.resume_from, private / "checkpoints")
+        ctx.extra[RANK_ZERO_DIRS] = (ctx.checkpoint_dir, shared)  # finished phases come from rank 0's
     dist.barrier()  # no rank writes before every rank > 0 has its copy of the checkpoint dir
     try:
         result = run_strategy(ctx)

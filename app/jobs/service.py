@@ -134,12 +134,6 @@ def _resources(request: CreateJobRequest, resolved: Method, parameters: int | No
         raise BadRequest(f"Invalid {param}: {message}.", param=param) from None
     if record.get("sharding") and (problem := sharding_problem(resolved)):
         raise BadRequest(f"Invalid resources.sharding: {problem}.", param="resources.sharding")
-    nested = not resolved.spec.trains_task or any(isinstance(value, Method) for _, value in resolved.settings)
-    if record["processes"] > 1 and nested:  # transformers saves only on rank 0 under torch.distributed, so rank 1's
-        # copy of a finished phase's encoder has no config.json and its next phase cannot load it
-        param = "resources.gpus" if record["gpus"] else "resources.processes"
-        raise BadRequest(f"Invalid {param}: {resolved.type} trains in phases whose encoder every rank reloads, "
-                         "which several processes cannot do yet; ask for one process.", param=param)
     if record["processes"] > 1 and (problem := _parallel_seeds_problem(resolved)):
         param = "resources.gpus" if record["gpus"] else "resources.processes"
         raise BadRequest(f"Invalid {param}: {problem}", param=param)

@@ -14,10 +14,13 @@ encoder layer and root; gloo on CPU too): backward's reduce-scatter averages the
 all-reduced here (`all_reduce_loss`), and checkpoints, best weights and the artifact are gathered whole onto
 rank 0, which writes them, and broadcast back into shards on resume.
 
-Stability's phases (LP-FT, seeds one after another) run each through the engine, so each is data parallel; a
-rank > 0 works on a copy of the job's checkpoint dir (workers/rank.py) and so resumes at the same phase and seed
-as rank 0. adaptive/multitask stay on one process: transformers' save_pretrained writes only on rank 0 under
-torch.distributed, so the other ranks could not reload a finished phase's encoder.
+Phased methods (stability's LP-FT and seeds one after another, adaptive's DAPT/TAPT, multitask's mixture, then
+a nested `then` method) run each phase through the engine, so each is data parallel; a rank > 0 works on a copy
+of the job's checkpoint dir (workers/rank.py) and so resumes at the same phase and seed as rank 0. A finished
+phase's output that the next phase reloads comes from rank 0 on every rank (`adopt_rank_zero_dir`): transformers'
+save_pretrained writes only on rank 0 under torch.distributed (`should_save_on_this_rank`, and no argument
+overrides it), so after a barrier a rank > 0 replaces its own copy, which lacks the weights, with rank 0's, the
+very files a resumed job starts from.
 
 Rank 0 alone polls for cancel/pause (and so refreshes nothing else: the worker beats the heartbeat) and
 broadcasts the answer, writes events, checkpoints and the artifact; other ranks get a quiet sink and
@@ -26,12 +29,19 @@ private directories (workers/rank.py). gloo on CPU, nccl on GPU.
 from __future__ import annotations
 
 import os
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from app.training.batching import Batch
 
+if TYPE_CHECKING:
+    from app.training.base import TrainContext
+
 _STOPS = [None, "cancel", "pause"]
+RANK_ZERO_DIRS = "rank_zero_dirs"  # ctx.extra of a rank > 0: (its private checkpoint dir, rank 0's), workers/rank.py
 
 
 def rank_and_world() -> tuple[int, int]:
@@ -98,3 +108,21 @@ def broadcast_stop(answer: str | None, device: torch.device) -> str | None:
     value = torch.tensor([_STOPS.index(answer)], device=device)
     dist.broadcast(value, src=0)
     return _STOPS[int(value)]
+
+
+def adopt_rank_zero_dir(ctx: TrainContext, directory: Path) -> None:
+    """Make `directory`, a finished phase's output under the job's checkpoint dir that every rank has just
+    written, rank 0's on every rank: all ranks wait until rank 0's is in place, then a rank > 0 replaces its own
+    (save_pretrained left out the weights there) with a copy of rank 0's, so the next phase loads the same files
+    on every rank, as a resumed job does. Nothing happens in one process."""
+    import torch.distributed as dist
+
+    rank, world = rank_and_world()
+    if world == 1:
+        return
+    dist.barrier()
+    if rank == 0:
+        return
+    private, shared = ctx.extra[RANK_ZERO_DIRS]
+    shutil.rmtree(directory, ignore_errors=True)
+    shutil.copytree(shared / directory.relative_to(private), directory)

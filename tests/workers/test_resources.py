@@ -107,10 +107,14 @@ def test_phased_jobs_take_several_processes_but_not_with_parallel_seeds(client, 
             "resources": {"processes": 2}, "method": method})
     seeds = {"type": "supervised", "supervised": {"stability": {"recipe": "mosbach", "n_seeds": 2, "lp_ft": True}}}
     assert create(seeds).status_code == 200
-    assert_error(create({"type": "adaptive", "adaptive": {"tapt": True, "then": seeds}}), 400,
-                 param="resources.processes")  # its phases reload an encoder only rank 0 saved
+    assert create({"type": "adaptive", "adaptive": {"tapt": True, "then": seeds}}).status_code == 200
+    assert create({"type": "multitask", "multitask": {"tasks": [{"name": "a", "training_file": train},
+                                                                {"name": "b", "training_file": valid}],
+                                                      "then": seeds}}).status_code == 200
     forked = {"type": "lora", "lora": {"stability": {"n_seeds": 2, "parallel_seeds": 2}}}
-    for method, field in ((forked, "method.lora.stability.parallel_seeds"),):
+    for method, field in ((forked, "method.lora.stability.parallel_seeds"),
+                          ({"type": "adaptive", "adaptive": {"tapt": True, "then": forked}},
+                           "method.adaptive.then.lora.stability.parallel_seeds")):
         response = create(method)
         assert_error(response, 400, param="resources.processes")
         assert field in response.json()["error"]["message"]

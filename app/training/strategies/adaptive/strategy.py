@@ -26,6 +26,7 @@ from app.training.artifacts import write_stage_manifest
 from app.training.base import BaseModelRef, OffsetSink, ProducedModel, TrainContext, TrainingError, TrainResult
 from app.training.checkpoints import latest_complete_checkpoint
 from app.training.data import DatasetError, load_classification_examples
+from app.training.distributed import adopt_rank_zero_dir
 from app.training.mlm import MlmPhase, run_mlm
 from app.training.registry import run_strategy
 from app.training.strategies.adaptive.config import AdaptiveSettings, adapted_model_id
@@ -71,6 +72,7 @@ def _mlm_phase(ctx: TrainContext, name: str, encoder: Path, settings: AdaptiveSe
     (staging / PHASE_DONE).write_text(json.dumps(record))
     fsync_tree(staging)
     replace_dir(staging, done_dir)  # the phase counts as done only once its encoder is whole
+    adopt_rank_zero_dir(ctx, done_dir)  # on several processes only rank 0's save_pretrained wrote the weights
     ctx.sink.message(f"{name.upper()}: held-out MLM loss {result.before.get('mlm_loss', float('nan')):.4f} → "
                      f"{result.after.get('mlm_loss', float('nan')):.4f}, masked-token accuracy "
                      f"{result.before.get('mlm_accuracy', 0):.3f} → {result.after.get('mlm_accuracy', 0):.3f}",

@@ -29,6 +29,7 @@ from app.training.engine import Run, optimize, seed_everything
 from app.training.registry import run_strategy
 from app.training.strategies.multitask.config import MultitaskSettings, multitask_model_id
 from app.training.data import REGRESSION
+from app.training.distributed import adopt_rank_zero_dir
 from app.training.strategies.multitask.mixture import (PRIMARY, MixtureObjective, MultitaskModel, Task, evaluate,
                                                        load_task, mixture_batches, sampling_probabilities)
 
@@ -119,6 +120,7 @@ def _save_phase(ctx: TrainContext, model: MultitaskModel, tokenizer, tasks: list
     (staging / PHASE_DONE).write_text(json.dumps(record, default=str))
     fsync_tree(staging)
     replace_dir(staging, done_dir)
+    adopt_rank_zero_dir(ctx, done_dir)  # on several processes only rank 0's save_pretrained wrote the encoder
 
 
 def _task_context(ctx: TrainContext, settings: MultitaskSettings, encoder: Path, offset: int) -> TrainContext:
