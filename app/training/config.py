@@ -128,6 +128,8 @@ class HyperparameterSettings(BaseModel):
         # so the error's `loc` names the offending field)
         if value == "auto" or value is None:  # None: head_learning_rate follows learning_rate
             return value
+        if info.field_name == "learning_rate_multiplier" and info.context and info.context.get(RESOLVED):
+            return value  # a stored method's is derived from its (checked) learning_rate, e.g. 1e-2 / 5e-5 = 200
         low, high, closed = _RANGES[info.field_name]
         if not math.isfinite(value) or not (low <= value if closed else low < value) or value > high:
             interval = f"{'[' if closed else '('}{low:g}, {high:g}]"

@@ -126,3 +126,18 @@ def test_resolved_hyperparameters_round_trip_through_the_stored_method():
     assert stored["lora"]["hyperparameters"]["gradient_accumulation_steps"] == 4
     again = resolve_method(parse_method(stored, resolved=True), None, 0).hyperparameters
     assert dataclasses.asdict(again) == dataclasses.asdict(method.hyperparameters)
+
+
+def test_a_rate_far_from_the_methods_own_survives_the_stored_method():
+    """learning_rate 1e-2 on supervised (own rate 5e-5) stores a multiplier of 200, beyond the range a user
+    may give it; the worker re-reading the stored method must not refuse the job it accepted."""
+    from app.training.methods import method_wire
+
+    method = resolve_method(parse_method({"type": "supervised", "supervised": {"hyperparameters": {
+        "learning_rate": 1e-2}}}), 100, 0)
+    stored = method_wire(method)
+    assert stored["supervised"]["hyperparameters"]["learning_rate_multiplier"] == pytest.approx(200)
+    again = resolve_method(parse_method(stored, resolved=True), None, 0).hyperparameters
+    assert again.learning_rate == 1e-2
+    with pytest.raises(MethodError, match="learning_rate_multiplier"):
+        parse_method({"type": "supervised", "supervised": {"hyperparameters": {"learning_rate_multiplier": 200}}})
