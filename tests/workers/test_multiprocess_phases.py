@@ -131,7 +131,8 @@ def test_a_phased_job_on_two_processes_pauses_resumes_and_matches_one_process(
             db.expunge(row)
         return _weights(local_artifact_dir(row)), _logits(row, valid_rows)
 
-    single = create(resources={"processes": reference})  # uninterrupted
+    # uninterrupted; its suffix keeps it apart from the 2-process job (identical bodies within minutes are one job)
+    single = create(resources={"processes": reference}, suffix="reference")
     assert execute(single) == "succeeded"
     (one, one_logits), saved = artifact(single), _checkpoints_saved(single)
     parallel = create(resources={"processes": 2})
