@@ -21,6 +21,7 @@ from __future__ import annotations
 import torch
 
 Batch = dict[str, torch.Tensor]
+IGNORED = -100  # the label id the transformers losses skip (sub-tokens after a word's first, specials, padding)
 MEGABATCH = 50  # HF's mega_batch_mult: batches per megabatch (fewer when the data is small)
 MIN_WASTE = 0.25  # "auto" groups when random batches would pad at least this share of their real tokens
 MIN_LONGEST = 64  # … and the longest row has at least this many tokens
@@ -61,6 +62,17 @@ def length_grouped_order(lengths: list[int], batch_size: int, generator: torch.G
 
 def n_rows(batch: Batch) -> int:
     return next(iter(batch.values())).shape[0]
+
+
+def loss_units(batch: Batch) -> int:
+    """What the batch's mean loss averages over: its scored tokens where labels are per token (MLM, NER:
+    integer labels with IGNORED positions), else its rows. Weighting a micro-batch's or a rank's loss by its
+    share of these makes the summed gradient the whole batch's (the Hugging Face Trainer's num_items_in_batch);
+    by rows, shards with more masked tokens would count as much as ones with fewer."""
+    labels = batch.get("labels")
+    if labels is not None and labels.dim() == 2 and not labels.is_floating_point():
+        return int((labels != IGNORED).sum())
+    return n_rows(batch)
 
 
 def split_batch(batch: Batch, parts: int) -> list[Batch]:

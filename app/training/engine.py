@@ -49,7 +49,7 @@ import torch
 
 from app.training.base import ProgressSink, TrainingError
 from app.training.config import Hyperparameters
-from app.training.batching import length_grouped_order, n_rows, split_batch
+from app.training.batching import length_grouped_order, loss_units, split_batch
 from app.training.best import BestCheckpoint, score
 from app.training.flops import FlopCounter
 from app.training.checkpoints import load_checkpoint, load_extra_state, save_checkpoint
@@ -194,10 +194,11 @@ def _backward(model: torch.nn.Module, objective: Objective | None, batch: Batch,
               step: int, lr: float, rank: int = 0, world: int = 1) -> float:
     """Forward and backward over this rank's share of `batch` (all of it in one process) as `parts`
     micro-batches (gradient accumulation); each micro-batch's loss is weighted by its share of the batch's
-    rows (× world size: the all-reduce averages), so the summed gradient is the whole batch's mean-loss
-    gradient. Returns this rank's share of the batch's loss (the batch's loss in one process)."""
+    loss units (rows, or scored tokens for per-token labels: `loss_units`) × world size (the all-reduce
+    averages), so the summed gradient is the whole batch's mean-loss gradient. Returns this rank's share of
+    the batch's loss (the batch's loss in one process)."""
     total = 0.0
-    rows = n_rows(batch)
+    units = max(1, loss_units(batch))
     mine, has_rows = shard(batch, rank, world) if world > 1 else (batch, True)
     micro_batches = split_batch(mine, parts)
     for micro in micro_batches:
@@ -206,7 +207,7 @@ def _backward(model: torch.nn.Module, objective: Objective | None, batch: Batch,
         if world == 1:
             _guard(loss.item(), step, lr)
         if len(micro_batches) > 1 or world > 1:
-            loss = loss * (n_rows(micro) / rows * world if has_rows else 0.0)
+            loss = loss * (loss_units(micro) / units * world if has_rows else 0.0)
         (precision.scaler.scale(loss) if precision.scaler is not None else loss).backward()
         total += loss.item()
     return total

@@ -6,9 +6,9 @@ from typing import Any
 
 import torch
 
+from app.training.batching import IGNORED
 from app.training.data import Example
 
-IGNORED = -100  # the label id the transformers losses skip (sub-tokens after a word's first, specials, padding)
 
 
 def label_kwargs(labels: list) -> dict[str, Any]:
