@@ -36,7 +36,7 @@ from app.training.data import CHAT, DatasetError, DatasetSummary, validate_class
 from app.training.methods import (Method, MethodError, base_problems, data_problems, describe_resolution, first_error,
                                   method_wire, parse_method, resolve_method, submission_problems)
 from app.training.registry import default_strategy
-from app.training.sharding import problem as sharding_problem
+from app.training.sharding_rules import problem as sharding_problem
 
 def _pydantic_error(exc: ValidationError, prefix: str) -> BadRequest:
     param, message = first_error(exc, prefix)

@@ -54,7 +54,8 @@ from app.training.best import BestCheckpoint, score
 from app.training.flops import FlopCounter
 from app.training.checkpoints import load_checkpoint, load_extra_state, save_checkpoint
 from app.training.distributed import all_reduce_gradients, all_reduce_loss, broadcast_stop, rank_and_world, shard
-from app.training.sharding import FSDP, shard as shard_model
+from app.training.sharding import shard as shard_model
+from app.training.sharding_rules import FSDP
 from app.training.precision import Precision, enable_gradient_checkpointing, resolve_precision
 
 Batch = dict[str, torch.Tensor]
