@@ -25,7 +25,6 @@ import torch
 from app.training.distributed import rank_and_world
 
 
-
 def is_sharded(model: torch.nn.Module) -> bool:
     from torch.distributed.fsdp import FSDPModule
 
