@@ -108,12 +108,12 @@ def load_task(ctx: TrainContext) -> TaskData:
     from transformers import AutoTokenizer
 
     train_examples, valid_examples, summary = read_task_files(ctx)
-    threshold = ctx.settings_as(TaskMethodSettings).multi_label_threshold
-    task = get_task(summary.task, None if threshold == "auto" and valid_examples else
-                    DEFAULT_THRESHOLD if threshold == "auto" else threshold)
+    setting = ctx.settings_as(TaskMethodSettings).multi_label_threshold
+    auto = setting == "auto"  # None: chosen on the validation rows, which a job without them lacks
+    task = get_task(summary.task, (None if valid_examples else DEFAULT_THRESHOLD) if auto else setting)
     ctx.sink.message(f"Task: {describe_task(summary)}", data={"task": summary.task, "labels": summary.labels,
                                                              "n_examples": summary.n_examples})
-    if summary.task == MULTI_LABEL and threshold == "auto" and not valid_examples:
+    if summary.task == MULTI_LABEL and auto and not valid_examples:
         ctx.sink.message(f"Multi-label threshold {DEFAULT_THRESHOLD:g}: auto chooses one on a validation file, "
                          "and this job has none", data={"multi_label_threshold": DEFAULT_THRESHOLD})
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -199,15 +199,16 @@ def _backward(model: torch.nn.Module, objective: Objective | None, batch: Batch,
     averages), so the summed gradient is the whole batch's mean-loss gradient. Returns this rank's share of
     the batch's loss (the batch's loss in one process)."""
     total = 0.0
-    units = max(1, loss_units(batch))
     mine, has_rows = shard(batch, rank, world) if world > 1 else (batch, True)
     micro_batches = split_batch(mine, parts)
+    weighted = len(micro_batches) > 1 or world > 1
+    units = max(1, loss_units(batch)) if weighted else 1  # counted only where shares are weighted
     for micro in micro_batches:
         with precision.autocast():
             loss = model(**micro).loss if objective is None else objective.loss(model, micro)
         if world == 1:
             _guard(loss.item(), step, lr)
-        if len(micro_batches) > 1 or world > 1:
+        if weighted:
             loss = loss * (loss_units(micro) / units * world if has_rows else 0.0)
         (precision.scaler.scale(loss) if precision.scaler is not None else loss).backward()
         total += loss.item()
