@@ -80,11 +80,14 @@ class BaseFacts:
         return tuple(sorted(name.rsplit(".", 1)[0] for name, shape in (self.tensors or {}).items()
                             if name.endswith(".weight") and len(shape) == 2 and not is_embedding(name)))
 
+    def linear_paths(self, exclude: set[str] = frozenset()) -> list[str]:
+        """Paths of the linear layers, but for a layer whose path ends with a name in `exclude` (trained
+        whole instead)."""
+        return [path for path in self.linear_modules if not any(path.endswith(x) for x in exclude)]
+
     def linear_names(self, exclude: set[str] = frozenset()) -> list[str]:
-        """Short names of the linear layers, what peft's target_modules match on; a layer whose path ends
-        with a name in `exclude` (trained whole instead) does not count."""
-        return sorted({path.rsplit(".", 1)[-1] for path in self.linear_modules
-                       if not any(path.endswith(x) for x in exclude)})
+        """Short names of the linear layers outside `exclude`, what peft's target_modules match on."""
+        return sorted({path.rsplit(".", 1)[-1] for path in self.linear_paths(exclude)})
 
     def has_module(self, name: str) -> bool:
         """Whether some module's path ends with `name` (how modules_to_save is matched), the head included."""
@@ -212,8 +215,24 @@ def target_problems(facts: BaseFacts, targets: list[str], exclude: set[str] = fr
     (app.training.peft_adapter.checked_targets) would refuse them at train time."""
     if facts.tensors is None:
         return []
-    available = facts.linear_names(exclude)
-    missing = [t for t in targets if t not in available]
+    missing = unmatched_targets(targets, facts.linear_paths(exclude))
     if not missing:
         return []
-    return [("target_modules", f"{missing} are not linear layers of {facts.name}; choose from {available}")]
+    return [("target_modules", f"{missing} are not linear layers of {facts.name}; "
+                               f"{target_choices(facts.linear_names(exclude))}")]
+
+
+def matches_target(path: str, target: str) -> bool:
+    """peft's rule for one target_modules string: the module's path is the target or ends with "." + it, so
+    a short name ("dense") or a path suffix ("intermediate.dense") both work."""
+    return path == target or path.endswith(f".{target}")
+
+
+def unmatched_targets(targets: list[str], paths: list[str]) -> list[str]:
+    """The targets that match none of the linear-layer `paths`."""
+    return [t for t in targets if not any(matches_target(p, t) for p in paths)]
+
+
+def target_choices(names: list[str]) -> str:
+    """What the message of a refused target_modules offers instead."""
+    return f"choose from {names}, or a path suffix ending in one of them (e.g. 'intermediate.dense')"

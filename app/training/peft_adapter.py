@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 
 from app.training.base import TrainContext, TrainingError
+from app.training.base_facts import target_choices, unmatched_targets
 from app.training.lora_shape import default_targets
 
 
@@ -16,10 +17,15 @@ def new_module_names(new_parameters: set[str]) -> list[str]:
     return sorted({key.rsplit(".", 1)[0].split(".", 1)[-1] for key in new_parameters})
 
 
+def linear_module_paths(model: torch.nn.Module, exclude: set[str] = frozenset()) -> list[str]:
+    """Paths of the model's linear layers, but for those whose path ends with a name in `exclude`."""
+    return [name for name, m in model.named_modules()
+            if isinstance(m, torch.nn.Linear) and not any(name.endswith(x) for x in exclude)]
+
+
 def linear_module_names(model: torch.nn.Module, exclude: set[str] = frozenset()) -> list[str]:
     """Short names of the model's linear layers (what peft's target_modules matches on)."""
-    return sorted({name.rsplit(".", 1)[-1] for name, m in model.named_modules()
-                   if isinstance(m, torch.nn.Linear) and not any(name.endswith(x) for x in exclude)})
+    return sorted({name.rsplit(".", 1)[-1] for name in linear_module_paths(model, exclude)})
 
 
 def all_linear_names(model: torch.nn.Module, exclude: set[str]) -> list[str]:
@@ -32,11 +38,11 @@ def checked_targets(model: torch.nn.Module, ctx: TrainContext, targets: list[str
                     field: str = "target_modules") -> list[str]:
     """`targets` if every one names a linear layer of the base (not a new module), else a TrainingError
     naming the choices, reported on `method.<type>.<field>`."""
-    available = linear_module_names(model, exclude=set(new_modules))
-    missing = [t for t in targets if t not in available]
+    missing = unmatched_targets(targets, linear_module_paths(model, exclude=set(new_modules)))
     if missing:
         raise TrainingError(f"target_modules {missing} are not linear layers of {ctx.base_model.id}; "
-                            f"choose from {available}", code="invalid_method_settings",
+                            f"{target_choices(linear_module_names(model, set(new_modules)))}",
+                            code="invalid_method_settings",
                             param=f"method.{ctx.method}.{field}")
     return targets
 

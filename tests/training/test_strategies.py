@@ -157,6 +157,17 @@ def test_lora_rejects_unknown_target_module(make_ctx):
     assert "nope" in err.message and "'key'" in err.message and "'query'" in err.message
 
 
+def test_ia3_takes_path_suffixes_as_peft_does(make_ctx):
+    """'intermediate.dense' names the FFN's first layer alone (a bare 'dense' would match every dense layer)."""
+    from safetensors.torch import load_file
+
+    ctx = make_ctx("ia3", {"target_modules": ["key", "intermediate.dense"]})
+    run_strategy(ctx)
+    adapted = load_file(ctx.output_dir / "adapter" / "adapter_model.safetensors")
+    scaled = {k.split(".ia3_l")[0].split("layer.0.")[-1] for k in adapted if "ia3_l" in k and "layer.0." in k}
+    assert scaled == {"attention.self.key", "intermediate.dense"}
+
+
 def test_cancel_writes_no_artifact(make_ctx):
     from tests.training.conftest import ListSink
 

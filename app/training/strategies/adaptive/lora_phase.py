@@ -18,6 +18,7 @@ from safetensors.torch import load_file, save_file
 
 from app.training.adapted_base import ADAPTED_BASE, ADAPTER, MLM_HEAD, PEFT_PREFIX, filled_keys
 from app.training.base import TrainContext, TrainingError
+from app.training.base_facts import matches_target, target_choices, unmatched_targets
 from app.training.lora_shape import default_targets
 from app.training.peft_adapter import linear_module_names
 from app.training.strategies.adaptive.config import AdaptiveLora
@@ -42,12 +43,11 @@ def _targets(model: torch.nn.Module, settings: AdaptiveLora, ctx: TrainContext) 
     if settings.target_modules == "all-linear":
         return encoder
     wanted = settings.target_modules or default_targets(model.config.model_type)
-    available = linear_module_names(model.base_model)
-    if missing := [t for t in wanted if t not in available]:
+    if missing := unmatched_targets(wanted, encoder):
         raise TrainingError(f"lora.target_modules {missing} are not linear layers of {ctx.base_model.id}'s encoder; "
-                            f"choose from {available}", code="invalid_method_settings",
+                            f"{target_choices(linear_module_names(model.base_model))}", code="invalid_method_settings",
                             param="method.adaptive.lora.target_modules")
-    return [name for name in encoder if name.rsplit(".", 1)[-1] in wanted]
+    return [name for name in encoder if any(matches_target(name, t) for t in wanted)]
 
 
 def lora_hooks(ctx: TrainContext, settings: AdaptiveLora, previous: Path | None) -> dict[str, Any]:
