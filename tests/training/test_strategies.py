@@ -168,6 +168,29 @@ def test_ia3_takes_path_suffixes_as_peft_does(make_ctx):
     assert scaled == {"attention.self.key", "intermediate.dense"}
 
 
+def test_ia3_rescales_every_linear_layer_by_default(make_ctx):
+    """target_modules "all-linear": each encoder linear layer's output and the pooler's, never the new head."""
+    from safetensors.torch import load_file
+
+    ctx = make_ctx("ia3")
+    run_strategy(ctx)
+    adapted = load_file(ctx.output_dir / "adapter" / "adapter_model.safetensors")
+    scaled = {k.split(".ia3_l")[0].split("bert.")[-1] for k in adapted if "ia3_l" in k}
+    per_layer = {"attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense",
+                 "intermediate.dense", "output.dense"}
+    assert scaled == {f"encoder.layer.{i}.{m}" for i in (0, 1) for m in per_layer} | {"pooler.dense"}
+    assert all(adapted[k].shape[1] == 1 for k in adapted if "ia3_l" in k)  # output scaling: (out, 1) vectors
+
+
+def test_ia3_feedforward_modules_need_named_targets():
+    from pydantic import ValidationError
+
+    from app.training.strategies.ia3.config import IA3Settings
+
+    with pytest.raises(ValidationError, match="feedforward_modules needs target_modules named as a list"):
+        IA3Settings(feedforward_modules=["output.dense"])
+
+
 def test_cancel_writes_no_artifact(make_ctx):
     from tests.training.conftest import ListSink
 
