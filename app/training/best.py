@@ -2,13 +2,19 @@
 
 Scored by the task type's validation figure (accuracy; micro-F1 for multi-label, entity F1 for NER; a
 mixture's mean), ties broken by lower loss, then by the earlier step (as the Hugging
-Face Trainer's `load_best_model_at_end`). The weights that train are written to `best/` in the job's
-checkpoint dir (atomically), so a paused or re-queued run compares against, and ends with, the same
-best as an uninterrupted one.
+Face Trainer's `load_best_model_at_end`). With a `tolerance` (by default: one standard error of the
+figure over the validation rows) the pick is the latest checkpoint within that tolerance of the best,
+the "one-standard-error rule" (Breiman et al. 1984; Hastie et al., ESL §7.10): on a few hundred
+validation rows the top figure is partly luck, and the luckiest epoch is more often an early,
+less-trained one. On minilm-l6 with 500 validation tweets the strict best lost 0.4 test points on
+average to the last step (LoRA, IA3, BitFit; bench/peft.py). The weights that train are written to
+`best/` in the job's checkpoint dir (atomically), so a paused or re-queued run compares against, and
+ends with, the same pick as an uninterrupted one.
 """
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -39,20 +45,46 @@ def score(metrics: dict[str, float]) -> tuple[float, ...]:
     return selection_metric(metrics)[1], -metrics.get("eval_loss", float("inf"))
 
 
+def standard_error(metrics: dict[str, float]) -> float:
+    """One binomial standard error of the selection figure, sqrt(p(1 - p) / n) over the n = `eval_samples`
+    validation rows, when the figure is a share of them; 0 when unknown (regression ranks by loss)."""
+    name, value = selection_metric(metrics)
+    rows = metrics.get("eval_samples", 0)
+    if not name or rows <= 0 or not 0.0 <= value <= 1.0:
+        return 0.0
+    return math.sqrt(value * (1.0 - value) / rows)
+
+
+def no_tolerance(metrics: dict[str, float]) -> float:
+    return 0.0
+
+
 class BestCheckpoint:
-    def __init__(self, checkpoint_dir: Path, score: Callable[[dict[str, float]], tuple[float, ...]] = score):
-        """`score`: higher is better (default: accuracy, then lower loss; early stopping brings its own)."""
-        self.path, self.score = checkpoint_dir / BEST, score
+    def __init__(self, checkpoint_dir: Path, score: Callable[[dict[str, float]], tuple[float, ...]] = score,
+                 tolerance: Callable[[dict[str, float]], float] = no_tolerance):
+        """`score`: higher is better (default: accuracy, then lower loss; early stopping brings its own).
+        `tolerance(best metrics)`: how far below the best figure a later checkpoint may be and still be picked."""
+        self.path, self.score, self.tolerance = checkpoint_dir / BEST, score, tolerance
         record = self.path / "best.json"
         self.record = json.loads(record.read_text()) if record.is_file() else None
+        # the best figure so far ({"step", "metrics"}); the pick (record) is it or a later checkpoint
+        self.top = None if self.record is None else self.record.get("top", {k: self.record[k] for k in ("step", "metrics")})
+
+    def _picks(self, step: int, metrics: dict[str, float]) -> bool:
+        """Whether the checkpoint of `step` becomes the pick: a new best always does; a later one within
+        the tolerance of the best does too."""
+        if self.top is None or self.score(metrics) > self.score(self.top["metrics"]):
+            self.top = {"step": step, "metrics": metrics}
+            return True
+        margin = self.tolerance(self.top["metrics"])
+        return margin > 0 and selection_metric(metrics)[1] >= selection_metric(self.top["metrics"])[1] - margin
 
     def offer(self, step: int, metrics: dict[str, float], model: torch.nn.Module) -> None:
-        """Keep `model`'s trainable weights if `metrics` beat the best so far."""
-        if self.record is not None and (step <= self.record["step"]
-                                        or self.score(metrics) <= self.score(self.record["metrics"])):
+        """Keep `model`'s trainable weights if the checkpoint of `step` becomes the pick."""
+        if self.record is not None and step <= self.record["step"] or not self._picks(step, metrics):
             return
         weights = trainable_state(model)  # a sharded model's: gathered onto rank 0, which alone writes
-        self.record = {"step": step, "metrics": metrics}
+        self.record = {"step": step, "metrics": metrics, "top": self.top}
         if not writes(model):
             return
         tmp = self.path.with_name(f".{BEST}.tmp")
@@ -70,7 +102,11 @@ class BestCheckpoint:
         step, metrics = self.record["step"], self.record["metrics"]
         name, value = selection_metric(metrics)
         figure = f"validation {name.removeprefix('eval_')} {value:.4f}, " if name else "validation "
+        top = self.record.get("top") or {"step": step}
+        why = "" if top["step"] == step else (
+            f", the latest within one standard error ({self.tolerance(top['metrics']):.4f}) of the best, "
+            f"{selection_metric(top['metrics'])[1]:.4f} at step {top['step']}")
         sink.message(f"{label}Selected the checkpoint of step {step} ({figure}loss "
-                     f"{metrics.get('eval_loss', float('nan')):.4f}) over the last step {last_step}",
-                     data={"selected_step": step, "metrics": metrics})
+                     f"{metrics.get('eval_loss', float('nan')):.4f}{why}) over the last step {last_step}",
+                     data={"selected_step": step, "metrics": metrics, "best_step": top["step"]})
         return step

@@ -67,7 +67,8 @@ def evaluate_classifier(model, data: LabelledRows, device,
             outputs += task.outputs(out.logits, batch)
             losses.append(out.loss.item() * out.logits.shape[0])
     model.train()
-    return {"eval_loss": sum(losses) / len(data), **task.metrics(outputs, data)}, outputs
+    # eval_samples: the rows behind the figures (model selection's standard error, app.training.best)
+    return {"eval_loss": sum(losses) / len(data), **task.metrics(outputs, data), "eval_samples": len(data)}, outputs
 
 
 def _aux_masker(ctx: TrainContext, tokenizer: Any, examples: list[Example]) -> MlmMasker:

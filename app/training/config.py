@@ -92,9 +92,10 @@ class HyperparameterSettings(BaseModel):
     max_grad_norm: float | None = Field(1.0, gt=0, le=1000, description=(
         "Clip the gradients' global norm to this (1.0, as the Hugging Face Trainer does); null: no clipping."))
     select_best: bool = Field(True, description=(
-        "With a validation file: keep the evaluated checkpoint with the best validation figure (accuracy; "
-        "micro-F1 for multi-label, entity F1 for NER, loss alone for regression; ties: lower loss, then the "
-        "earlier) as the artifact; the events say which step. Without one: the last step."))
+        "With a validation file: the artifact is the latest evaluated checkpoint within one standard error of "
+        "the best validation figure (accuracy; micro-F1 for multi-label, entity F1 for NER; the one-standard-"
+        "error rule, app.training.best), or the best by loss alone for regression (ties: lower loss, then the "
+        "earlier); the events say which step. Without one: the last step."))
     preset: Preset = Field("quality", description=(
         "How 'auto' epochs trade time for accuracy: quality = the method's rule for the data size (up to "
         "10 epochs on small files for parameter-efficient methods); fast = the rule's minimum (3)."))

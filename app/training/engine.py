@@ -50,7 +50,7 @@ import torch
 from app.training.base import ProgressSink, TrainingError
 from app.training.config import Hyperparameters
 from app.training.batching import length_grouped_order, loss_units, split_batch
-from app.training.best import BestCheckpoint, score
+from app.training.best import BestCheckpoint, score, standard_error
 from app.training.flops import FlopCounter
 from app.training.checkpoints import load_checkpoint, load_extra_state, save_checkpoint
 from app.training.distributed import all_reduce_gradients, all_reduce_loss, broadcast_stop, rank_and_world, shard
@@ -311,7 +311,8 @@ def optimize(run: Run) -> RunResult:
         return result
 
     keep_best = run.evaluate is not None and (hp.select_best or stopper is not None)
-    best = BestCheckpoint(run.checkpoint_dir, stopper.score if stopper else score) if keep_best else None
+    best = None if not keep_best else (BestCheckpoint(run.checkpoint_dir, stopper.score) if stopper else
+                                       BestCheckpoint(run.checkpoint_dir, score, standard_error))
     model.train()
     try:
         while state["epoch"] < hp.n_epochs and result.stopped_early_at is None:
