@@ -134,7 +134,9 @@ def test_stacked_task_adapter_pauses_and_resumes_to_the_same_weights(make_ctx, t
 FRESH_PROCESS = textwrap.dedent("""
     import json, sys
     from pathlib import Path
+    import torch
     from app.training.artifacts import load_classifier, predict
+    torch.set_num_threads(1)  # as this test's process runs (tests/training/conftest.py): the same sums, bit for bit
     model, tokenizer, labels = load_classifier(Path(sys.argv[1]), Path(sys.argv[2]))
     rows = [json.loads(line) for line in open(sys.argv[3])]
     print(json.dumps(predict(model, tokenizer, rows, labels)))
