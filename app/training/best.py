@@ -68,7 +68,8 @@ class BestCheckpoint:
         record = self.path / "best.json"
         self.record = json.loads(record.read_text()) if record.is_file() else None
         # the best figure so far ({"step", "metrics"}); the pick (record) is it or a later checkpoint
-        self.top = None if self.record is None else self.record.get("top", {k: self.record[k] for k in ("step", "metrics")})
+        self.top = None if self.record is None else self.record.get(
+            "top", {"step": self.record["step"], "metrics": self.record["metrics"]})
 
     def _picks(self, step: int, metrics: dict[str, float]) -> bool:
         """Whether the checkpoint of `step` becomes the pick: a new best always does; a later one within
@@ -81,7 +82,7 @@ class BestCheckpoint:
 
     def offer(self, step: int, metrics: dict[str, float], model: torch.nn.Module) -> None:
         """Keep `model`'s trainable weights if the checkpoint of `step` becomes the pick."""
-        if self.record is not None and step <= self.record["step"] or not self._picks(step, metrics):
+        if (self.record is not None and step <= self.record["step"]) or not self._picks(step, metrics):
             return
         weights = trainable_state(model)  # a sharded model's: gathered onto rank 0, which alone writes
         self.record = {"step": step, "metrics": metrics, "top": self.top}
