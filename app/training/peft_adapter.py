@@ -47,10 +47,10 @@ def checked_targets(model: torch.nn.Module, ctx: TrainContext, targets: list[str
     return targets
 
 
-def lora_targets(model: torch.nn.Module, ctx: TrainContext, wanted: list[str] | str | None, whole: list[str],
-                 never: set[str] = frozenset(), field: str = "target_modules") -> list[str]:
-    """What LoRA adapts on an encoder: for "all-linear" every linear layer outside `whole` (trained whole)
-    and `never`; else the named layers, or the model_type's defaults, checked as checked_targets does."""
+def encoder_targets(model: torch.nn.Module, ctx: TrainContext, wanted: list[str] | str | None, whole: list[str],
+                    never: set[str] = frozenset(), field: str = "target_modules") -> list[str]:
+    """What LoRA (or IA3) adapts on an encoder: for "all-linear" every linear layer outside `whole` (trained
+    whole) and `never`; else the named layers, or LoRA's model_type defaults, checked as checked_targets does."""
     if wanted == "all-linear":
         return all_linear_names(model, exclude={*whole, *never})
     return checked_targets(model, ctx, wanted or default_targets(model.config.model_type), whole, field)

@@ -16,7 +16,7 @@ import torch
 
 from app.training.base import TrainContext
 from app.training.delta import save_delta
-from app.training.peft_adapter import lora_targets, new_module_names, save_adapter
+from app.training.peft_adapter import encoder_targets, new_module_names, save_adapter
 from app.training.strategies.cloze.apply import WHOLE
 from app.training.strategies.cloze.config import ClozeLora, ClozeSettings
 
@@ -58,5 +58,5 @@ def _lora(mlm: torch.nn.Module, ctx: TrainContext, lora: ClozeLora, new_paramete
     from peft import get_peft_model
 
     whole = new_module_names(new_parameters)
-    targets = lora_targets(mlm, ctx, lora.target_modules, whole, never={decoder}, field="peft.target_modules")
+    targets = encoder_targets(mlm, ctx, lora.target_modules, whole, never={decoder}, field="peft.target_modules")
     return get_peft_model(mlm, lora.peft_config(targets, modules_to_save=whole or None))

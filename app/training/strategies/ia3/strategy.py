@@ -9,7 +9,7 @@ from __future__ import annotations
 from app.training.base import TrainContext, TrainResult
 from app.training.task_run import run_classification
 from app.training.tasks.base import peft_task_type
-from app.training.peft_adapter import all_linear_names, checked_targets, new_module_names, save_adapter
+from app.training.peft_adapter import encoder_targets, new_module_names, save_adapter
 from app.training.strategies.ia3.config import IA3Settings
 
 
@@ -18,10 +18,8 @@ def _prepare(model, ctx: TrainContext, new_parameters: set[str]):
 
     settings = ctx.settings_as(IA3Settings)
     new_modules = new_module_names(new_parameters)
-    if settings.target_modules == "all-linear":
-        targets = all_linear_names(model, exclude=set(new_modules))
-    else:
-        targets = settings.target_modules and checked_targets(model, ctx, settings.target_modules, new_modules)
+    # null: peft's own placement for the base; "all-linear" or names: as LoRA resolves them
+    targets = settings.target_modules and encoder_targets(model, ctx, settings.target_modules, new_modules)
     feedforward = settings.feedforward_modules
     if targets and feedforward is None:
         feedforward = []  # peft's default feed-forward names need not be among the targets given

@@ -8,7 +8,7 @@ from __future__ import annotations
 from app.training.base import TrainContext, TrainingError, TrainResult
 from app.training.task_run import run_classification
 from app.training.tasks.base import peft_task_type
-from app.training.peft_adapter import lora_targets, new_module_names, save_adapter
+from app.training.peft_adapter import encoder_targets, new_module_names, save_adapter
 from app.training.strategies.lora.config import LoraSettings
 
 
@@ -22,7 +22,7 @@ def _prepare(model, ctx: TrainContext, new_parameters: set[str]):
     if unknown:
         raise TrainingError(f"modules_to_save {unknown} name no module of {ctx.base_model.id}",
                             code="invalid_method_settings", param="method.lora.modules_to_save")
-    config = settings.peft_config(lora_targets(model, ctx, settings.target_modules, whole),
+    config = settings.peft_config(encoder_targets(model, ctx, settings.target_modules, whole),
                                   task_type=peft_task_type(model), modules_to_save=whole or None, bias=settings.bias,
                                   use_rslora=settings.use_rslora, use_dora=settings.use_dora)
     return get_peft_model(model, config)
