@@ -185,10 +185,14 @@ def test_ia3_rescales_every_linear_layer_by_default(make_ctx):
 def test_ia3_feedforward_modules_need_named_targets():
     from pydantic import ValidationError
 
+    from app.training.methods import MethodError, parse_method
     from app.training.strategies.ia3.config import IA3Settings
 
     with pytest.raises(ValidationError, match="feedforward_modules needs target_modules named as a list"):
         IA3Settings(feedforward_modules=["output.dense"])
+    with pytest.raises(MethodError) as refused:  # what the API answers with a 400
+        parse_method({"type": "ia3", "ia3": {"target_modules": "all-linear", "feedforward_modules": ["dense"]}})
+    assert "feedforward_modules needs target_modules named as a list" in refused.value.message
 
 
 def test_cancel_writes_no_artifact(make_ctx):
