@@ -56,7 +56,7 @@ LOAD_AND_PREDICT = textwrap.dedent("""
     if (art / "adapter").exists():
         from peft import PeftModel
         model = PeftModel.from_pretrained(AutoModelForSequenceClassification.from_pretrained(base, **kw), art / "adapter")
-    elif (art / "model").exists():
+    elif (art / "model").exists() and manifest.get("settings", {}).get("pooling") != "mean":
         model = AutoModelForSequenceClassification.from_pretrained(art / "model")
     else:
         from app.training.artifacts import load_classifier

@@ -1,6 +1,7 @@
 """TLM end to end: a corpus uploaded and indexed by the real worker, a `tlm` job trained by it from random
 weights, its events (retrieval, S's size, FLOPs per stage beside accuracy), its artifact downloaded and
-reloaded in a fresh process with plain transformers, and the API serving its predictions."""
+reloaded in a fresh process (its head reads the mean, pooling "auto", so through load_classifier), and the API
+serving its predictions."""
 from __future__ import annotations
 
 import io
@@ -52,6 +53,7 @@ def test_tlm_job_retrieves_trains_from_scratch_and_serves(service, openai_client
     assert len(rows) == 16 and all(set(r["documents"]) <= set(range(20)) for r in rows)
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     assert manifest["method"] == "tlm" and manifest["flops"] == final.data["flops"]
+    assert manifest["settings"]["pooling"] == "mean"
     result = reload_in_fresh_process(tmp_path, tiny_model_dir, valid_rows)
     assert result["n"] == len(valid_rows) and result["max_abs_diff"] < 1e-4
 

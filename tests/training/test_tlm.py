@@ -234,7 +234,8 @@ print(json.dumps({"worst": worst, "vocab": len(tok), "app": "app.training" in sy
 
 @pytest.mark.parametrize("tokenizer", ["base", "train"])
 def test_artifact_reloads_in_a_fresh_process_and_predicts(tlm_ctx, tokenizer):
-    ctx = tlm_ctx({"tokenizer": tokenizer, "vocab_size": 120})
+    """With pooling cls (the authors' head) the artifact is a plain transformers model."""
+    ctx = tlm_ctx({"tokenizer": tokenizer, "vocab_size": 120, "pooling": "cls"})
     assert run_strategy(ctx).status == "succeeded"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     out = subprocess.run([sys.executable, "-c", RELOAD, str(ctx.output_dir), str(ctx.validation_file)],
@@ -247,6 +248,49 @@ def test_artifact_reloads_in_a_fresh_process_and_predicts(tlm_ctx, tokenizer):
     manifest = read_manifest(ctx.output_dir)
     assert {"model/model.safetensors", "model/tokenizer.json", "retrieved.jsonl"} <= set(manifest["files"])
     assert manifest["method"] == "tlm" and manifest["settings"]["tokenizer"] == tokenizer
+
+
+RELOAD_MEAN = """
+import json, sys
+from pathlib import Path
+from app.training.artifacts import load_classifier, predict
+art, valid = Path(sys.argv[1]), sys.argv[2]
+model, tok, labels = load_classifier(art)
+rows = [json.loads(line) for line in open(valid)]
+got = predict(model, tok, rows, labels)
+preds = [json.loads(line) for line in open(art / "eval" / "predictions.jsonl")]
+print(json.dumps({"worst": max(max(abs(a - b) for a, b in zip(g["logits"], p["logits"], strict=True))
+                               for g, p in zip(got, preds, strict=True)),
+                  "same": [g["predicted"] for g in got] == [p["predicted"] for p in preds],
+                  "pooler": type(model.base_model.pooler).__name__}))
+"""
+
+
+def test_auto_pooling_reads_the_mean_and_the_artifact_reloads_with_it(tlm_ctx):
+    """pooling "auto" resolves to mean (a from-scratch [CLS] is untrained for hundreds of steps): the event and
+    the manifest say so, a resumed stage 2 reads the mean too, and load_classifier in a fresh process rebuilds
+    the mean pooler and reproduces the job's own predictions."""
+    ctx = tlm_ctx()
+    assert run_strategy(ctx).status == "succeeded"
+    assert read_manifest(ctx.output_dir)["settings"]["pooling"] == "mean"
+    assert any("the mean of the last hidden states (pooling 'mean')" in text
+               for kind, text in ctx.sink.events if kind == "message")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    out = subprocess.run([sys.executable, "-c", RELOAD_MEAN, str(ctx.output_dir), str(ctx.validation_file)],
+                         capture_output=True, text=True, env=env, check=False)
+    assert out.returncode == 0, out.stderr[-3000:]
+    checked = json.loads(out.stdout.strip().splitlines()[-1])
+    assert checked == {**checked, "same": True, "pooler": "MeanPooler"} and checked["worst"] < 1e-5
+
+
+def test_mean_and_cls_pooling_train_different_heads(tlm_ctx):
+    """The setting reaches the model: the same seed and data give other logits over the mean than over [CLS]."""
+    logits = {}
+    for pooling in ("mean", "cls"):
+        ctx = tlm_ctx({"pooling": pooling}, output=pooling)
+        assert run_strategy(ctx).status == "succeeded"
+        logits[pooling] = [json.loads(line)["logits"] for line in open(ctx.output_dir / "eval" / "predictions.jsonl")]
+    assert logits["mean"] != logits["cls"]
 
 
 def test_a_job_without_its_corpus_index_fails_saying_so(tlm_ctx):

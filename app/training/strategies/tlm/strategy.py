@@ -37,6 +37,7 @@ from app.training.data import CLASSIFICATION
 from app.training.engine import Run, RunResult, batch_seed, epoch_batches, optimize
 from app.training.masking import MlmCollator
 from app.training.mlm import pmi_vocabulary
+from app.training.pooling import use_mean_pooling
 from app.training.strategies.tlm.config import TlmSettings
 from app.training.strategies.tlm.external import ExternalTexts, write_external
 from app.training.strategies.tlm.model import (TlmModel, base_tokenizer, build_models, encoder_config,
@@ -241,7 +242,7 @@ def _stage2(ctx: TrainContext, settings: TlmSettings, classifier: torch.nn.Modul
 def train(ctx: TrainContext) -> TrainResult:
     from transformers import AutoModelForSequenceClassification
 
-    settings = ctx.settings_as(TlmSettings)
+    settings = _resolved_pooling(ctx)
     train_examples, valid_examples, labels = load_task_data(ctx)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     texts = _texts(train_examples)
@@ -267,6 +268,8 @@ def train(ctx: TrainContext) -> TrainResult:
                             f"{ctx.base_model.id}'s architecture; lower it.", code="invalid_method_settings",
                             param="method.tlm.hyperparameters.max_length")
     classifier, mlm = build_models(config, hp.seed)
+    if settings.pooling == "mean":
+        use_mean_pooling(classifier)
     ctx.sink.message(f"TLM: a randomly initialised encoder ({settings.shape.num_hidden_layers} layers × "
                      f"{settings.shape.hidden_size}, {sum(p.numel() for p in classifier.parameters()):,} parameters) "
                      f"in {config.model_type}'s architecture; no weights of {ctx.base_model.id} are used",
@@ -284,9 +287,22 @@ def train(ctx: TrainContext) -> TrainResult:
     else:
         ctx.sink.message(f"Stage 1: already finished in an earlier attempt ({stage1['steps']} steps)")
         classifier = AutoModelForSequenceClassification.from_pretrained(stage1_dir)
+        if settings.pooling == "mean":
+            use_mean_pooling(classifier)
     run, stage2 = _stage2(ctx, settings, classifier, train, valid, device, offset=stage1["steps"])
     return _finish(ctx, settings, run, [stage1, stage2], retrieval, s_tokens, classifier, tokenizer, valid,
                    (train_examples, valid_examples), labels, offset=stage1["steps"])
+
+
+def _resolved_pooling(ctx: TrainContext) -> TlmSettings:
+    """The job's settings with pooling "auto" resolved (to mean) and recorded in ctx, so the manifest says what
+    the head read and the artifact loads with it."""
+    settings = ctx.settings_as(TlmSettings)
+    if settings.pooling == "auto":
+        ctx.settings = settings = settings.model_copy(update={"pooling": "mean"})
+    reads = "the mean of the last hidden states" if settings.pooling == "mean" else "[CLS] through the pooler"
+    ctx.sink.message(f"TLM: the head reads {reads} (pooling {settings.pooling!r})", data={"pooling": settings.pooling})
+    return settings
 
 
 def _any_tokenizer(ctx: TrainContext) -> Any:
