@@ -250,7 +250,7 @@ def report(path: Path) -> None:
         runs.setdefault((record["task"], record["column"]), []).append(record)
     print(f"reference pretraining FLOPs (6 × {PRETRAINING['parameters']:.3g} parameters × "
           f"{PRETRAINING['tokens']:.3g} tokens) = {PRETRAINING['flops']:.3e}")
-    print(f"{'task':7} {'column':10} {'seeds':>5} {'test acc':>14} {'macro-F1':>14} {'train FLOPs':>11} "
+    print(f"{'task':7} {'column':34} {'seeds':>5} {'test acc':>14} {'macro-F1':>14} {'train FLOPs':>11} "
           f"{'total FLOPs':>11} {'× ref':>8} {'|S| docs':>9} {'retr. s':>7} {'median s':>8}")
     for task in dict.fromkeys(t for t, _ in runs):
         reference = runs.get((task, "reference"))
@@ -262,7 +262,7 @@ def report(path: Path) -> None:
             total = flops + (PRETRAINING["flops"] if column == "reference" else 0)
             share = f"{total / ref_total:.1e}" if ref_total else "-"
             retrieval = rs[0].get("retrieval") or {}
-            print(f"{task:7} {column:10} {len(rs):>5} {mean_std([r['test_accuracy'] for r in rs]):>14} "
+            print(f"{task:7} {column:34} {len(rs):>5} {mean_std([r['test_accuracy'] for r in rs]):>14} "
                   f"{mean_std([r['test_macro_f1'] for r in rs]):>14} {flops:>11.3e} {total:>11.3e} {share:>8} "
                   f"{retrieval.get('documents', '-'):>9} {retrieval.get('seconds', '-'):>7} "
                   f"{statistics.median(r['seconds'] for r in rs):>8.0f}")
