@@ -6,6 +6,7 @@ tests.tiny_models), and it imports neither pytest nor torch, so a benchmark uses
 """
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import threading
@@ -39,8 +40,11 @@ class Background:
 
     def __init__(self, args: list[str], env: dict[str, str], name: str | None = None):
         self.name = name or " ".join(Path(a).name for a in args[:3])
+        # SIGINT back to its default in the child: a test run started in the background (`cmd &` in a script, as CI
+        # may be) ignores SIGINT, children inherit that, and Python then installs no KeyboardInterrupt handler
         self.proc = subprocess.Popen(args, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     text=True, start_new_session=True)
+                                     text=True, start_new_session=True,
+                                     preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         self.lines: list[str] = []
         threading.Thread(target=lambda: self.lines.extend(self.proc.stdout), daemon=True).start()
 
