@@ -62,7 +62,9 @@ def one(spec: dict, data: Path) -> dict:
     run = bare_run(spec["method"], data / "train.jsonl", out, settings, seed=spec["seed"],
                    validation=data / "valid.jsonl")
     manifest = read_manifest(out)
-    model, tokenizer, labels = load_classifier(out, minilm_path())
+    # an adaptive job (e.g. bench/fewshot.py's cloze after TAPT) ships the encoder it adapted: its artifact loads over that
+    encoder = out / "encoder"
+    model, tokenizer, labels = load_classifier(out, encoder if encoder.is_dir() else minilm_path())
     rows = [json.loads(line) for line in open(data / "test.jsonl")]
     predicted = [p["predicted"] for p in predict(model, tokenizer, rows, labels)]
     index = {label: i for i, label in enumerate(labels)}
